@@ -1,0 +1,392 @@
+//! Apple Push Notification service: a pure payload builder (using a2's payload types) and a
+//! sender that speaks HTTP/2 to a configurable base URL with reqwest (a2's own client hard-codes
+//! Apple's hosts), with token (ES256 JWT) or certificate auth.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use a2::request::notification::{DefaultNotificationBuilder, NotificationBuilder, NotificationOptions};
+use a2::request::payload::PayloadLike;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value};
+use tracing::warn;
+
+use super::http::{HttpSettings, client_builder};
+use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::domain::{Content, CredentialId, CredentialSecret, CredentialType, ErrorCode, Priority};
+
+/// Apple's limit on the payload of a (non-VoIP) notification.
+pub const MAX_PAYLOAD_BYTES: usize = 4096;
+/// Apple's production host.
+pub const PRODUCTION: &str = "https://api.push.apple.com";
+/// Apple's sandbox host.
+pub const SANDBOX: &str = "https://api.sandbox.push.apple.com";
+/// A provider token is reused for this long (Apple: refresh no more than once per 20 minutes,
+/// and at least once per hour).
+pub const JWT_LIFETIME: Duration = Duration::from_secs(40 * 60);
+
+/// One APNs request, ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApnsRequest {
+    /// `apns-*` headers (name, value).
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON payload.
+    pub body: String,
+}
+
+/// Why a payload could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// Over the provider's size limit.
+    #[error("payload is {0} bytes; the limit is {MAX_PAYLOAD_BYTES}")]
+    TooLarge(usize),
+    /// Anything else.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Builds the payload and headers for one notification.
+pub fn build_request(
+    content: &Content,
+    priority: Priority,
+    sound: Option<&str>,
+    topic: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<ApnsRequest, PayloadError> {
+    let silent = content.title.is_none() && content.body.is_none() && content.badge.is_none() && sound.is_none();
+    let background = silent && content.content_available == Some(true);
+    let mut builder = DefaultNotificationBuilder::new();
+    if let Some(title) = content.title.as_deref() {
+        builder = builder.set_title(title);
+    }
+    if let Some(body) = content.body.as_deref() {
+        builder = builder.set_body(body);
+    }
+    if let Some(badge) = content.badge {
+        builder = builder.set_badge(badge);
+    }
+    if let Some(sound) = sound {
+        builder = builder.set_sound(sound);
+    }
+    if content.content_available == Some(true) {
+        builder = builder.set_content_available();
+    }
+    if content.mutable_content == Some(true) || content.image.is_some() {
+        builder = builder.set_mutable_content();
+    }
+    let payload = builder.build("", NotificationOptions::default());
+    let json = payload.to_json_string().map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    let mut root: Value = serde_json::from_str(&json).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    if let Value::Object(root) = &mut root {
+        if root.get("aps").and_then(|a| a.get("mutable-content")) == Some(&Value::from(0))
+            && let Some(Value::Object(aps)) = root.get_mut("aps")
+        {
+            aps.remove("mutable-content");
+        }
+        for (k, v) in content.data.iter().flatten() {
+            root.insert(k.clone(), Value::String(v.clone()));
+        }
+        if let Some(image) = &content.image {
+            root.insert("image".into(), Value::String(image.clone()));
+        }
+        if let Some(extra) = &content.apn {
+            merge(root, extra);
+        }
+    }
+    let body = serde_json::to_string(&root).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    if body.len() > MAX_PAYLOAD_BYTES {
+        return Err(PayloadError::TooLarge(body.len()));
+    }
+    let mut headers = vec![
+        ("apns-push-type", if background { "background" } else { "alert" }.to_owned()),
+        ("apns-priority", if background || priority == Priority::Low { "5" } else { "10" }.to_owned()),
+    ];
+    if let Some(topic) = topic {
+        headers.push(("apns-topic", topic.to_owned()));
+    }
+    if let Some(ttl) = content.ttl {
+        let expiration = if ttl == 0 { 0 } else { now.timestamp().max(0) + i64::from(ttl) };
+        headers.push(("apns-expiration", expiration.to_string()));
+    }
+    if let Some(key) = &content.collapse_key {
+        headers.push(("apns-collapse-id", key.clone()));
+    }
+    Ok(ApnsRequest { headers, body })
+}
+
+/// Deep-merges `extra` into `target` (objects merge, anything else replaces).
+pub fn merge(target: &mut Map<String, Value>, extra: &Map<String, Value>) {
+    for (k, v) in extra {
+        match (target.get_mut(k), v) {
+            (Some(Value::Object(t)), Value::Object(e)) => merge(t, e),
+            _ => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Classifies an APNs answer.
+pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
+    if status == 200 {
+        return DeliveryOutcome::Sent;
+    }
+    let reason = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    match (status, reason.as_str()) {
+        (410, _) | (400, "BadDeviceToken") => DeliveryOutcome::InvalidToken { reason },
+        (429, _) | (500, _) | (503, _) => DeliveryOutcome::Retryable { after: retry_after, reason },
+        (403, "ExpiredProviderToken") => DeliveryOutcome::Retryable { after: None, reason },
+        (413, _) => DeliveryOutcome::Permanent {
+            code: ErrorCode::PayloadTooLarge,
+            message: "APNs refused the payload as too large".into(),
+            reason: Some(reason),
+        },
+        _ => DeliveryOutcome::Permanent {
+            code: ErrorCode::ProviderRejected,
+            message: format!("APNs refused the notification (HTTP {status})"),
+            reason: Some(reason),
+        },
+    }
+}
+
+struct CachedJwt {
+    token: Arc<str>,
+    minted: std::time::Instant,
+}
+
+/// Sends to APNs over one reused HTTP/2 client (token auth) or one client per certificate.
+pub struct ApnsSender {
+    production: String,
+    sandbox: String,
+    settings: HttpSettings,
+    client: reqwest::Client,
+    cert_clients: Mutex<HashMap<CredentialId, reqwest::Client>>,
+    jwts: Mutex<HashMap<CredentialId, CachedJwt>>,
+}
+
+impl ApnsSender {
+    /// Uses `endpoint` for both environments when given (tests, proxies), else Apple's hosts.
+    pub fn new(endpoint: Option<&str>, settings: HttpSettings) -> Result<Self, reqwest::Error> {
+        let production = endpoint.unwrap_or(PRODUCTION).trim_end_matches('/').to_owned();
+        let sandbox = endpoint.unwrap_or(SANDBOX).trim_end_matches('/').to_owned();
+        let client = client_builder(&production, &settings)?.build()?;
+        Ok(Self { production, sandbox, settings, client, cert_clients: Mutex::default(), jwts: Mutex::default() })
+    }
+
+    fn jwt(&self, id: &CredentialId, key_id: &str, team_id: &str, pem: &str) -> Result<Arc<str>, String> {
+        let mut jwts = self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?;
+        if let Some(cached) = jwts.get(id)
+            && cached.minted.elapsed() < JWT_LIFETIME
+        {
+            return Ok(cached.token.clone());
+        }
+        let key = EncodingKey::from_ec_pem(pem.as_bytes())
+            .map_err(|_| "the APNs signing key is not a valid P-256 key".to_owned())?;
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key_id.to_owned());
+        let claims = serde_json::json!({ "iss": team_id, "iat": Utc::now().timestamp() });
+        let token: Arc<str> = jsonwebtoken::encode(&header, &claims, &key)
+            .map_err(|_| "could not sign the APNs provider token".to_owned())?
+            .into();
+        jwts.insert(id.clone(), CachedJwt { token: token.clone(), minted: std::time::Instant::now() });
+        Ok(token)
+    }
+
+    fn forget_jwt(&self, id: &CredentialId) {
+        if let Ok(mut jwts) = self.jwts.lock() {
+            jwts.remove(id);
+        }
+    }
+
+    fn cert_client(&self, id: &CredentialId, cert: &str, key: &str) -> Result<reqwest::Client, String> {
+        let mut clients = self.cert_clients.lock().map_err(|_| "client cache poisoned".to_owned())?;
+        if let Some(c) = clients.get(id) {
+            return Ok(c.clone());
+        }
+        let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+            .map_err(|_| "the APNs certificate or its private key cannot be used".to_owned())?;
+        let client = client_builder(&self.production, &self.settings)
+            .and_then(|b| b.identity(identity).build())
+            .map_err(|_| "could not build an HTTP client for the APNs certificate".to_owned())?;
+        clients.insert(id.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Sends one notification and classifies the answer.
+    pub async fn send(&self, d: &Delivery<'_>) -> DeliveryOutcome {
+        let base = if d.credential_type == CredentialType::ApnSandbox { &self.sandbox } else { &self.production };
+        let (client, auth, topic) = match d.secret.as_ref() {
+            CredentialSecret::ApnToken { key_id, team_id, private_key_pem, bundle_id } => {
+                match self.jwt(&d.credential_id, key_id, team_id, private_key_pem) {
+                    Ok(jwt) => (self.client.clone(), Some(jwt), Some(bundle_id.as_str())),
+                    Err(message) => return unusable(message),
+                }
+            }
+            CredentialSecret::ApnCertificate { certificate_pem, private_key_pem, topic } => {
+                match self.cert_client(&d.credential_id, certificate_pem, private_key_pem) {
+                    Ok(client) => (client, None, topic.as_deref()),
+                    Err(message) => return unusable(message),
+                }
+            }
+            CredentialSecret::Fcm { .. } => return unusable("an FCM credential cannot send to APNs".into()),
+        };
+        let request = match build_request(d.content, d.priority, d.sound, topic, Utc::now()) {
+            Ok(r) => r,
+            Err(PayloadError::TooLarge(n)) => {
+                return DeliveryOutcome::Permanent {
+                    code: ErrorCode::PayloadTooLarge,
+                    message: format!("the APNs payload is {n} bytes; the limit is {MAX_PAYLOAD_BYTES}"),
+                    reason: None,
+                };
+            }
+            Err(PayloadError::Invalid(m)) => return unusable(m),
+        };
+        let mut req = client
+            .post(format!("{base}/3/device/{}", d.token))
+            .header("content-type", "application/json")
+            .body(request.body);
+        for (name, value) in request.headers {
+            req = req.header(name, value);
+        }
+        if let Some(jwt) = &auth {
+            req = req.header("authorization", format!("bearer {jwt}"));
+        }
+        let response = match req.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %redact(&e), "APNs request failed");
+                return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = super::http::retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        let outcome = classify(status, &body, retry_after);
+        if status == 403 {
+            self.forget_jwt(&d.credential_id);
+        }
+        outcome
+    }
+}
+
+fn unusable(message: String) -> DeliveryOutcome {
+    DeliveryOutcome::Permanent { code: ErrorCode::NoCredential, message, reason: None }
+}
+
+/// A transport error without its URL (which carries the device token).
+pub(crate) fn redact(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    match e.source() {
+        Some(source) => format!("{}: {source}", transport_reason(e)),
+        None => transport_reason(e),
+    }
+}
+
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "transport error".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").expect("valid").with_timezone(&Utc)
+    }
+
+    fn header<'a>(r: &'a ApnsRequest, name: &str) -> Option<&'a str> {
+        r.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn an_alert_carries_title_body_badge_sound_data_and_headers() {
+        let content = Content {
+            title: Some("Boarding".into()),
+            body: Some("Gate 12".into()),
+            badge: Some(3),
+            data: Some([("flight".to_owned(), "LX7".to_owned())].into()),
+            collapse_key: Some("boarding".into()),
+            ttl: Some(3600),
+            ..Content::default()
+        };
+        let r = build_request(&content, Priority::High, Some("ring"), Some("com.example.app"), now()).expect("builds");
+        let body: Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(body["aps"]["alert"]["title"], "Boarding");
+        assert_eq!(body["aps"]["alert"]["body"], "Gate 12");
+        assert_eq!(body["aps"]["badge"], 3);
+        assert_eq!(body["aps"]["sound"], "ring");
+        assert_eq!(body["flight"], "LX7");
+        assert_eq!(header(&r, "apns-push-type"), Some("alert"));
+        assert_eq!(header(&r, "apns-priority"), Some("10"));
+        assert_eq!(header(&r, "apns-topic"), Some("com.example.app"));
+        assert_eq!(header(&r, "apns-collapse-id"), Some("boarding"));
+        assert_eq!(header(&r, "apns-expiration"), Some((now().timestamp() + 3600).to_string().as_str()));
+    }
+
+    #[test]
+    fn a_content_available_only_notification_is_a_low_priority_background_push() {
+        let content = Content { content_available: Some(true), data: Some(Default::default()), ..Content::default() };
+        let r = build_request(&content, Priority::High, None, Some("t"), now()).expect("builds");
+        let body: Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(body["aps"]["content-available"], 1);
+        assert_eq!(header(&r, "apns-push-type"), Some("background"));
+        assert_eq!(header(&r, "apns-priority"), Some("5"));
+    }
+
+    #[test]
+    fn low_priority_maps_to_five_and_the_apn_object_is_merged() {
+        let content = Content {
+            body: Some("b".into()),
+            apn: Some(json!({"aps": {"category": "GATE"}, "x": 1}).as_object().cloned().unwrap_or_default()),
+            ..Content::default()
+        };
+        let r = build_request(&content, Priority::Low, None, None, now()).expect("builds");
+        let body: Value = serde_json::from_str(&r.body).expect("json");
+        assert_eq!(body["aps"]["category"], "GATE");
+        assert_eq!(body["aps"]["alert"], "b");
+        assert_eq!(body["x"], 1);
+        assert_eq!(header(&r, "apns-priority"), Some("5"));
+        assert_eq!(header(&r, "apns-topic"), None);
+    }
+
+    #[test]
+    fn a_payload_over_4096_bytes_is_refused() {
+        let content = Content { body: Some("x".repeat(5000)), ..Content::default() };
+        assert!(matches!(build_request(&content, Priority::High, None, None, now()), Err(PayloadError::TooLarge(_))));
+    }
+
+    #[test]
+    fn answers_are_classified_like_apple_documents_them() {
+        assert_eq!(classify(200, b"", None), DeliveryOutcome::Sent);
+        assert!(
+            matches!(classify(410, br#"{"reason":"Unregistered"}"#, None), DeliveryOutcome::InvalidToken { reason } if reason == "Unregistered")
+        );
+        assert!(matches!(classify(400, br#"{"reason":"BadDeviceToken"}"#, None), DeliveryOutcome::InvalidToken { .. }));
+        assert!(matches!(
+            classify(400, br#"{"reason":"BadTopic"}"#, None),
+            DeliveryOutcome::Permanent { code: ErrorCode::ProviderRejected, .. }
+        ));
+        let after = Some(Duration::from_secs(7));
+        assert_eq!(
+            classify(429, br#"{"reason":"TooManyRequests"}"#, after),
+            DeliveryOutcome::Retryable { after, reason: "TooManyRequests".into() }
+        );
+        assert!(matches!(classify(500, b"", None), DeliveryOutcome::Retryable { .. }));
+        assert!(matches!(
+            classify(503, br#"{"reason":"ServiceUnavailable"}"#, None),
+            DeliveryOutcome::Retryable { .. }
+        ));
+    }
+}

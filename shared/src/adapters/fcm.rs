@@ -1,0 +1,364 @@
+//! Firebase Cloud Messaging HTTP v1: a pure message builder and a sender with the OAuth2
+//! service-account flow (RS256 assertion to the account's `token_uri`, access token cached until
+//! shortly before it expires, one token fetch at a time per credential).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Map, Value, json};
+use tracing::warn;
+
+use super::apns::{merge, redact, transport_reason};
+use super::http::{HttpSettings, client_builder, retry_after};
+use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority};
+
+/// FCM's limit on a message.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Google's FCM host.
+pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+/// The OAuth scope FCM needs.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+/// FCM asks senders to back off at least this long after QUOTA_EXCEEDED.
+pub const QUOTA_BACKOFF: Duration = Duration::from_secs(60);
+/// Refresh an access token this long before it expires.
+const TOKEN_MARGIN: Duration = Duration::from_secs(300);
+
+/// Builds the `{"message": …}` body for one notification.
+pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>, token: &str) -> Result<String, usize> {
+    let mut message = Map::new();
+    message.insert("token".into(), Value::String(token.to_owned()));
+    let mut notification = Map::new();
+    for (key, value) in [("title", &content.title), ("body", &content.body), ("image", &content.image)] {
+        if let Some(v) = value {
+            notification.insert(key.into(), Value::String(v.clone()));
+        }
+    }
+    if !notification.is_empty() {
+        message.insert("notification".into(), Value::Object(notification));
+    }
+    if let Some(data) = &content.data {
+        message.insert("data".into(), json!(data));
+    }
+    let mut android = Map::new();
+    android.insert("priority".into(), json!(if priority == Priority::High { "HIGH" } else { "NORMAL" }));
+    if let Some(ttl) = content.ttl {
+        android.insert("ttl".into(), json!(format!("{ttl}s")));
+    }
+    if let Some(key) = &content.collapse_key {
+        android.insert("collapse_key".into(), json!(key));
+    }
+    if let Some(sound) = sound {
+        android.insert("notification".into(), json!({ "sound": sound }));
+    }
+    message.insert("android".into(), Value::Object(android));
+    let mut aps = Map::new();
+    if let Some(sound) = sound {
+        aps.insert("sound".into(), json!(sound));
+    }
+    if let Some(badge) = content.badge {
+        aps.insert("badge".into(), json!(badge));
+    }
+    if content.content_available == Some(true) {
+        aps.insert("content-available".into(), json!(1));
+    }
+    if content.mutable_content == Some(true) {
+        aps.insert("mutable-content".into(), json!(1));
+    }
+    let mut headers = Map::new();
+    headers.insert("apns-priority".into(), json!(if priority == Priority::High { "10" } else { "5" }));
+    if let Some(key) = &content.collapse_key {
+        headers.insert("apns-collapse-id".into(), json!(key));
+    }
+    message.insert("apns".into(), json!({ "headers": headers, "payload": { "aps": aps } }));
+    if let Some(extra) = &content.fcm {
+        merge(&mut message, extra);
+    }
+    let body = json!({ "message": message }).to_string();
+    if body.len() > MAX_MESSAGE_BYTES {
+        return Err(body.len());
+    }
+    Ok(body)
+}
+
+/// Classifies an FCM answer.
+pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
+    if status == 200 {
+        return DeliveryOutcome::Sent;
+    }
+    let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("error").cloned()).unwrap_or(Value::Null);
+    let google_status = error.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let message = error.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let code = error
+        .get("details")
+        .and_then(Value::as_array)
+        .and_then(|d| d.iter().find_map(|d| d.get("errorCode").and_then(Value::as_str)))
+        .map(str::to_owned);
+    let reason = code
+        .clone()
+        .unwrap_or_else(|| if google_status.is_empty() { format!("HTTP {status}") } else { google_status.clone() });
+    let about_token = message.to_ascii_lowercase().contains("token");
+    match (status, code.as_deref()) {
+        (_, Some("UNREGISTERED")) => DeliveryOutcome::InvalidToken { reason },
+        (400, Some("INVALID_ARGUMENT")) | (400, None) if about_token => DeliveryOutcome::InvalidToken { reason },
+        (429, _) | (_, Some("QUOTA_EXCEEDED")) => DeliveryOutcome::Retryable {
+            after: Some(retry_after.map_or(QUOTA_BACKOFF, |a| a.max(QUOTA_BACKOFF))),
+            reason,
+        },
+        (500 | 502 | 503 | 504, _) | (_, Some("UNAVAILABLE" | "INTERNAL")) => {
+            DeliveryOutcome::Retryable { after: retry_after, reason }
+        }
+        (401, _) => DeliveryOutcome::Retryable { after: None, reason },
+        _ => DeliveryOutcome::Permanent {
+            code: ErrorCode::ProviderRejected,
+            message: format!("FCM refused the message (HTTP {status}): {message}"),
+            reason: Some(reason),
+        },
+    }
+}
+
+#[derive(Clone)]
+struct AccessToken {
+    token: Arc<str>,
+    refresh_at: Instant,
+}
+
+/// Sends to FCM over one reused HTTP/2 client.
+pub struct FcmSender {
+    endpoint: String,
+    client: reqwest::Client,
+    oauth: reqwest::Client,
+    tokens: Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
+}
+
+impl FcmSender {
+    /// Uses `endpoint` (tests, proxies) or Google's host.
+    pub fn new(endpoint: Option<&str>, settings: HttpSettings) -> Result<Self, reqwest::Error> {
+        let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim_end_matches('/').to_owned();
+        let client = client_builder(&endpoint, &settings)?.build()?;
+        // The token endpoint is another host that may only speak HTTP/1.1: negotiate.
+        let mut oauth = reqwest::Client::builder().timeout(settings.timeout);
+        if let Some(pem) = &settings.extra_ca_pem {
+            oauth = oauth.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
+        }
+        Ok(Self { endpoint, client, oauth: oauth.build()?, tokens: Mutex::default() })
+    }
+
+    fn slot(&self, id: &CredentialId) -> Result<Arc<tokio::sync::Mutex<Option<AccessToken>>>, String> {
+        let mut tokens = self.tokens.lock().map_err(|_| "token cache poisoned".to_owned())?;
+        Ok(tokens.entry(id.clone()).or_default().clone())
+    }
+
+    async fn access_token(
+        &self,
+        id: &CredentialId,
+        client_email: &str,
+        pem: &str,
+        token_uri: &str,
+    ) -> Result<Arc<str>, DeliveryOutcome> {
+        let slot = self.slot(id).map_err(unusable)?;
+        let mut cached = slot.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
+        {
+            return Ok(t.token.clone());
+        }
+        let key = EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|_| unusable("the FCM service-account private key is not a valid RSA key".into()))?;
+        let iat = Utc::now().timestamp();
+        let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });
+        let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
+            .map_err(|_| unusable("could not sign the FCM OAuth assertion".into()))?;
+        let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
+        let response = self
+            .oauth
+            .post(token_uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| {
+                warn!(error = %redact(&e), "FCM OAuth request failed");
+                DeliveryOutcome::Retryable { after: None, reason: format!("oauth {}", transport_reason(&e)) }
+            })?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            let reason = body.get("error").and_then(Value::as_str).unwrap_or("oauth error").to_owned();
+            return Err(if status >= 500 || status == 429 {
+                DeliveryOutcome::Retryable { after: None, reason }
+            } else {
+                DeliveryOutcome::Permanent {
+                    code: ErrorCode::NoCredential,
+                    message: format!("the FCM token endpoint refused the service account (HTTP {status})"),
+                    reason: Some(reason),
+                }
+            });
+        }
+        let token: Arc<str> = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| DeliveryOutcome::Retryable {
+                after: None,
+                reason: "oauth answer without access_token".into(),
+            })?
+            .into();
+        let lifetime = Duration::from_secs(body.get("expires_in").and_then(Value::as_u64).unwrap_or(3600));
+        *cached = Some(AccessToken {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime.saturating_sub(TOKEN_MARGIN),
+        });
+        Ok(token)
+    }
+
+    async fn forget_token(&self, id: &CredentialId) {
+        if let Ok(slot) = self.slot(id) {
+            *slot.lock().await = None;
+        }
+    }
+
+    /// Sends one message and classifies the answer.
+    pub async fn send(&self, d: &Delivery<'_>) -> DeliveryOutcome {
+        let CredentialSecret::Fcm { project_id, client_email, private_key_pem, token_uri } = d.secret.as_ref() else {
+            return unusable("an APN credential cannot send to FCM".into());
+        };
+        let body = match build_message(d.content, d.priority, d.sound, d.token) {
+            Ok(b) => b,
+            Err(n) => {
+                return DeliveryOutcome::Permanent {
+                    code: ErrorCode::PayloadTooLarge,
+                    message: format!("the FCM message is {n} bytes; the limit is {MAX_MESSAGE_BYTES}"),
+                    reason: None,
+                };
+            }
+        };
+        let token = match self.access_token(&d.credential_id, client_email, private_key_pem, token_uri).await {
+            Ok(t) => t,
+            Err(outcome) => return outcome,
+        };
+        let response = self
+            .client
+            .post(format!("{}/v1/projects/{project_id}/messages:send", self.endpoint))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %redact(&e), "FCM request failed");
+                return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
+            }
+        };
+        let status = response.status().as_u16();
+        let after = retry_after(response.headers());
+        let bytes = response.bytes().await.unwrap_or_default();
+        if status == 401 {
+            self.forget_token(&d.credential_id).await;
+        }
+        classify(status, &bytes, after)
+    }
+}
+
+fn unusable(message: String) -> DeliveryOutcome {
+    DeliveryOutcome::Permanent { code: ErrorCode::NoCredential, message, reason: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_carries_notification_data_and_android_and_apns_blocks() {
+        let content = Content {
+            title: Some("T".into()),
+            body: Some("B".into()),
+            image: Some("https://x.test/i.png".into()),
+            data: Some([("k".to_owned(), "v".to_owned())].into()),
+            ttl: Some(60),
+            collapse_key: Some("c".into()),
+            ..Content::default()
+        };
+        let body: Value =
+            serde_json::from_str(&build_message(&content, Priority::Low, Some("ring"), "tok").expect("fits"))
+                .expect("json");
+        let m = &body["message"];
+        assert_eq!(m["token"], "tok");
+        assert_eq!(m["notification"]["title"], "T");
+        assert_eq!(m["notification"]["image"], "https://x.test/i.png");
+        assert_eq!(m["data"]["k"], "v");
+        assert_eq!(m["android"]["priority"], "NORMAL");
+        assert_eq!(m["android"]["ttl"], "60s");
+        assert_eq!(m["android"]["collapse_key"], "c");
+        assert_eq!(m["android"]["notification"]["sound"], "ring");
+        assert_eq!(m["apns"]["payload"]["aps"]["sound"], "ring");
+        assert_eq!(m["apns"]["headers"]["apns-priority"], "5");
+    }
+
+    #[test]
+    fn the_fcm_object_is_merged_into_the_message() {
+        let content = Content {
+            body: Some("B".into()),
+            fcm: Some(
+                json!({"android": {"priority": "NORMAL"}, "webpush": {"x": 1}})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            ..Content::default()
+        };
+        let body: Value =
+            serde_json::from_str(&build_message(&content, Priority::High, None, "t").expect("fits")).expect("json");
+        assert_eq!(body["message"]["android"]["priority"], "NORMAL");
+        assert_eq!(body["message"]["webpush"]["x"], 1);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused() {
+        let content = Content { body: Some("x".repeat(4100)), ..Content::default() };
+        assert!(build_message(&content, Priority::High, None, "t").is_err());
+    }
+
+    fn error(status: &str, code: &str, message: &str) -> Vec<u8> {
+        json!({"error": {"status": status, "message": message, "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}]}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn answers_are_classified_like_google_documents_them() {
+        assert_eq!(classify(200, b"{}", None), DeliveryOutcome::Sent);
+        assert!(matches!(
+            classify(404, &error("NOT_FOUND", "UNREGISTERED", "gone"), None),
+            DeliveryOutcome::InvalidToken { .. }
+        ));
+        assert!(matches!(
+            classify(
+                400,
+                &error(
+                    "INVALID_ARGUMENT",
+                    "INVALID_ARGUMENT",
+                    "The registration token is not a valid FCM registration token"
+                ),
+                None
+            ),
+            DeliveryOutcome::InvalidToken { .. }
+        ));
+        assert!(matches!(
+            classify(400, &error("INVALID_ARGUMENT", "INVALID_ARGUMENT", "bad ttl"), None),
+            DeliveryOutcome::Permanent { .. }
+        ));
+        assert_eq!(
+            classify(429, &error("RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED", "slow down"), Some(Duration::from_secs(5))),
+            DeliveryOutcome::Retryable { after: Some(QUOTA_BACKOFF), reason: "QUOTA_EXCEEDED".into() }
+        );
+        assert!(matches!(
+            classify(503, &error("UNAVAILABLE", "UNAVAILABLE", "later"), None),
+            DeliveryOutcome::Retryable { after: None, .. }
+        ));
+    }
+}

@@ -1,0 +1,32 @@
+//! In-memory adapters: real, thread-safe implementations with the same semantics as the AWS
+//! ones (conditional transitions, idempotent creates, keyset paging). They back `pushgate-local`
+//! and the tests.
+
+mod accounts;
+mod credentials;
+mod push;
+mod queue;
+
+pub use accounts::MemoryAccounts;
+pub use credentials::MemoryCredentials;
+pub use push::MemoryPushStore;
+pub use queue::{MemoryQueue, QueueWorkers};
+
+use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::app::ports::StoreError;
+
+fn poisoned<T>(_: PoisonError<T>) -> StoreError {
+    StoreError::Unexpected("a store lock was poisoned by a panic".into())
+}
+
+type ReadResult<'a, T> = Result<RwLockReadGuard<'a, T>, StoreError>;
+type WriteResult<'a, T> = Result<RwLockWriteGuard<'a, T>, StoreError>;
+
+fn read<T>(lock: &std::sync::RwLock<T>) -> ReadResult<'_, T> {
+    lock.read().map_err(poisoned)
+}
+
+fn write<T>(lock: &std::sync::RwLock<T>) -> WriteResult<'_, T> {
+    lock.write().map_err(poisoned)
+}

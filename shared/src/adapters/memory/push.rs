@@ -1,0 +1,230 @@
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use ulid::Ulid;
+
+use crate::app::ports::{
+    Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+};
+use crate::domain::{
+    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationErrorEntry, OperationId,
+    OperationStatus,
+};
+
+#[derive(Default)]
+struct Inner {
+    notifications: BTreeMap<(AccountId, NotificationId), Notification>,
+    operations: BTreeMap<(AccountId, OperationId), Operation>,
+    claims: HashMap<NotificationId, crate::domain::Timestamp>,
+}
+
+/// Notifications and operations held in memory, keyed by (account, id) so every query is
+/// tenant-scoped and ordered by id (ids are time-ordered ULIDs).
+#[derive(Default)]
+pub struct MemoryPushStore {
+    inner: RwLock<Inner>,
+}
+
+fn cursor_bound<K: Ord + Clone>(low: K, cursor: Option<K>) -> (Bound<K>, Bound<K>) {
+    (Bound::Included(low), cursor.map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+/// Collects up to `size` items newest-first from `iter`, and the cursor of the next page.
+fn take_page<'a, T: 'a + Clone, K: ToString>(
+    iter: impl Iterator<Item = (K, &'a T)>,
+    mut keep: impl FnMut(&T) -> bool,
+    size: usize,
+) -> Page<T> {
+    let mut items = Vec::new();
+    let mut last = None;
+    for (key, item) in iter {
+        if !keep(item) {
+            continue;
+        }
+        if items.len() == size {
+            return Page { items, next: last };
+        }
+        last = Some(key.to_string());
+        items.push(item.clone());
+    }
+    Page { items, next: None }
+}
+
+fn matches(n: &Notification, f: &NotificationFilter) -> bool {
+    f.operation_id.is_none_or(|op| n.operation_id == op)
+        && f.status.is_none_or(|s| n.status == s)
+        && f.provider.is_none_or(|p| n.to.provider == p)
+        && f.user.is_none_or(|u| n.to.user_id == Some(u))
+        && f.start.is_none_or(|s| n.created_at >= s)
+        && f.end.is_none_or(|e| n.created_at <= e)
+        && f.tags.iter().all(|(k, v)| n.tags.get(k) == Some(v))
+}
+
+fn parse_cursor<T>(cursor: &Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
+    cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
+}
+
+#[async_trait]
+impl PushReader for MemoryPushStore {
+    async fn get_notification(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
+        Ok(super::read(&self.inner)?.notifications.get(&(account.clone(), id)).cloned())
+    }
+
+    async fn list_notifications(
+        &self,
+        account: &AccountId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
+        let inner = super::read(&self.inner)?;
+        // An operation's notification ids all carry its timestamp: scan just that slice.
+        let (low, high) = match filter.operation_id {
+            Some(op) => (
+                NotificationId::from_ulid(Ulid::from_parts(op.timestamp_ms(), 0)),
+                Some(NotificationId::from_ulid(Ulid::from_parts(op.timestamp_ms(), u128::MAX))),
+            ),
+            None => (NotificationId::from_ulid(Ulid::nil()), None),
+        };
+        let upper = match (cursor, high) {
+            (Some(c), _) => Bound::Excluded((account.clone(), c)),
+            (None, Some(h)) => Bound::Included((account.clone(), h)),
+            (None, None) => Bound::Included((
+                account.clone(),
+                NotificationId::from_ulid(Ulid::from_parts(u64::MAX >> 16, u128::MAX)),
+            )),
+        };
+        let range = inner.notifications.range((Bound::Included((account.clone(), low)), upper)).rev();
+        Ok(take_page(range.map(|((_, id), n)| (id, n)), |n| matches(n, filter), page.size))
+    }
+
+    async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
+        Ok(super::read(&self.inner)?.operations.get(&(account.clone(), id)).cloned())
+    }
+
+    async fn list_operations(
+        &self,
+        account: &AccountId,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, StoreError> {
+        let cursor = parse_cursor(&page.cursor, |c| OperationId::parse(c).ok())?;
+        let inner = super::read(&self.inner)?;
+        let low = (account.clone(), OperationId::from_ulid(Ulid::nil()));
+        let bounds = match cursor {
+            Some(c) => cursor_bound(low, Some((account.clone(), c))),
+            None => (
+                Bound::Included(low),
+                Bound::Included((account.clone(), OperationId::from_ulid(Ulid::from_parts(u64::MAX >> 16, u128::MAX)))),
+            ),
+        };
+        let keep = |op: &Operation| {
+            filter.status.is_none_or(|s| op.status == s)
+                && filter.start.is_none_or(|s| op.created_at >= s)
+                && filter.end.is_none_or(|e| op.created_at <= e)
+        };
+        Ok(take_page(inner.operations.range(bounds).rev().map(|((_, id), op)| (id, op)), keep, page.size))
+    }
+
+    async fn list_operation_errors(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        page: &PageRequest,
+    ) -> Result<Page<OperationErrorEntry>, StoreError> {
+        let filter = NotificationFilter {
+            operation_id: Some(id),
+            status: Some(NotificationStatus::Failed),
+            ..Default::default()
+        };
+        let notifications = self.list_notifications(account, &filter, page).await?;
+        let items = notifications
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                Some(OperationErrorEntry {
+                    notification_id: n.id,
+                    provider: n.to.provider,
+                    error: n.error?,
+                    occurred_at: n.completed_at.unwrap_or(n.updated_at),
+                })
+            })
+            .collect();
+        Ok(Page { items, next: notifications.next })
+    }
+}
+
+#[async_trait]
+impl PushWriter for MemoryPushStore {
+    async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        let key = (op.account_id.clone(), op.id);
+        if inner.operations.contains_key(&key) {
+            return Err(StoreError::Conflict);
+        }
+        inner.operations.insert(key, op.clone());
+        Ok(())
+    }
+
+    async fn discard_operation(&self, account: &AccountId, id: OperationId) -> Result<(), StoreError> {
+        super::write(&self.inner)?.operations.remove(&(account.clone(), id));
+        Ok(())
+    }
+
+    async fn create_notification(&self, n: Notification) -> Result<Notification, StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        Ok(inner.notifications.entry((n.account_id.clone(), n.id)).or_insert(n).clone())
+    }
+
+    async fn claim(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+        until: crate::domain::Timestamp,
+        now: crate::domain::Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        let status = inner.notifications.get(&(account.clone(), id)).map(|n| n.status).ok_or(StoreError::Conflict)?;
+        let held = inner.claims.get(&id).is_some_and(|until| *until > now);
+        if status != NotificationStatus::Queued || held {
+            return Err(StoreError::Conflict);
+        }
+        inner.claims.insert(id, until);
+        Ok(())
+    }
+
+    async fn release(&self, _account: &AccountId, id: NotificationId) -> Result<(), StoreError> {
+        super::write(&self.inner)?.claims.remove(&id);
+        Ok(())
+    }
+
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError> {
+        let mut guard = super::write(&self.inner)?;
+        let inner = &mut *guard;
+        let n = inner.notifications.get_mut(&(account.clone(), id)).ok_or(StoreError::Conflict)?;
+        let from = n.status;
+        let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
+        let op = inner
+            .operations
+            .get_mut(&(account.clone(), n.operation_id))
+            .ok_or_else(|| StoreError::Unexpected("notification without its operation".into()))?;
+        n.status = to;
+        n.from = finish.from;
+        n.error = finish.error;
+        n.updated_at = finish.at;
+        n.completed_at = Some(finish.at);
+        inner.claims.remove(&id);
+        op.stats.apply(from, to);
+        op.updated_at = finish.at;
+        if op.status == OperationStatus::Processing && op.stats.all_final() {
+            op.status = OperationStatus::Completed;
+        }
+        Ok(op.clone())
+    }
+}

@@ -1,0 +1,11 @@
+//! Adapters: implementations of the ports. `memory` runs the local process and the tests;
+//! `apns` and `fcm` talk to the providers; `crypto` and `system` are the local secret box, clock
+//! and id generator. (DynamoDB, SQS and Scheduler adapters arrive with the AWS deployment.)
+
+pub mod apns;
+pub mod crypto;
+pub mod fcm;
+pub mod gateway;
+pub mod http;
+pub mod memory;
+pub mod system;

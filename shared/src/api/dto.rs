@@ -1,0 +1,98 @@
+//! Wire shapes (Twilio's camelCase JSON) of the resources.
+
+use serde_json::{Value, json};
+
+use crate::domain::{App, Credential, Notification, Operation, OperationErrorEntry, Stats, wire_time};
+
+fn to(n: &Notification) -> Value {
+    match n.to.user_id {
+        Some(user) => json!({ "userId": user, "token": n.to.token, "provider": n.to.provider }),
+        None => json!({ "token": n.to.token, "provider": n.to.provider }),
+    }
+}
+
+/// The metadata shape of a PushNotification (list items: everything but `content`).
+pub fn notification_metadata(n: &Notification) -> Value {
+    json!({
+        "id": n.id,
+        "to": to(n),
+        "from": n.from,
+        "priority": n.priority,
+        "sound": n.sound,
+        "status": n.status,
+        "tags": n.tags,
+        "operationId": n.operation_id,
+        "scheduledFor": n.scheduled_for.as_ref().map(wire_time),
+        "createdAt": wire_time(&n.created_at),
+        "updatedAt": wire_time(&n.updated_at),
+        "error": n.error.as_ref().map(|e| json!({ "code": e.code, "message": e.message })),
+    })
+}
+
+/// The full PushNotification (fetch).
+pub fn notification(n: &Notification) -> Value {
+    let mut v = notification_metadata(n);
+    v["content"] = serde_json::to_value(&n.content).unwrap_or(Value::Null);
+    v
+}
+
+fn stats(s: &Stats) -> Value {
+    json!({
+        "total": s.total,
+        "recipients": s.recipients,
+        "unaddressable": s.unaddressable,
+        "scheduled": s.scheduled,
+        "queued": s.queued,
+        "sent": s.sent,
+        "failed": s.failed,
+        "canceled": s.canceled,
+    })
+}
+
+/// An Operation.
+pub fn operation(op: &Operation) -> Value {
+    json!({
+        "id": op.id,
+        "status": op.status,
+        "stats": stats(&op.stats),
+        "createdAt": wire_time(&op.created_at),
+        "updatedAt": wire_time(&op.updated_at),
+    })
+}
+
+/// An entry of an Operation's Errors list.
+pub fn operation_error(e: &OperationErrorEntry) -> Value {
+    json!({
+        "pushNotificationId": e.notification_id,
+        "code": e.error.code,
+        "message": e.error.message,
+        "provider": e.provider,
+        "providerReason": e.error.provider_reason,
+        "occurredAt": wire_time(&e.occurred_at),
+    })
+}
+
+/// A Credential (never its content).
+pub fn credential(c: &Credential) -> Value {
+    json!({
+        "id": c.id,
+        "credentialType": c.credential_type,
+        "isDefault": c.is_default,
+        "appName": c.app_name,
+        "createdAt": wire_time(&c.created_at),
+        "updatedAt": wire_time(&c.updated_at),
+    })
+}
+
+/// An App.
+pub fn app(a: &App) -> Value {
+    json!({
+        "name": a.name,
+        "isDefault": a.is_default,
+        "defaultCredentials": a.default_credentials.iter()
+            .map(|(t, id)| json!({ "credentialType": t, "credentialId": id }))
+            .collect::<Vec<_>>(),
+        "createdAt": wire_time(&a.created_at),
+        "updatedAt": wire_time(&a.updated_at),
+    })
+}

@@ -1,0 +1,319 @@
+//! Route handlers: authenticate, decode the wire, call one use case, encode the answer.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+use super::query::ListQuery;
+use super::{ApiError, ApiState, dto};
+use crate::app::credentials::{AppFilter, CredentialFilter};
+use crate::app::ports::{NotificationFilter, OperationFilter};
+use crate::app::{AppError, auth, credentials, queries, send as send_uc};
+use crate::domain::{
+    AccountId, AppName, AuthToken, CredentialId, CredentialType, NotificationId, NotificationStatus, OperationId,
+    OperationStatus, Provider, UserId,
+};
+
+type Params = Query<Vec<(String, String)>>;
+type ApiResult = Result<Response, ApiError>;
+
+async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+        .and_then(|b64| STANDARD.decode(b64.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or(AppError::Unauthorized)?;
+    let (user, token) = basic.split_once(':').ok_or(AppError::Unauthorized)?;
+    Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token)).await?)
+}
+
+/// Reads a JSON body: 415 unless JSON, 413 over the limit, 400 if malformed.
+async fn json_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    let is_json =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
+            |m| {
+                let m = m.trim().to_ascii_lowercase();
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            },
+        );
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = state.config.max_body_bytes;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge(limit))?;
+    serde_json::from_slice(&bytes).map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
+}
+
+fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
+    match &state.config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    }
+}
+
+fn located(status: StatusCode, location: String, body: Value) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+fn resource(state: &ApiState, headers: &HeaderMap, status: StatusCode, path: String, id: String) -> Response {
+    let location = format!("{}{path}", base_url(state, headers));
+    located(status, location.clone(), json!({ "resourceId": id, "resourceLocation": location }))
+}
+
+fn path_id<T, E>(raw: &str, name: &str, pattern: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
+    parse(raw).map_err(|_| AppError::field(name, format!("must match {pattern}")).into())
+}
+
+// ---- PushNotifications ----
+
+pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let body = json_body(&state, &headers, body).await?;
+    let id = send_uc::send(&state.deps, &account, &body).await?;
+    let location = format!("{}/v1/PushNotifications/Operations/{id}", base_url(&state, &headers));
+    Ok(located(StatusCode::ACCEPTED, location.clone(), json!({ "operationId": id, "operationLocation": location })))
+}
+
+pub(super) async fn fetch_notification(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "pushNotificationId", NotificationId::PATTERN, NotificationId::parse)?;
+    let n = queries::fetch_notification(&state.deps, &account, id).await?;
+    Ok(Json(dto::notification(&n)).into_response())
+}
+
+pub(super) async fn list_notifications(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let allowed = ["operationId", "status", "tags", "startDate", "endDate", "user", "provider"];
+    let mut q = ListQuery::new("notifications", params, &allowed);
+    let filter = NotificationFilter {
+        operation_id: q
+            .parsed("operationId", &format!("must match {}", OperationId::PATTERN), |s| OperationId::parse(s).ok()),
+        status: q.parsed(
+            "status",
+            "must be one of SCHEDULED, QUEUED, SENT, FAILED, CANCELED",
+            NotificationStatus::parse,
+        ),
+        tags: q.tags(),
+        start: q.date("startDate"),
+        end: q.date("endDate"),
+        user: q.parsed("user", &format!("must match {}", UserId::PATTERN), |s| UserId::parse(s).ok()),
+        provider: q.parsed("provider", "must be one of APN, FCM", Provider::parse),
+    };
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = queries::list_notifications(&state.deps, &account, &filter, &page).await?;
+    let items: Vec<Value> = result.items.iter().map(dto::notification_metadata).collect();
+    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
+    Ok(Json(json!({ "pushNotifications": items, "pagination": pagination })).into_response())
+}
+
+// ---- Operations ----
+
+pub(super) async fn fetch_operation(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "operationId", OperationId::PATTERN, OperationId::parse)?;
+    let op = queries::fetch_operation(&state.deps, &account, id).await?;
+    Ok(Json(dto::operation(&op)).into_response())
+}
+
+pub(super) async fn list_operations(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let mut q = ListQuery::new("operations", params, &["status", "startDate", "endDate"]);
+    let filter = OperationFilter {
+        status: q.parsed("status", "must be one of SCHEDULED, PROCESSING, COMPLETED, CANCELED", OperationStatus::parse),
+        start: q.date("startDate"),
+        end: q.date("endDate"),
+    };
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = queries::list_operations(&state.deps, &account, &filter, &page).await?;
+    let items: Vec<Value> = result.items.iter().map(dto::operation).collect();
+    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
+    Ok(Json(json!({ "operations": items, "pagination": pagination })).into_response())
+}
+
+pub(super) async fn list_operation_errors(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "operationId", OperationId::PATTERN, OperationId::parse)?;
+    let q = ListQuery::new(&format!("operation-errors/{id}"), params, &[]);
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = queries::list_operation_errors(&state.deps, &account, id, &page).await?;
+    let items: Vec<Value> = result.items.iter().map(dto::operation_error).collect();
+    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
+    Ok(Json(json!({ "errors": items, "pagination": pagination })).into_response())
+}
+
+// ---- Credentials ----
+
+pub(super) async fn create_credential(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let body = json_body(&state, &headers, body).await?;
+    let c = credentials::create_credential(&state.deps, &account, &body).await?;
+    Ok(resource(
+        &state,
+        &headers,
+        StatusCode::ACCEPTED,
+        format!("/v1/PushNotifications/Credentials/{}", c.id),
+        c.id.to_string(),
+    ))
+}
+
+pub(super) async fn list_credentials(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let mut q =
+        ListQuery::new("credentials", params, &["appName", "credentialType", "isDefault", "startDate", "endDate"]);
+    let filter = CredentialFilter {
+        app_name: q.parsed("appName", &format!("must match {}", AppName::PATTERN), |s| AppName::parse(s).ok()),
+        credential_type: q.parsed("credentialType", "must be one of APN, APN_SANDBOX, FCM", CredentialType::parse),
+        is_default: q.boolean("isDefault"),
+        start: q.date("startDate"),
+        end: q.date("endDate"),
+    };
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = credentials::list_credentials(&state.deps, &account, &filter, &page).await?;
+    let items: Vec<Value> = result.items.iter().map(dto::credential).collect();
+    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
+    Ok(Json(json!({ "credentials": items, "pagination": pagination })).into_response())
+}
+
+pub(super) async fn fetch_credential(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let c = credentials::fetch_credential(&state.deps, &account, id).await?;
+    Ok(Json(dto::credential(&c)).into_response())
+}
+
+pub(super) async fn patch_credential(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let body = json_body(&state, &headers, body).await?;
+    let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
+    Ok(resource(
+        &state,
+        &headers,
+        StatusCode::OK,
+        format!("/v1/PushNotifications/Credentials/{}", c.id),
+        c.id.to_string(),
+    ))
+}
+
+pub(super) async fn delete_credential(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let c = credentials::delete_credential(&state.deps, &account, id).await?;
+    Ok(resource(
+        &state,
+        &headers,
+        StatusCode::OK,
+        format!("/v1/PushNotifications/Credentials/{}", c.id),
+        c.id.to_string(),
+    ))
+}
+
+// ---- Apps ----
+
+pub(super) async fn list_apps(State(state): State<ApiState>, headers: HeaderMap, Query(params): Params) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let mut q = ListQuery::new("apps", params, &["isDefault", "startDate", "endDate"]);
+    let filter = AppFilter { is_default: q.boolean("isDefault"), start: q.date("startDate"), end: q.date("endDate") };
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = credentials::list_apps(&state.deps, &account, &filter, &page).await?;
+    let items: Vec<Value> = result.items.iter().map(dto::app).collect();
+    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
+    Ok(Json(json!({ "apps": items, "pagination": pagination })).into_response())
+}
+
+pub(super) async fn fetch_app(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let name = path_id(&name, "appName", AppName::PATTERN, AppName::parse)?;
+    let app = credentials::fetch_app(&state.deps, &account, &name).await?;
+    Ok(Json(dto::app(&app)).into_response())
+}
+
+pub(super) async fn patch_app(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let name = path_id(&name, "appName", AppName::PATTERN, AppName::parse)?;
+    let body = json_body(&state, &headers, body).await?;
+    let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
+    Ok(resource(
+        &state,
+        &headers,
+        StatusCode::OK,
+        format!("/v1/PushNotifications/Apps/{}", app.name),
+        app.name.to_string(),
+    ))
+}
+
+// ---- fallbacks ----
+
+pub(super) async fn no_route() -> ApiError {
+    ApiError::NoRoute
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

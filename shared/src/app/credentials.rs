@@ -1,0 +1,245 @@
+//! Credentials and Apps: create, list, fetch, make default, delete (with the App cascade).
+
+use serde_json::Value;
+use tracing::{instrument, warn};
+
+use crate::domain::credential::{BookError, CredentialBook};
+use crate::domain::{
+    AccountId, App, AppName, Credential, CredentialId, CredentialSecret, CredentialType, FieldError, Timestamp,
+};
+
+use super::dispatch::secret_aad;
+use super::ports::{Page, PageRequest, StoreError};
+use super::{AppError, Deps};
+
+/// How often an optimistic book update is retried when another writer got there first.
+const BOOK_RETRIES: usize = 8;
+
+/// Filters of the credential list.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    /// Only this App's.
+    pub app_name: Option<AppName>,
+    /// Only this type.
+    pub credential_type: Option<CredentialType>,
+    /// Only (non-)defaults.
+    pub is_default: Option<bool>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created at or before.
+    pub end: Option<Timestamp>,
+}
+
+/// Filters of the App list.
+#[derive(Debug, Clone, Default)]
+pub struct AppFilter {
+    /// Only the default (or the others).
+    pub is_default: Option<bool>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created at or before.
+    pub end: Option<Timestamp>,
+}
+
+fn book_error(e: BookError) -> AppError {
+    match e {
+        BookError::TooManyApps => AppError::field("appName", e.to_string()),
+        BookError::TooManyCredentials => AppError::field("appName", e.to_string()),
+        BookError::CredentialNotFound => AppError::NotFound("Credential"),
+        BookError::AppNotFound => AppError::NotFound("App"),
+    }
+}
+
+/// Applies `change` to the account's book with optimistic concurrency.
+async fn update_book<T>(
+    deps: &Deps,
+    account: &AccountId,
+    mut change: impl FnMut(&mut CredentialBook) -> Result<T, BookError>,
+) -> Result<T, AppError> {
+    for _ in 0..BOOK_RETRIES {
+        let (mut book, version) = deps.credentials.load_book(account).await?;
+        let out = change(&mut book).map_err(book_error)?;
+        match deps.credentials.save_book(account, &book, version).await {
+            Ok(()) => return Ok(out),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Unavailable { retry_after: 1 })
+}
+
+/// Creates a credential from the request body.
+#[instrument(skip_all, fields(account_id = %account))]
+pub async fn create_credential(deps: &Deps, account: &AccountId, body: &Value) -> Result<Credential, AppError> {
+    let Some(obj) = body.as_object() else {
+        return Err(AppError::field("", "body must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    let credential_type = match obj.get("credentialType").and_then(Value::as_str).and_then(CredentialType::parse) {
+        Some(t) => Some(t),
+        None => {
+            errors.push(FieldError::new("credentialType", "must be one of APN, APN_SANDBOX, FCM"));
+            None
+        }
+    };
+    let app_name = match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
+        Some(Ok(n)) => Some(n),
+        _ => {
+            errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
+            None
+        }
+    };
+    let is_default = match obj.get("isDefault") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new("isDefault", "must be a boolean"));
+            false
+        }
+    };
+    let secret = match (credential_type, obj.get("content")) {
+        (_, None) => {
+            errors.push(FieldError::new("content", "is required"));
+            None
+        }
+        (Some(t), Some(content)) => match CredentialSecret::parse(t, content) {
+            Ok(s) => Some(s),
+            Err(mut e) => {
+                errors.append(&mut e);
+                None
+            }
+        },
+        (None, Some(_)) => None,
+    };
+    let (Some(credential_type), Some(app_name), Some(secret), true) =
+        (credential_type, app_name, secret, errors.is_empty())
+    else {
+        return Err(AppError::Validation(errors));
+    };
+
+    let now = deps.clock.now();
+    let id = CredentialId::from_ulid(deps.ids.ulid(now));
+    let plain = serde_json::to_vec(&secret).map_err(|e| AppError::Unexpected(e.to_string()))?;
+    let sealed = deps.secrets.seal(&plain, &secret_aad(account, &id))?;
+    deps.credentials.put_secret(account, &id, sealed).await?;
+    let credential = Credential {
+        id: id.clone(),
+        account_id: account.clone(),
+        credential_type,
+        app_name,
+        is_default,
+        created_at: now,
+        updated_at: now,
+    };
+    let result = update_book(deps, account, |book| book.add(credential.clone(), is_default)).await;
+    if result.is_err()
+        && let Err(e) = deps.credentials.delete_secret(account, &id).await
+    {
+        warn!(error = %e, "could not remove the secret of a credential that was not created");
+    }
+    result
+}
+
+/// One credential.
+pub async fn fetch_credential(deps: &Deps, account: &AccountId, id: CredentialId) -> Result<Credential, AppError> {
+    let (book, _) = deps.credentials.load_book(account).await?;
+    book.credential(&id).cloned().ok_or(AppError::NotFound("Credential"))
+}
+
+/// Credentials matching `filter`, newest first.
+pub async fn list_credentials(
+    deps: &Deps,
+    account: &AccountId,
+    filter: &CredentialFilter,
+    page: &PageRequest,
+) -> Result<Page<Credential>, AppError> {
+    let (book, _) = deps.credentials.load_book(account).await?;
+    let items = book.credentials.into_iter().filter(|c| {
+        filter.app_name.as_ref().is_none_or(|n| &c.app_name == n)
+            && filter.credential_type.is_none_or(|t| c.credential_type == t)
+            && filter.is_default.is_none_or(|d| c.is_default == d)
+            && filter.start.is_none_or(|s| c.created_at >= s)
+            && filter.end.is_none_or(|e| c.created_at <= e)
+    });
+    Ok(page_newest_first(items.map(|c| (c.id.to_string(), c)).collect(), page))
+}
+
+/// Makes a credential its App's default for its type (`isDefault: true` is the only change).
+pub async fn patch_credential(
+    deps: &Deps,
+    account: &AccountId,
+    id: CredentialId,
+    body: &Value,
+) -> Result<Credential, AppError> {
+    require_is_default_true(body)?;
+    let now = deps.clock.now();
+    update_book(deps, account, |book| book.set_default(&id, now)).await
+}
+
+/// Deletes a credential; its App goes with its last credential.
+pub async fn delete_credential(deps: &Deps, account: &AccountId, id: CredentialId) -> Result<Credential, AppError> {
+    let now = deps.clock.now();
+    let removal = update_book(deps, account, |book| book.remove(&id, now)).await?;
+    deps.credentials.delete_secret(account, &id).await?;
+    Ok(removal.credential)
+}
+
+/// One App.
+pub async fn fetch_app(deps: &Deps, account: &AccountId, name: &AppName) -> Result<App, AppError> {
+    let (book, _) = deps.credentials.load_book(account).await?;
+    book.app(name).ok_or(AppError::NotFound("App"))
+}
+
+/// Apps matching `filter`, newest first.
+pub async fn list_apps(
+    deps: &Deps,
+    account: &AccountId,
+    filter: &AppFilter,
+    page: &PageRequest,
+) -> Result<Page<App>, AppError> {
+    let (book, _) = deps.credentials.load_book(account).await?;
+    let items = book.apps().into_iter().filter(|a| {
+        filter.is_default.is_none_or(|d| a.is_default == d)
+            && filter.start.is_none_or(|s| a.created_at >= s)
+            && filter.end.is_none_or(|e| a.created_at <= e)
+    });
+    // Apps are keyed by creation time then name so the order is stable.
+    Ok(page_newest_first(
+        items.map(|a| (format!("{:020}/{}", a.created_at.timestamp_micros(), a.name), a)).collect(),
+        page,
+    ))
+}
+
+/// Makes an App the account's default.
+pub async fn patch_app(deps: &Deps, account: &AccountId, name: &AppName, body: &Value) -> Result<App, AppError> {
+    require_is_default_true(body)?;
+    let now = deps.clock.now();
+    update_book(deps, account, |book| book.set_default_app(name, now)).await
+}
+
+fn require_is_default_true(body: &Value) -> Result<(), AppError> {
+    match body.get("isDefault") {
+        Some(Value::Bool(true)) => Ok(()),
+        _ => Err(AppError::field(
+            "isDefault",
+            "must be true (make this the default); to change the default, patch another one",
+        )),
+    }
+}
+
+/// Keyset paging over an in-memory list keyed by sortable strings, newest (largest key) first.
+fn page_newest_first<T>(mut items: Vec<(String, T)>, page: &PageRequest) -> Page<T> {
+    items.sort_by(|a, b| b.0.cmp(&a.0));
+    let start = match &page.cursor {
+        Some(cursor) => items.iter().position(|(k, _)| k < cursor).unwrap_or(items.len()),
+        None => 0,
+    };
+    let mut rest: Vec<(String, T)> = items.into_iter().skip(start).take(page.size + 1).collect();
+    let next = if rest.len() > page.size {
+        rest.truncate(page.size);
+        rest.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
+    Page { items: rest.into_iter().map(|(_, v)| v).collect(), next }
+}

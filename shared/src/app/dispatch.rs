@@ -1,0 +1,284 @@
+//! Dispatch: process one queued chunk. The dispatch Lambda and the local worker both call
+//! [`process_chunk`].
+//!
+//! Per recipient: render → create the notification idempotently (deterministic id) → claim it →
+//! deliver → record the final status and the operation's counters in one atomic step. A chunk
+//! processed twice finds its notifications final or claimed and sends nothing twice (promise 3).
+//! Retryable provider failures are retried here with exponential backoff and full jitter; when a
+//! wait would be too long or attempts run out, the claim is released and the chunk goes back to
+//! the queue. On the last allowed receive they become FAILED, so every recipient ends final
+//! (promise 2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use rand::Rng;
+use tracing::{error, instrument, warn};
+
+use crate::domain::{
+    CompiledContent, CredentialSecret, CredentialType, DeliveryError, Destination, ErrorCode, Notification,
+    NotificationId, NotificationStatus, Provider, Senders,
+};
+
+use super::Deps;
+use super::ports::{Chunk, ChunkRecipient, Delivery, DeliveryOutcome, Finish, StoreError};
+
+/// What the queue should do with a processed chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkResult {
+    /// Every recipient is final: delete the message.
+    Done,
+    /// Some recipients must be retried: redeliver the chunk after this delay.
+    RetryAfter(Duration),
+}
+
+enum RecipientResult {
+    Done,
+    Retry(Duration),
+}
+
+type ResolvedCredential = Option<(crate::domain::CredentialId, CredentialType, Arc<CredentialSecret>)>;
+
+/// Processes one chunk; `receive_count` is how many times the queue has delivered it (1 first).
+#[instrument(skip_all, fields(operation_id = %chunk.operation_id, recipients = chunk.recipients.len(), receive_count))]
+pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> ChunkResult {
+    if chunk.v != Chunk::VERSION {
+        error!(version = chunk.v, "unknown chunk version; leaving it for the dead-letter queue");
+        return ChunkResult::RetryAfter(Duration::from_secs(60));
+    }
+    let compiled = CompiledContent::compile(&chunk.content, &chunk.tags).map_err(|errors| {
+        let fields: Vec<_> = errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+        fields.join("; ")
+    });
+    let credentials = match resolve_credentials(deps, chunk).await {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "credential store unavailable; chunk goes back to the queue");
+            return ChunkResult::RetryAfter(Duration::from_secs(5));
+        }
+    };
+    let ctx = Ctx { deps, chunk, compiled: &compiled, credentials: &credentials, receive_count };
+    let limit = deps.settings.delivery_concurrency.max(1);
+    let mut pending = FuturesUnordered::new();
+    let mut recipients = chunk.recipients.iter();
+    let mut results = Vec::with_capacity(chunk.recipients.len());
+    loop {
+        while pending.len() < limit {
+            match recipients.next() {
+                Some(r) => pending.push(ctx.process(r)),
+                None => break,
+            }
+        }
+        match pending.next().await {
+            Some(r) => results.push(r),
+            None => break,
+        }
+    }
+    results
+        .into_iter()
+        .filter_map(|r| match r {
+            RecipientResult::Retry(after) => Some(after),
+            RecipientResult::Done => None,
+        })
+        .max()
+        .map_or(ChunkResult::Done, ChunkResult::RetryAfter)
+}
+
+async fn resolve_credentials(deps: &Deps, chunk: &Chunk) -> Result<HashMap<Provider, ResolvedCredential>, StoreError> {
+    let mut out = HashMap::new();
+    for provider in [Provider::Apn, Provider::Fcm] {
+        if !chunk.recipients.iter().any(|r| r.provider == provider) {
+            continue;
+        }
+        let resolved = match chunk.senders.for_provider(provider) {
+            None => None,
+            Some(id) => {
+                let (book, _) = deps.credentials.load_book(&chunk.account_id).await?;
+                let sealed = deps.credentials.get_secret(&chunk.account_id, &id).await?;
+                match (book.credential(&id), sealed) {
+                    (Some(meta), Some(sealed)) => {
+                        let aad = secret_aad(&chunk.account_id, &id);
+                        let plain = deps.secrets.open(&sealed, &aad)?;
+                        let secret: CredentialSecret = serde_json::from_slice(&plain)
+                            .map_err(|_| StoreError::Unexpected("stored credential content is unreadable".into()))?;
+                        Some((id, meta.credential_type, Arc::new(secret)))
+                    }
+                    _ => None,
+                }
+            }
+        };
+        out.insert(provider, resolved);
+    }
+    Ok(out)
+}
+
+/// The additional data a credential secret is sealed with: it cannot be moved to another
+/// account or credential.
+pub fn secret_aad(account: &crate::domain::AccountId, id: &crate::domain::CredentialId) -> Vec<u8> {
+    format!("{account}/{id}").into_bytes()
+}
+
+struct Ctx<'a> {
+    deps: &'a Deps,
+    chunk: &'a Chunk,
+    compiled: &'a Result<CompiledContent, String>,
+    credentials: &'a HashMap<Provider, ResolvedCredential>,
+    receive_count: u32,
+}
+
+impl Ctx<'_> {
+    async fn process(&self, recipient: &ChunkRecipient) -> RecipientResult {
+        match self.try_process(recipient).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, slot = recipient.slot, "store failure while dispatching; will retry");
+                RecipientResult::Retry(Duration::from_secs(2))
+            }
+        }
+    }
+
+    async fn try_process(&self, recipient: &ChunkRecipient) -> Result<RecipientResult, StoreError> {
+        let deps = self.deps;
+        let chunk = self.chunk;
+        let account = &chunk.account_id;
+        let id = NotificationId::derive(chunk.operation_id, recipient.slot);
+        let credential = self.credentials.get(&recipient.provider).cloned().flatten();
+        let from = match &credential {
+            Some((cid, _, _)) => match recipient.provider {
+                Provider::Apn => Senders { apn: Some(cid.clone()), fcm: None },
+                Provider::Fcm => Senders { apn: None, fcm: Some(cid.clone()) },
+            },
+            None => Senders::default(),
+        };
+        let rendered = match self.compiled {
+            Ok(compiled) => compiled.render(&recipient.variables).map_err(|e| e.0),
+            Err(e) => Err(e.clone()),
+        };
+        let (content, tags) = match &rendered {
+            Ok((content, tags)) => (content.clone(), tags.clone()),
+            Err(_) => (chunk.content.clone(), chunk.tags.clone()),
+        };
+        let now = deps.clock.now();
+        let record = Notification {
+            id,
+            account_id: account.clone(),
+            operation_id: chunk.operation_id,
+            to: Destination { token: recipient.token.clone(), provider: recipient.provider, user_id: None },
+            from: from.clone(),
+            content,
+            priority: chunk.priority,
+            sound: chunk.sound.clone(),
+            status: NotificationStatus::Queued,
+            tags,
+            scheduled_for: None,
+            created_at: chunk.created_at,
+            updated_at: now,
+            error: None,
+            completed_at: None,
+        };
+        let stored = deps.push.create_notification(record).await?;
+        if stored.status.is_final() {
+            return Ok(RecipientResult::Done);
+        }
+        let lease = chrono::Duration::from_std(deps.settings.claim_lease).unwrap_or(chrono::Duration::minutes(2));
+        match deps.push.claim(account, id, now + lease, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                // Final already, or another dispatcher holds it: retry after its lease unless final.
+                let current = deps.push.get_notification(account, id).await?;
+                return Ok(match current {
+                    Some(n) if !n.status.is_final() => RecipientResult::Retry(deps.settings.claim_lease),
+                    _ => RecipientResult::Done,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+
+        let fail = |code: ErrorCode, message: String, reason: Option<String>| Finish {
+            status: NotificationStatus::Failed,
+            from: from.clone(),
+            error: Some(DeliveryError::new(code, message, reason)),
+            at: deps.clock.now(),
+        };
+        let (content, _) = match rendered {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .finish(id, fail(ErrorCode::RenderFailed, format!("template rendering failed: {e}"), None))
+                    .await;
+            }
+        };
+        let Some((credential_id, credential_type, secret)) = credential else {
+            let message = match chunk.senders.for_provider(recipient.provider) {
+                Some(cid) => format!("credential {cid} no longer exists"),
+                None => format!("no {} credential resolved for this send", recipient.provider.as_str()),
+            };
+            return self.finish(id, fail(ErrorCode::NoCredential, message, None)).await;
+        };
+        let delivery = Delivery {
+            credential_id,
+            credential_type,
+            secret: &secret,
+            token: &recipient.token,
+            content: &content,
+            priority: chunk.priority,
+            sound: chunk.sound.as_deref(),
+        };
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = deps.gateway.deliver(&delivery).await;
+            let finish = match outcome {
+                DeliveryOutcome::Sent => {
+                    Finish { status: NotificationStatus::Sent, from: from.clone(), error: None, at: deps.clock.now() }
+                }
+                DeliveryOutcome::InvalidToken { reason } => fail(
+                    ErrorCode::InvalidToken,
+                    "the provider reports the device token as invalid".into(),
+                    Some(reason),
+                ),
+                DeliveryOutcome::Permanent { code, message, reason } => fail(code, message, reason),
+                DeliveryOutcome::Retryable { after, reason } => {
+                    let backoff = self.backoff(attempt);
+                    let wait = after.map_or(backoff, |a| a.max(backoff));
+                    if attempt < deps.settings.max_attempts && wait <= deps.settings.max_inline_wait {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    if self.receive_count >= deps.settings.max_receives {
+                        fail(
+                            ErrorCode::ProviderUnavailable,
+                            format!(
+                                "the provider stayed unavailable after {} deliveries of this batch",
+                                self.receive_count
+                            ),
+                            Some(reason),
+                        )
+                    } else {
+                        deps.push.release(account, id).await?;
+                        return Ok(RecipientResult::Retry(wait));
+                    }
+                }
+            };
+            return self.finish(id, finish).await;
+        }
+    }
+
+    async fn finish(&self, id: NotificationId, finish: Finish) -> Result<RecipientResult, StoreError> {
+        match self.deps.push.finish(&self.chunk.account_id, id, finish).await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Exponential backoff with full jitter: uniform in [base·2^(n-1)/2, base·2^(n-1)].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.deps.settings.retry_base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+        let half = ceiling / 2;
+        let jitter = rand::thread_rng().gen_range(0..=half.as_millis().max(1) as u64);
+        half + Duration::from_millis(jitter)
+    }
+}

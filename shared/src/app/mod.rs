@@ -1,0 +1,78 @@
+//! Use cases over the ports: send, dispatch, queries, credentials and auth. No HTTP, no SDKs.
+
+pub mod auth;
+pub mod credentials;
+pub mod dispatch;
+pub mod error;
+pub mod paging;
+pub mod ports;
+pub mod queries;
+pub mod send;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::AppError;
+pub use paging::PageTokens;
+use ports::{AccountStore, Clock, CredentialStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, SecretBox};
+
+/// Tunables of the use cases.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most recipients per queued chunk.
+    pub chunk_size: usize,
+    /// Most estimated bytes per queued chunk (SQS allows 256 KiB; stay well under).
+    pub chunk_bytes: usize,
+    /// Provider attempts per notification within one processing of a chunk.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt, with full jitter.
+    pub retry_base: Duration,
+    /// Longest wait between attempts inside one processing; longer waits go back to the queue.
+    pub max_inline_wait: Duration,
+    /// How long a claim on a notification lasts.
+    pub claim_lease: Duration,
+    /// After this many receives of a chunk, retryable failures become FAILED.
+    pub max_receives: u32,
+    /// Concurrent deliveries per chunk.
+    pub delivery_concurrency: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 500,
+            chunk_bytes: 192 * 1024,
+            max_attempts: 3,
+            retry_base: Duration::from_millis(200),
+            max_inline_wait: Duration::from_secs(10),
+            claim_lease: Duration::from_secs(120),
+            max_receives: 5,
+            delivery_concurrency: 128,
+        }
+    }
+}
+
+/// Everything the use cases need, built once per process (or Lambda cold start).
+#[derive(Clone)]
+pub struct Deps {
+    /// Notifications and operations.
+    pub push: Arc<dyn PushWriter>,
+    /// Credentials and Apps.
+    pub credentials: Arc<dyn CredentialStore>,
+    /// Accounts.
+    pub accounts: Arc<dyn AccountStore>,
+    /// The fan-out queue.
+    pub queue: Arc<dyn FanoutQueue>,
+    /// APNs and FCM.
+    pub gateway: Arc<dyn PushGateway>,
+    /// Credential encryption.
+    pub secrets: Arc<dyn SecretBox>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Ids.
+    pub ids: Arc<dyn IdGenerator>,
+    /// Page token signing.
+    pub pages: PageTokens,
+    /// Tunables.
+    pub settings: Settings,
+}

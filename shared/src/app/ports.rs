@@ -1,0 +1,308 @@
+//! Ports: the capabilities the use cases need, implemented by adapters (memory here; DynamoDB,
+//! SQS and Scheduler on AWS). Every store method is scoped by account: a record of another
+//! account is indistinguishable from a missing one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use crate::domain::credential::CredentialBook;
+use crate::domain::{
+    Account, AccountId, Content, CredentialId, CredentialSecret, CredentialType, DeliveryError, ErrorCode,
+    Notification, NotificationId, NotificationStatus, Operation, OperationErrorEntry, OperationId, OperationStatus,
+    Priority, Provider, Senders, Timestamp, UserId,
+};
+
+/// What a store can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the record exists, or is not in the expected state/version.
+    #[error("conflict")]
+    Conflict,
+    /// The store is temporarily unavailable (throttled, timed out): retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("store failure: {0}")]
+    Unexpected(String),
+}
+
+/// A page request: at most `size` items after the keyset `cursor` (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Items wanted (1–1000).
+    pub size: usize,
+    /// Where the previous page ended (an adapter-defined key), or `None` for the first page.
+    pub cursor: Option<String>,
+}
+
+/// A page of results, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The cursor of the next page, `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Filters of `GET /v1/PushNotifications` (all ANDed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationFilter {
+    /// Only this operation's notifications.
+    pub operation_id: Option<OperationId>,
+    /// Only this status.
+    pub status: Option<NotificationStatus>,
+    /// Must carry all of these tags.
+    pub tags: Vec<(String, String)>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created at or before.
+    pub end: Option<Timestamp>,
+    /// Only this User's notifications.
+    pub user: Option<UserId>,
+    /// Only this provider.
+    pub provider: Option<Provider>,
+}
+
+/// Filters of `GET /v1/PushNotifications/Operations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperationFilter {
+    /// Only this status.
+    pub status: Option<OperationStatus>,
+    /// Created at or after.
+    pub start: Option<Timestamp>,
+    /// Created at or before.
+    pub end: Option<Timestamp>,
+}
+
+/// The final outcome of one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finish {
+    /// `SENT` or `FAILED`.
+    pub status: NotificationStatus,
+    /// The credential used.
+    pub from: Senders,
+    /// Why, when FAILED.
+    pub error: Option<DeliveryError>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Read access to notifications and operations (what fetch/list functions may do).
+#[async_trait]
+pub trait PushReader: Send + Sync {
+    /// The notification, or `None` if missing or another account's.
+    async fn get_notification(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+    ) -> Result<Option<Notification>, StoreError>;
+    /// Notifications matching `filter`, newest first.
+    async fn list_notifications(
+        &self,
+        account: &AccountId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError>;
+    /// The operation, or `None`.
+    async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError>;
+    /// Operations matching `filter`, newest first.
+    async fn list_operations(
+        &self,
+        account: &AccountId,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, StoreError>;
+    /// FAILED notifications of an operation, newest first.
+    async fn list_operation_errors(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        page: &PageRequest,
+    ) -> Result<Page<OperationErrorEntry>, StoreError>;
+}
+
+/// Write access used by send and dispatch.
+#[async_trait]
+pub trait PushWriter: PushReader {
+    /// Stores a new operation. `Conflict` if the id exists.
+    async fn create_operation(&self, op: &Operation) -> Result<(), StoreError>;
+    /// Removes an operation that was never accepted (its chunks could not be enqueued).
+    async fn discard_operation(&self, account: &AccountId, id: OperationId) -> Result<(), StoreError>;
+    /// Stores `n` unless a notification with its id exists; returns the stored record either way.
+    async fn create_notification(&self, n: Notification) -> Result<Notification, StoreError>;
+    /// Claims a QUEUED notification for delivery until `until`. `Conflict` if it is final, or
+    /// claimed by someone else whose claim has not expired at `now`.
+    async fn claim(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Gives a claim back (the notification stays QUEUED, to be retried).
+    async fn release(&self, account: &AccountId, id: NotificationId) -> Result<(), StoreError>;
+    /// Moves a claimed QUEUED notification to its final status and, in the same atomic step,
+    /// moves the operation's counters (completing it when nothing is left). `Conflict` if the
+    /// notification is already final. Returns the operation after the change.
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError>;
+}
+
+/// Credentials, Apps, and sealed credential secrets.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// The account's credential book and its version (0 when it has none).
+    async fn load_book(&self, account: &AccountId) -> Result<(CredentialBook, u64), StoreError>;
+    /// Replaces the book if its version is still `expected`. `Conflict` otherwise.
+    async fn save_book(&self, account: &AccountId, book: &CredentialBook, expected: u64) -> Result<(), StoreError>;
+    /// Stores a sealed secret.
+    async fn put_secret(&self, account: &AccountId, id: &CredentialId, sealed: Vec<u8>) -> Result<(), StoreError>;
+    /// A sealed secret, or `None`.
+    async fn get_secret(&self, account: &AccountId, id: &CredentialId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes a sealed secret (missing is fine).
+    async fn delete_secret(&self, account: &AccountId, id: &CredentialId) -> Result<(), StoreError>;
+}
+
+/// Accounts.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// The account, or `None`.
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+}
+
+/// Authenticated encryption of credential secrets (AES-GCM locally, KMS envelope on AWS).
+pub trait SecretBox: Send + Sync {
+    /// Encrypts `plaintext`, bound to `aad`.
+    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Decrypts what `seal` produced with the same `aad`.
+    fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
+}
+
+/// Current time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// New ULIDs for resource ids.
+pub trait IdGenerator: Send + Sync {
+    /// A fresh ULID at `now`.
+    fn ulid(&self, now: Timestamp) -> ulid::Ulid;
+}
+
+/// One recipient inside a chunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkRecipient {
+    /// Position of the notification in the operation (derives its id).
+    pub slot: u32,
+    /// Device token.
+    pub token: String,
+    /// Provider.
+    pub provider: Provider,
+    /// Template variables.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub variables: Map<String, Value>,
+}
+
+/// A slice of an operation's recipients, as queued for dispatch. Versioned: producer and
+/// consumer share this type, and a consumer refuses versions it does not know.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chunk {
+    /// Message format version.
+    pub v: u8,
+    /// Owner.
+    pub account_id: AccountId,
+    /// Operation.
+    pub operation_id: OperationId,
+    /// When the operation was created (the notifications' `createdAt`).
+    pub created_at: Timestamp,
+    /// Content templates.
+    pub content: Content,
+    /// Tag templates.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Priority.
+    pub priority: Priority,
+    /// Sound.
+    pub sound: Option<String>,
+    /// Credentials resolved at send time.
+    pub senders: Senders,
+    /// The recipients.
+    pub recipients: Vec<ChunkRecipient>,
+}
+
+impl Chunk {
+    /// The current message format version.
+    pub const VERSION: u8 = 1;
+}
+
+/// Why a queue refused work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// The fan-out queue (SQS on AWS, an in-process queue locally).
+#[async_trait]
+pub trait FanoutQueue: Send + Sync {
+    /// Makes every chunk durable on the queue, or fails without a partial promise to the caller.
+    async fn enqueue(&self, chunks: Vec<Chunk>) -> Result<(), QueueError>;
+}
+
+/// What the provider needs to deliver one notification.
+#[derive(Debug, Clone)]
+pub struct Delivery<'a> {
+    /// The credential (cache key for clients and tokens).
+    pub credential_id: CredentialId,
+    /// Its type (APN vs APN_SANDBOX picks the host).
+    pub credential_type: CredentialType,
+    /// Its decrypted content.
+    pub secret: &'a Arc<CredentialSecret>,
+    /// Device token.
+    pub token: &'a str,
+    /// Rendered content.
+    pub content: &'a Content,
+    /// Priority.
+    pub priority: Priority,
+    /// Sound.
+    pub sound: Option<&'a str>,
+}
+
+/// How a provider answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Accepted.
+    Sent,
+    /// The token is not (or no longer) valid: fail and forget the device.
+    InvalidToken {
+        /// The provider's reason.
+        reason: String,
+    },
+    /// Try again later (429/5xx/timeouts).
+    Retryable {
+        /// The provider's Retry-After, if any.
+        after: Option<Duration>,
+        /// The provider's reason.
+        reason: String,
+    },
+    /// Refused for good.
+    Permanent {
+        /// The pushgate code.
+        code: ErrorCode,
+        /// Explanation.
+        message: String,
+        /// The provider's reason, if any.
+        reason: Option<String>,
+    },
+}
+
+/// Delivers one notification to APNs or FCM.
+#[async_trait]
+pub trait PushGateway: Send + Sync {
+    /// Sends once (no retries: the dispatcher owns the retry policy) and classifies the answer.
+    async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryOutcome;
+}

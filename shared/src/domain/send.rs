@@ -1,0 +1,671 @@
+//! The send request (spec §2): parsed from JSON with every field problem reported at once.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+
+use super::ids::{AppName, CredentialId, UserId};
+use super::model::{Content, Priority, Provider, Senders, Timestamp};
+use super::template::{RenderError, Template};
+
+/// Most recipients one send may address.
+pub const MAX_RECIPIENTS: usize = 10_000;
+/// Longest device token accepted.
+pub const MAX_TOKEN_CHARS: usize = 4096;
+/// Most tags on one send.
+pub const MAX_TAGS: usize = 10;
+/// Longest tag key (chars).
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// Longest tag value (chars).
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+/// Longest collapse key (bytes).
+pub const MAX_COLLAPSE_KEY_BYTES: usize = 64;
+/// Largest ttl (28 days, the providers' maximum).
+pub const MAX_TTL_SECONDS: u64 = 2_419_200;
+/// Most `sendAt` instants.
+pub const MAX_SEND_AT: usize = 10;
+/// How far ahead a send may be scheduled.
+pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(7);
+/// Most entries in any object or array inside a recipient's `variables` (bounds template loops).
+pub const MAX_VARIABLE_ENTRIES: usize = 1000;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// JSON-path-like field name (`to[3].provider`).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// Builds a field error.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// A recipient of a send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recipient {
+    /// A device token.
+    Device {
+        /// Token as given.
+        token: String,
+        /// Its provider.
+        provider: Provider,
+        /// Template variables.
+        variables: Map<String, Value>,
+    },
+    /// Every device of a User.
+    User {
+        /// The User.
+        user_id: UserId,
+        /// Template variables.
+        variables: Map<String, Value>,
+    },
+}
+
+/// Who sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderSpec {
+    /// The account's default App.
+    DefaultApp,
+    /// Explicit credentials per provider.
+    Credentials(Senders),
+    /// The named App's default credentials.
+    App(AppName),
+}
+
+/// A validated send request.
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    /// Recipients, in request order.
+    pub to: Vec<Recipient>,
+    /// Content templates (strings are Liquid sources).
+    pub content: Content,
+    /// Sender.
+    pub from: SenderSpec,
+    /// Priority.
+    pub priority: Priority,
+    /// Sound.
+    pub sound: Option<String>,
+    /// `schedule.sendAt` instants (empty: send now).
+    pub send_at: Vec<Timestamp>,
+    /// Tag templates.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The templates of a send, parsed once and rendered per recipient.
+#[derive(Debug, Clone)]
+pub struct CompiledContent {
+    base: Content,
+    title: Option<Template>,
+    body: Option<Template>,
+    image: Option<Template>,
+    collapse_key: Option<Template>,
+    data: Vec<(String, Template)>,
+    tags: Vec<(String, Template)>,
+}
+
+impl CompiledContent {
+    /// Parses every template of `content` and `tags`; errors name the field.
+    pub fn compile(content: &Content, tags: &BTreeMap<String, String>) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut parse = |field: String, source: &str| match Template::parse(source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(FieldError::new(field, format!("invalid Liquid template: {e}")));
+                None
+            }
+        };
+        let title = content.title.as_deref().and_then(|s| parse("content.title".into(), s));
+        let body = content.body.as_deref().and_then(|s| parse("content.body".into(), s));
+        let image = content.image.as_deref().and_then(|s| parse("content.image".into(), s));
+        let collapse_key = content.collapse_key.as_deref().and_then(|s| parse("content.collapseKey".into(), s));
+        let data = content
+            .data
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| parse(format!("content.data.{k}"), v).map(|t| (k.clone(), t)))
+            .collect();
+        let tags = tags.iter().filter_map(|(k, v)| parse(format!("tags.{k}"), v).map(|t| (k.clone(), t))).collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Self { base: content.clone(), title, body, image, collapse_key, data, tags })
+    }
+
+    /// Renders content and tags for one recipient.
+    pub fn render(&self, variables: &Map<String, Value>) -> Result<(Content, BTreeMap<String, String>), RenderError> {
+        let field = |name: &str, t: &Option<Template>| -> Result<Option<String>, RenderError> {
+            t.as_ref().map(|t| t.render(variables).map_err(|e| RenderError(format!("{name}: {e}")))).transpose()
+        };
+        let mut content = self.base.clone();
+        content.title = field("content.title", &self.title)?;
+        content.body = field("content.body", &self.body)?;
+        content.image = field("content.image", &self.image)?;
+        content.collapse_key = field("content.collapseKey", &self.collapse_key)?;
+        if let Some(key) = &content.collapse_key
+            && key.len() > MAX_COLLAPSE_KEY_BYTES
+        {
+            return Err(RenderError(format!("content.collapseKey: longer than {MAX_COLLAPSE_KEY_BYTES} bytes")));
+        }
+        if self.base.data.is_some() {
+            let mut data = BTreeMap::new();
+            for (k, t) in &self.data {
+                data.insert(k.clone(), t.render(variables).map_err(|e| RenderError(format!("content.data.{k}: {e}")))?);
+            }
+            content.data = Some(data);
+        }
+        let mut tags = BTreeMap::new();
+        for (k, t) in &self.tags {
+            let value = t.render(variables).map_err(|e| RenderError(format!("tags.{k}: {e}")))?;
+            if value.chars().count() > MAX_TAG_VALUE_CHARS {
+                return Err(RenderError(format!("tags.{k}: longer than {MAX_TAG_VALUE_CHARS} characters")));
+            }
+            tags.insert(k.clone(), value);
+        }
+        Ok((content, tags))
+    }
+}
+
+/// Parses and validates a send body. `now` bounds `schedule.sendAt`.
+pub fn parse_send(body: &Value, now: Timestamp) -> Result<(SendRequest, CompiledContent), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let Some(obj) = body.as_object() else {
+        return Err(vec![FieldError::new("", "body must be a JSON object")]);
+    };
+    let to = parse_to(obj.get("to"), &mut errors);
+    let content = parse_content(obj.get("content"), &mut errors);
+    let from = parse_from(obj.get("from"), &mut errors);
+    let priority = match obj.get("priority") {
+        None | Some(Value::Null) => Priority::High,
+        Some(Value::String(s)) if s == "HIGH" => Priority::High,
+        Some(Value::String(s)) if s == "LOW" => Priority::Low,
+        Some(_) => {
+            errors.push(FieldError::new("priority", "must be one of HIGH, LOW"));
+            Priority::High
+        }
+    };
+    let sound = match obj.get("sound") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new("sound", "must be a non-empty string of at most 256 bytes, or null"));
+            None
+        }
+    };
+    let send_at = parse_schedule(obj.get("schedule"), now, &mut errors);
+    let tags = parse_tags(obj.get("tags"), &mut errors);
+    let compiled = match CompiledContent::compile(&content, &tags) {
+        Ok(c) => Some(c),
+        Err(mut e) => {
+            errors.append(&mut e);
+            None
+        }
+    };
+    match compiled {
+        Some(compiled) if errors.is_empty() => {
+            Ok((SendRequest { to, content, from, priority, sound, send_at, tags }, compiled))
+        }
+        _ => Err(errors),
+    }
+}
+
+fn parse_to(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient> {
+    let Some(value) = value else {
+        errors.push(FieldError::new("to", "is required"));
+        return Vec::new();
+    };
+    let Some(items) = value.as_array() else {
+        errors.push(FieldError::new("to", "must be an array of recipients"));
+        return Vec::new();
+    };
+    if items.is_empty() || items.len() > MAX_RECIPIENTS {
+        errors.push(FieldError::new("to", format!("must hold 1 to {MAX_RECIPIENTS} recipients")));
+        if items.len() > MAX_RECIPIENTS {
+            return Vec::new();
+        }
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = |name: &str| format!("to[{i}].{name}");
+        let Some(r) = item.as_object() else {
+            errors.push(FieldError::new(format!("to[{i}]"), "must be an object"));
+            continue;
+        };
+        let variables = match r.get("variables") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => {
+                if let Some(path) = oversized(m, "") {
+                    errors.push(FieldError::new(
+                        format!("{}{path}", field("variables")),
+                        format!("objects and arrays may hold at most {MAX_VARIABLE_ENTRIES} entries"),
+                    ));
+                }
+                m.clone()
+            }
+            Some(_) => {
+                errors.push(FieldError::new(field("variables"), "must be an object"));
+                Map::new()
+            }
+        };
+        if let Some(user) = r.get("userId") {
+            if r.contains_key("token") || r.contains_key("provider") {
+                errors.push(FieldError::new(format!("to[{i}]"), "give either userId or token and provider, not both"));
+                continue;
+            }
+            match user.as_str().map(UserId::parse) {
+                Some(Ok(user_id)) => out.push(Recipient::User { user_id, variables }),
+                _ => errors.push(FieldError::new(field("userId"), format!("must match {}", UserId::PATTERN))),
+            }
+            continue;
+        }
+        let token = match r.get("token") {
+            Some(Value::String(t)) if !t.is_empty() && t.chars().count() <= MAX_TOKEN_CHARS => Some(t.clone()),
+            None => {
+                errors.push(FieldError::new(field("token"), "is required (or give a userId)"));
+                None
+            }
+            Some(_) => {
+                errors.push(FieldError::new(
+                    field("token"),
+                    format!("must be a non-empty string of at most {MAX_TOKEN_CHARS} characters"),
+                ));
+                None
+            }
+        };
+        let provider = match r.get("provider") {
+            Some(Value::String(p)) => Provider::parse(p),
+            _ => None,
+        };
+        if provider.is_none() {
+            errors.push(FieldError::new(field("provider"), "must be one of APN, FCM"));
+        }
+        if let (Some(token), Some(provider)) = (token, provider) {
+            out.push(Recipient::Device { token, provider, variables });
+        }
+    }
+    out
+}
+
+/// Path of the first object/array in `m` with too many entries.
+fn oversized(m: &Map<String, Value>, path: &str) -> Option<String> {
+    if m.len() > MAX_VARIABLE_ENTRIES {
+        return Some(path.to_owned());
+    }
+    m.iter().find_map(|(k, v)| oversized_value(v, &format!("{path}.{k}")))
+}
+
+fn oversized_value(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::Object(m) => oversized(m, path),
+        Value::Array(a) if a.len() > MAX_VARIABLE_ENTRIES => Some(path.to_owned()),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, v)| oversized_value(v, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content {
+    let mut content = Content::default();
+    let Some(value) = value else {
+        errors.push(FieldError::new("content", "is required"));
+        return content;
+    };
+    let Some(c) = value.as_object() else {
+        errors.push(FieldError::new("content", "must be an object"));
+        return content;
+    };
+    let mut string = |name: &str| -> Option<String> {
+        match c.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                errors.push(FieldError::new(format!("content.{name}"), "must be a string"));
+                None
+            }
+        }
+    };
+    content.title = string("title");
+    content.body = string("body");
+    content.image = string("image");
+    content.collapse_key = string("collapseKey");
+    if let Some(image) = &content.image
+        && !image.contains("{{")
+        && !image.contains("{%")
+        && !url::Url::parse(image).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        errors.push(FieldError::new("content.image", "must be an absolute http(s) URL"));
+    }
+    if let Some(key) = &content.collapse_key
+        && key.len() > MAX_COLLAPSE_KEY_BYTES
+    {
+        errors.push(FieldError::new("content.collapseKey", format!("must be at most {MAX_COLLAPSE_KEY_BYTES} bytes")));
+    }
+    match c.get("data") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            let mut data = BTreeMap::new();
+            for (k, v) in m {
+                match v.as_str() {
+                    Some(s) => {
+                        data.insert(k.clone(), s.to_owned());
+                    }
+                    None => errors.push(FieldError::new(format!("content.data.{k}"), "must be a string")),
+                }
+            }
+            content.data = Some(data);
+        }
+        Some(_) => errors.push(FieldError::new("content.data", "must be an object of string values")),
+    }
+    match c.get("badge") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => content.badge = Some(n),
+            None => errors.push(FieldError::new("content.badge", "must be an integer ≥ 0")),
+        },
+    }
+    match c.get("ttl") {
+        None | Some(Value::Null) => {}
+        Some(v) => match v.as_u64().filter(|n| *n <= MAX_TTL_SECONDS).and_then(|n| u32::try_from(n).ok()) {
+            Some(n) => content.ttl = Some(n),
+            None => {
+                errors.push(FieldError::new("content.ttl", format!("must be an integer from 0 to {MAX_TTL_SECONDS}")))
+            }
+        },
+    }
+    for (name, slot) in
+        [("contentAvailable", &mut content.content_available), ("mutableContent", &mut content.mutable_content)]
+    {
+        match c.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(b)) => *slot = Some(*b),
+            Some(_) => errors.push(FieldError::new(format!("content.{name}"), "must be a boolean")),
+        }
+    }
+    for (name, slot) in [("apn", &mut content.apn), ("fcm", &mut content.fcm)] {
+        match c.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(m)) => *slot = Some(m.clone()),
+            Some(_) => errors.push(FieldError::new(format!("content.{name}"), "must be an object")),
+        }
+    }
+    let present = ["title", "body", "data", "contentAvailable"].iter().any(|k| c.get(*k).is_some_and(|v| !v.is_null()));
+    if !present {
+        errors.push(FieldError::new("content", "needs at least one of title, body, data, contentAvailable"));
+    }
+    content
+}
+
+fn parse_from(value: Option<&Value>, errors: &mut Vec<FieldError>) -> SenderSpec {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return SenderSpec::DefaultApp;
+    };
+    let Some(f) = value.as_object() else {
+        errors.push(FieldError::new("from", "must be an object"));
+        return SenderSpec::DefaultApp;
+    };
+    if let Some(app) = f.get("appName") {
+        if f.contains_key("apn") || f.contains_key("fcm") {
+            errors.push(FieldError::new("from", "give either appName or credential ids, not both"));
+        }
+        return match app.as_str().map(AppName::parse) {
+            Some(Ok(name)) => SenderSpec::App(name),
+            _ => {
+                errors.push(FieldError::new("from.appName", format!("must match {}", AppName::PATTERN)));
+                SenderSpec::DefaultApp
+            }
+        };
+    }
+    let mut senders = Senders::default();
+    for (name, slot) in [("apn", &mut senders.apn), ("fcm", &mut senders.fcm)] {
+        match f.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_str().map(CredentialId::parse) {
+                Some(Ok(id)) => *slot = Some(id),
+                _ => errors
+                    .push(FieldError::new(format!("from.{name}"), format!("must match {}", CredentialId::PATTERN))),
+            },
+        }
+    }
+    if senders.apn.is_none() && senders.fcm.is_none() {
+        errors.push(FieldError::new("from", "must name an appName or at least one of apn, fcm"));
+    }
+    SenderSpec::Credentials(senders)
+}
+
+fn parse_schedule(value: Option<&Value>, now: Timestamp, errors: &mut Vec<FieldError>) -> Vec<Timestamp> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Vec::new();
+    };
+    let Some(items) = value.as_object().and_then(|s| s.get("sendAt")).and_then(Value::as_array) else {
+        errors.push(FieldError::new("schedule.sendAt", "must be an array of RFC 3339 date-times"));
+        return Vec::new();
+    };
+    if items.is_empty() || items.len() > MAX_SEND_AT {
+        errors.push(FieldError::new("schedule.sendAt", format!("must hold 1 to {MAX_SEND_AT} date-times")));
+    }
+    let mut out: Vec<Timestamp> = Vec::new();
+    for (i, item) in items.iter().enumerate().take(MAX_SEND_AT) {
+        let field = format!("schedule.sendAt[{i}]");
+        let Some(at) = item.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) else {
+            errors.push(FieldError::new(field, "must be an RFC 3339 date-time with an offset"));
+            continue;
+        };
+        let at = at.with_timezone(&Utc);
+        if at <= now {
+            errors.push(FieldError::new(field, "must be in the future"));
+        } else if at > now + MAX_SCHEDULE_AHEAD {
+            errors.push(FieldError::new(field, "must be at most 7 days ahead"));
+        } else if out.contains(&at) {
+            errors.push(FieldError::new(field, "repeats an earlier instant"));
+        } else {
+            out.push(at);
+        }
+    }
+    out
+}
+
+fn parse_tags(value: Option<&Value>, errors: &mut Vec<FieldError>) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return tags;
+    };
+    let Some(m) = value.as_object() else {
+        errors.push(FieldError::new("tags", "must be an object of string values"));
+        return tags;
+    };
+    if m.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("may hold at most {MAX_TAGS} pairs")));
+    }
+    for (k, v) in m {
+        let field = format!("tags.{k}");
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
+            errors.push(FieldError::new(field.clone(), format!("key must be 1 to {MAX_TAG_KEY_CHARS} characters")));
+        }
+        match v.as_str() {
+            Some(s) if s.chars().count() <= MAX_TAG_VALUE_CHARS => {
+                tags.insert(k.clone(), s.to_owned());
+            }
+            Some(_) => {
+                errors.push(FieldError::new(field, format!("value must be at most {MAX_TAG_VALUE_CHARS} characters")))
+            }
+            None => errors.push(FieldError::new(field, "value must be a string")),
+        }
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").expect("valid").with_timezone(&Utc)
+    }
+
+    fn fields(body: Value) -> Vec<String> {
+        match parse_send(&body, now()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    fn valid() -> Value {
+        json!({
+            "to": [{"token": "abc", "provider": "APN"}, {"token": "def", "provider": "FCM", "variables": {"name": "Ada"}}],
+            "content": {"title": "Hi {{ name }}", "body": "Boarding"},
+        })
+    }
+
+    #[test]
+    fn the_seed_example_request_is_valid() {
+        let body = json!({
+            "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
+            "to": [{"token": "dqWD7WEC83K41WHyufTS7:APA91bFc", "provider": "FCM"}, {"token": "utJXX2Tr9wN", "provider": "APN"}],
+            "content": {"title": "Boarding time @ TLL", "body": "Dear customer, you have 1 hour until boarding time at the Tallinn airport"},
+            "priority": "HIGH",
+            "sound": "ring",
+        });
+        let (req, _) = parse_send(&body, now()).expect("valid");
+        assert_eq!(req.to.len(), 2);
+        assert_eq!(req.sound.as_deref(), Some("ring"));
+        assert!(matches!(req.from, SenderSpec::Credentials(Senders { apn: Some(_), fcm: Some(_) })));
+    }
+
+    #[test]
+    fn every_field_problem_is_reported_at_once() {
+        let body = json!({
+            "to": [{"token": "", "provider": "WEB"}, "nope", {"userId": "u1"}],
+            "content": {"title": 5, "ttl": -1, "badge": "x", "collapseKey": "k".repeat(65), "image": "not a url"},
+            "priority": "URGENT",
+            "tags": {"a": 1},
+        });
+        let fields = fields(body);
+        for expected in [
+            "to[0].token",
+            "to[0].provider",
+            "to[1]",
+            "to[2].userId",
+            "content.title",
+            "content.ttl",
+            "content.badge",
+            "content.collapseKey",
+            "content.image",
+            "priority",
+            "tags.a",
+        ] {
+            assert!(fields.iter().any(|f| f == expected), "missing {expected} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn validation_rules_each_reject_their_bad_input() {
+        let cases: Vec<(&str, Value)> = vec![
+            ("to", json!({"content": {"title": "x"}})),
+            ("to", json!({"to": [], "content": {"title": "x"}})),
+            ("to", json!({"to": "abc", "content": {"title": "x"}})),
+            ("to[0].token", json!({"to": [{"token": "x".repeat(4097), "provider": "APN"}], "content": {"title": "x"}})),
+            ("to[0].token", json!({"to": [{"provider": "APN"}], "content": {"title": "x"}})),
+            (
+                "to[0].variables",
+                json!({"to": [{"token": "a", "provider": "APN", "variables": [1]}], "content": {"title": "x"}}),
+            ),
+            (
+                "to[0].variables.big",
+                json!({"to": [{"token": "a", "provider": "APN", "variables": {"big": vec![0; 1001]}}], "content": {"title": "x"}}),
+            ),
+            (
+                "to[0]",
+                json!({"to": [{"token": "a", "provider": "APN", "userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}}),
+            ),
+            ("content", json!({"to": [{"token": "a", "provider": "APN"}]})),
+            (
+                "content",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"image": "https://x.test/a.png"}}),
+            ),
+            ("content.data.k", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"data": {"k": 1}}})),
+            (
+                "content.ttl",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "ttl": 2_419_201}}),
+            ),
+            (
+                "content.contentAvailable",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "contentAvailable": "yes"}}),
+            ),
+            ("content.apn", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "apn": 3}})),
+            ("content.title", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "{{ x "}})),
+            (
+                "content.body",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"body": "{% for i in (1..100000000) %}x{% endfor %}"}}),
+            ),
+            (
+                "from.apn",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"apn": "cred"}}),
+            ),
+            (
+                "from.appName",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"appName": "Bad-Name"}}),
+            ),
+            ("from", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {}})),
+            ("sound", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "sound": 3})),
+            (
+                "tags",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": (0..11).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}),
+            ),
+            (
+                "tags.k",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "v".repeat(257)}}),
+            ),
+            (
+                "tags.k",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "{% if %}"}}),
+            ),
+            (
+                "schedule.sendAt",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": []}}),
+            ),
+            (
+                "schedule.sendAt[0]",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-27T09:00:00Z"]}}),
+            ),
+            (
+                "schedule.sendAt[0]",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-12-05T10:00:00Z"]}}),
+            ),
+            (
+                "schedule.sendAt[0]",
+                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-28 10:00"]}}),
+            ),
+        ];
+        for (field, body) in cases {
+            let got = fields(body.clone());
+            assert!(got.iter().any(|f| f == field), "expected an error on {field} for {body}, got {got:?}");
+        }
+    }
+
+    #[test]
+    fn more_than_ten_thousand_recipients_are_refused() {
+        let to: Vec<Value> = (0..10_001).map(|i| json!({"token": format!("t{i}"), "provider": "FCM"})).collect();
+        assert_eq!(fields(json!({"to": to, "content": {"title": "x"}})), vec!["to".to_owned()]);
+    }
+
+    #[test]
+    fn a_valid_request_compiles_templates_that_render_per_recipient() {
+        let (req, compiled) = parse_send(&valid(), now()).expect("valid");
+        let Recipient::Device { variables, .. } = &req.to[1] else { panic!("device recipient") };
+        let (content, _) = compiled.render(variables).expect("renders");
+        assert_eq!(content.title.as_deref(), Some("Hi Ada"));
+        assert_eq!(req.priority, Priority::High);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let mut body = valid();
+        body["futureField"] = json!({"x": 1});
+        assert!(parse_send(&body, now()).is_ok());
+    }
+}

@@ -1,0 +1,207 @@
+//! `pushgate-local`: the whole service in one process on the memory adapters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::adapters::crypto::AesGcmBox;
+use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
+use crate::adapters::http::HttpSettings;
+use crate::adapters::memory::{MemoryAccounts, MemoryCredentials, MemoryPushStore, MemoryQueue, QueueWorkers};
+use crate::adapters::system::{RandomIds, SystemClock};
+use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
+use crate::app::ports::PushGateway;
+use crate::app::{Deps, PageTokens, Settings};
+use crate::domain::{Account, AccountId, AuthToken};
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub var: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { var, message: message.into() }
+}
+
+/// Configuration of the local server (all from the environment).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// `PUSHGATE_LISTEN` (default `127.0.0.1:3000`).
+    pub listen: SocketAddr,
+    /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN`; generated when both are unset.
+    pub account: Option<(AccountId, AuthToken)>,
+    /// `PUSHGATE_DATA_KEY` (base64 of 32 bytes); generated when unset.
+    pub data_key: Option<[u8; 32]>,
+    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
+    pub api: ApiConfig,
+    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
+    pub providers: ProviderConfig,
+    /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 4).
+    pub workers: usize,
+    /// Use case tunables.
+    pub settings: Settings,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            account: None,
+            data_key: None,
+            api: ApiConfig::default(),
+            providers: ProviderConfig::default(),
+            workers: 4,
+            settings: Settings::default(),
+        }
+    }
+}
+
+impl LocalConfig {
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = Self::default();
+        if let Some(listen) = var("PUSHGATE_LISTEN") {
+            config.listen =
+                listen.parse().map_err(|_| err("PUSHGATE_LISTEN", "must be host:port, e.g. 127.0.0.1:3000"))?;
+        }
+        config.account = match (var("PUSHGATE_ACCOUNT_ID"), var("PUSHGATE_AUTH_TOKEN")) {
+            (None, None) => None,
+            (Some(id), Some(token)) => {
+                let id = AccountId::parse(&id)
+                    .map_err(|_| err("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters"))?;
+                if token.len() < 32 {
+                    return Err(err("PUSHGATE_AUTH_TOKEN", "must be at least 32 characters"));
+                }
+                Some((id, AuthToken::new(token)))
+            }
+            (Some(_), None) => return Err(err("PUSHGATE_AUTH_TOKEN", "must be set when PUSHGATE_ACCOUNT_ID is")),
+            (None, Some(_)) => return Err(err("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN is")),
+        };
+        if let Some(key) = var("PUSHGATE_DATA_KEY") {
+            let bytes = STANDARD.decode(key.trim()).map_err(|_| err("PUSHGATE_DATA_KEY", "must be base64"))?;
+            config.data_key =
+                Some(bytes.try_into().map_err(|_| err("PUSHGATE_DATA_KEY", "must decode to exactly 32 bytes"))?);
+        }
+        config.api.public_url = var("PUSHGATE_PUBLIC_URL");
+        if let Some(n) = var("PUSHGATE_MAX_BODY_BYTES") {
+            config.api.max_body_bytes =
+                n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?;
+        } else {
+            config.api.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+        }
+        config.providers.apns_endpoint = var("APNS_ENDPOINT");
+        config.providers.fcm_endpoint = var("FCM_ENDPOINT");
+        if let Some(path) = var("PUSHGATE_EXTRA_CA_FILE") {
+            let pem =
+                std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
+            config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
+        }
+        if let Some(n) = var("PUSHGATE_WORKERS") {
+            config.workers = n
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| err("PUSHGATE_WORKERS", "must be a positive integer"))?;
+        }
+        Ok(config)
+    }
+}
+
+/// A running local service (not yet listening): the router plus its background workers.
+pub struct LocalApp {
+    /// The API router.
+    pub router: axum::Router,
+    /// The account configured or generated at start.
+    pub account: AccountId,
+    /// Its token (shown once at start when generated).
+    pub token: AuthToken,
+    /// Whether the account was generated.
+    pub generated_account: bool,
+    /// The accounts store (tests add more accounts).
+    pub accounts: Arc<MemoryAccounts>,
+    /// The queue (tests wait for it to go idle).
+    pub queue: MemoryQueue,
+    workers: QueueWorkers,
+}
+
+/// The page-token key, derived from the data key so the two are never the same bytes.
+pub fn page_token_key(data_key: &[u8; 32]) -> [u8; 32] {
+    Sha256::new().chain_update(b"pushgate/page-tokens/v1").chain_update(data_key).finalize().into()
+}
+
+/// Builds the local service with the real provider gateway.
+pub fn build(config: &LocalConfig) -> Result<LocalApp, ConfigError> {
+    let gateway = ProviderGateway::new(&config.providers)
+        .map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot build the provider HTTP clients: {e}")))?;
+    Ok(build_with_gateway(config, Arc::new(gateway)))
+}
+
+/// Builds the local service around `gateway` (tests may pass their own).
+pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -> LocalApp {
+    let data_key = config.data_key.unwrap_or_else(|| {
+        warn!(
+            "PUSHGATE_DATA_KEY is not set: generated a data key for this run; credentials will not survive a restart"
+        );
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        key
+    });
+    let (account, token, generated_account) = match &config.account {
+        Some((id, token)) => (id.clone(), token.clone(), false),
+        None => {
+            let mut id = [0u8; 16];
+            let mut token = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut id);
+            rand::thread_rng().fill_bytes(&mut token);
+            let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+            (AccountId::from_bytes(id), AuthToken::new(token), true)
+        }
+    };
+    let accounts = Arc::new(MemoryAccounts::default());
+    // A fresh store cannot be poisoned.
+    let _ = accounts.insert(Account { id: account.clone(), token_hash: token.hash() });
+    let queue = MemoryQueue::default();
+    let deps = Deps {
+        push: Arc::new(MemoryPushStore::default()),
+        credentials: Arc::new(MemoryCredentials::default()),
+        accounts: accounts.clone(),
+        queue: Arc::new(queue.clone()),
+        gateway,
+        secrets: Arc::new(AesGcmBox::new(&data_key)),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        pages: PageTokens::new(page_token_key(&data_key)),
+        settings: config.settings.clone(),
+    };
+    let workers = queue.start(deps.clone(), config.workers);
+    LocalApp { router: router(deps, config.api.clone()), account, token, generated_account, accounts, queue, workers }
+}
+
+impl LocalApp {
+    /// Serves on `listener` until `shutdown` resolves, then stops accepting, finishes in-flight
+    /// requests and drains queued chunks (up to `drain`).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> std::io::Result<()> {
+        let LocalApp { router, workers, .. } = self;
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        info!("HTTP server stopped; draining the fan-out queue");
+        workers.drain(drain).await;
+        Ok(())
+    }
+}
