@@ -1,1 +1,326 @@
+//! Test harness: spawns `pushgate-local`'s app on a random port against the fake APNs and FCM
+//! servers, with helpers to call the API as a client would. Logs of the whole test process are
+//! captured so tests can prove no secret is ever logged.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pushgate::adapters::memory::{MemoryAccounts, MemoryQueue};
+use pushgate::domain::{Account, AccountId, AuthToken};
+use pushgate::local::{LocalConfig, build};
+use pushgate_fakes::keys::{ApnsSigningKey, FcmServiceAccount, apns_signing_key, fcm_service_account};
+use pushgate_fakes::{FakeApns, FakeFcm};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub use pushgate_fakes;
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+static INIT: Once = Once::new();
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut logs) = self.0.lock() {
+            logs.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures every log line of this test process (pushgate at trace level, others at info).
+pub fn capture_logs() {
+    INIT.call_once(|| {
+        let buffer = LOGS.get_or_init(Arc::default).clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,pushgate=trace"))
+            .with_writer(move || LogWriter(buffer.clone()))
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
+/// Everything logged so far by this test process.
+pub fn captured_logs() -> String {
+    LOGS.get().and_then(|l| l.lock().ok().map(|l| String::from_utf8_lossy(&l).into_owned())).unwrap_or_default()
+}
+
+/// A running service with its fakes and one account.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The account.
+    pub account: AccountId,
+    /// Its auth token.
+    pub token: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The local queue (to wait for fan-out to finish).
+    pub queue: MemoryQueue,
+    /// Accounts store (to add a second account).
+    pub accounts: Arc<MemoryAccounts>,
+    /// Fake APNs.
+    pub apns: FakeApns,
+    /// Fake FCM.
+    pub fcm: FakeFcm,
+    /// The APNs signing key registered with the fake.
+    pub apns_key: ApnsSigningKey,
+    /// The FCM service account registered with the fake.
+    pub fcm_account: FcmServiceAccount,
+}
+
+/// Test tunables: fast retries.
+pub fn test_config() -> LocalConfig {
+    let mut config = LocalConfig::default();
+    config.settings.retry_base = Duration::from_millis(20);
+    config.settings.max_inline_wait = Duration::from_secs(2);
+    config.settings.claim_lease = Duration::from_secs(5);
+    config.settings.chunk_size = 50;
+    config.workers = 2;
+    config
+}
+
+impl TestApp {
+    /// Spawns with h2c fakes and the test configuration.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(FakeApns::start_h2c().await, |_| {}).await
+    }
+
+    /// Spawns with the given fake APNs (h2c or TLS) and a configuration tweak.
+    pub async fn spawn_with(apns: FakeApns, tweak: impl FnOnce(&mut LocalConfig)) -> TestApp {
+        capture_logs();
+        let fcm = FakeFcm::start_h2c().await;
+        let apns_key = apns_signing_key("KEY1234567", "TEAM123456");
+        apns.register_signing_key(&apns_key);
+        let fcm_account = fcm_service_account("pushgate-test", &fcm.token_uri());
+        fcm.register_service_account(&fcm_account);
+
+        let mut config = test_config();
+        config.providers.apns_endpoint = Some(apns.base_url());
+        config.providers.fcm_endpoint = Some(fcm.base_url());
+        config.providers.http.extra_ca_pem = apns.server_ca_pem().map(String::into_bytes);
+        tweak(&mut config);
+        let app = build(&config).expect("the test configuration builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a random port");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (queue, accounts, account) = (app.queue.clone(), app.accounts.clone(), app.account.clone());
+        let token = app.token.expose().to_owned();
+        tokio::spawn(app.serve(listener, std::future::pending(), Duration::from_secs(1)));
+        TestApp {
+            base,
+            account,
+            token,
+            client: reqwest::Client::new(),
+            queue,
+            accounts,
+            apns,
+            fcm,
+            apns_key,
+            fcm_account,
+        }
+    }
+
+    /// Adds another account; returns its id and token.
+    pub fn add_account(&self) -> (String, String) {
+        let id = AccountId::from_bytes(rand_bytes());
+        let token = AuthToken::new(hex(&rand_bytes()) + &hex(&rand_bytes()));
+        self.accounts.insert(Account { id: id.clone(), token_hash: token.hash() }).expect("account stored");
+        (id.to_string(), token.expose().to_owned())
+    }
+
+    /// A request with this app's account.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base)).basic_auth(&self.account, Some(&self.token))
+    }
+
+    /// GET as this account; returns status and JSON body.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send_json(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// POST JSON as this account.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        send_json(self.request(reqwest::Method::POST, path).json(body)).await
+    }
+
+    /// PATCH JSON as this account.
+    pub async fn patch(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        send_json(self.request(reqwest::Method::PATCH, path).json(body)).await
+    }
+
+    /// DELETE as this account.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send_json(self.request(reqwest::Method::DELETE, path)).await
+    }
+
+    /// Creates an APN token-auth credential in `app`; returns its id.
+    pub async fn create_apn_credential(&self, app: &str) -> String {
+        self.create_credential(&apn_credential_body(&self.apns_key, app)).await
+    }
+
+    /// Creates an FCM credential in `app`; returns its id.
+    pub async fn create_fcm_credential(&self, app: &str) -> String {
+        self.create_credential(&fcm_credential_body(&self.fcm_account, app)).await
+    }
+
+    /// Creates a credential; panics unless 202.
+    pub async fn create_credential(&self, body: &Value) -> String {
+        let (status, created) = self.post("/v1/PushNotifications/Credentials", body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "credential create failed: {created}");
+        created["resourceId"].as_str().expect("resourceId").to_owned()
+    }
+
+    /// Sends; panics unless 202; returns the operation id.
+    pub async fn send(&self, body: &Value) -> String {
+        let (status, accepted) = self.post("/v1/PushNotifications", body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "send failed: {accepted}");
+        accepted["operationId"].as_str().expect("operationId").to_owned()
+    }
+
+    /// Waits until the fan-out queue is idle, then returns the operation.
+    pub async fn settle(&self, operation_id: &str) -> Value {
+        assert!(self.queue.wait_idle(Duration::from_secs(30)).await, "fan-out did not finish in 30 s");
+        let (status, op) = self.get(&format!("/v1/PushNotifications/Operations/{operation_id}")).await;
+        assert_eq!(status, StatusCode::OK, "{op}");
+        op
+    }
+
+    /// Every notification of an operation (follows pages).
+    pub async fn notifications_of(&self, operation_id: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut path = format!("/v1/PushNotifications?operationId={operation_id}&pageSize=1000");
+        loop {
+            let (status, page) = self.get(&path).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            items.extend(page["pushNotifications"].as_array().cloned().unwrap_or_default());
+            match page["pagination"]["next"].as_str() {
+                Some(next) => {
+                    path = format!("/v1/PushNotifications?operationId={operation_id}&pageSize=1000&pageToken={next}")
+                }
+                None => return items,
+            }
+        }
+    }
+}
+
+/// Sends a request and decodes the JSON answer (Null when the body is not JSON).
+pub async fn send_json(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("the request reaches the server");
+    let status = response.status();
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A valid APNs device token (64 hex chars) derived from `n`.
+pub fn apn_token(n: usize) -> String {
+    format!("{n:064x}")
+}
+
+/// An FCM registration token derived from `n`.
+pub fn fcm_token(n: usize) -> String {
+    format!("fcm-{n:06}:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx")
+}
+
+fn rand_bytes() -> [u8; 16] {
+    rand::random()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Use-case dependencies on the memory stores with the given gateway and queue, plus one
+/// account, for tests that drive use cases directly (no HTTP server, no workers).
+pub fn memory_deps(
+    gateway: Arc<dyn pushgate::app::ports::PushGateway>,
+    queue: Arc<dyn pushgate::app::ports::FanoutQueue>,
+) -> (pushgate::app::Deps, AccountId, AuthToken) {
+    use pushgate::adapters::crypto::AesGcmBox;
+    use pushgate::adapters::memory::{MemoryCredentials, MemoryPushStore};
+    use pushgate::adapters::system::{RandomIds, SystemClock};
+    let accounts = Arc::new(MemoryAccounts::default());
+    let account = AccountId::from_bytes(rand_bytes());
+    let token = AuthToken::new(hex(&rand_bytes()) + &hex(&rand_bytes()));
+    accounts.insert(Account { id: account.clone(), token_hash: token.hash() }).expect("account stored");
+    let deps = pushgate::app::Deps {
+        push: Arc::new(MemoryPushStore::default()),
+        credentials: Arc::new(MemoryCredentials::default()),
+        accounts,
+        queue,
+        gateway,
+        secrets: Arc::new(AesGcmBox::new(&[7; 32])),
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        pages: pushgate::app::PageTokens::new([8; 32]),
+        settings: test_config().settings,
+    };
+    (deps, account, token)
+}
+
+/// A provider gateway pointed at the given fakes (h2c).
+pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate::app::ports::PushGateway> {
+    use pushgate::adapters::gateway::{ProviderConfig, ProviderGateway};
+    let config = ProviderConfig {
+        apns_endpoint: Some(apns.base_url()),
+        fcm_endpoint: Some(fcm.base_url()),
+        http: pushgate::adapters::http::HttpSettings {
+            extra_ca_pem: apns.server_ca_pem().map(String::into_bytes),
+            ..Default::default()
+        },
+    };
+    Arc::new(ProviderGateway::new(&config).expect("gateway builds"))
+}
+
+/// A queue that keeps chunks for the test to process by hand, or refuses them.
+#[derive(Default)]
+pub struct ManualQueue {
+    /// Chunks enqueued so far.
+    pub chunks: Mutex<Vec<pushgate::app::ports::Chunk>>,
+    /// When set, `enqueue` fails.
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl pushgate::app::ports::FanoutQueue for ManualQueue {
+    async fn enqueue(&self, chunks: Vec<pushgate::app::ports::Chunk>) -> Result<(), pushgate::app::ports::QueueError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(pushgate::app::ports::QueueError("injected failure".into()));
+        }
+        self.chunks.lock().expect("queue lock").extend(chunks);
+        Ok(())
+    }
+}
+
+impl ManualQueue {
+    /// Takes the enqueued chunks.
+    pub fn take(&self) -> Vec<pushgate::app::ports::Chunk> {
+        std::mem::take(&mut *self.chunks.lock().expect("queue lock"))
+    }
+}
+
+/// Credential-create bodies for the fakes' key material.
+pub fn apn_credential_body(key: &ApnsSigningKey, app: &str) -> Value {
+    json!({
+        "credentialType": "APN",
+        "appName": app,
+        "content": {
+            "keyId": key.key_id,
+            "teamId": key.team_id,
+            "bundleId": "com.example.app",
+            "privateKey": STANDARD.encode(&key.private_key_pem),
+        },
+    })
+}
+
+/// An FCM credential-create body.
+pub fn fcm_credential_body(account: &FcmServiceAccount, app: &str) -> Value {
+    json!({"credentialType": "FCM", "appName": app, "content": {"privateKey": STANDARD.encode(account.to_json())}})
+}
