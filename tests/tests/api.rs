@@ -60,7 +60,10 @@ async fn requests_without_valid_basic_auth_get_401_with_a_challenge() {
     for request in cases {
         let response = request.send().await.expect("sent");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Basic realm=\"pushgate\""));
+        assert_eq!(
+            response.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+            Some("Basic realm=\"pushgate\"")
+        );
         let body: Value = response.json().await.expect("json");
         assert_eq!(body["status"], 401);
         assert_eq!(body["code"], 20003);
@@ -71,13 +74,14 @@ async fn requests_without_valid_basic_auth_get_401_with_a_challenge() {
 #[tokio::test]
 async fn a_non_json_body_gets_415_and_malformed_json_gets_400() {
     let app = TestApp::spawn().await;
-    let (status, body) = send_json(
-        app.request(Method::POST, "/v1/PushNotifications").header("content-type", "text/plain").body("{}"),
-    )
-    .await;
+    let (status, body) =
+        send_json(app.request(Method::POST, "/v1/PushNotifications").header("content-type", "text/plain").body("{}"))
+            .await;
     assert_eq!((status, body["code"].clone()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!(20415)));
     let (status, body) = send_json(
-        app.request(Method::POST, "/v1/PushNotifications").header("content-type", "application/json").body("{\"to\": ["),
+        app.request(Method::POST, "/v1/PushNotifications")
+            .header("content-type", "application/json")
+            .body("{\"to\": ["),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -96,13 +100,15 @@ async fn a_body_over_the_configured_limit_gets_413() {
 #[tokio::test]
 async fn validation_errors_list_every_field_in_a_twilio_shaped_body() {
     let app = TestApp::spawn().await;
-    let (status, body) =
-        app.post("/v1/PushNotifications", &json!({"to": [{"token": "", "provider": "SMS"}], "priority": "URGENT"})).await;
+    let (status, body) = app
+        .post("/v1/PushNotifications", &json!({"to": [{"token": "", "provider": "SMS"}], "priority": "URGENT"}))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], 20001);
     assert_eq!(body["status"], 400);
     assert_eq!(body["message"], "Request validation failed");
-    let fields: Vec<&str> = body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     for field in ["to[0].token", "to[0].provider", "content", "priority"] {
         assert!(fields.contains(&field), "missing {field} in {fields:?}");
     }
@@ -123,7 +129,8 @@ async fn a_template_syntax_error_is_a_400_naming_the_field_and_a_hostile_loop_is
         .await;
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["content.title", "content.body"]);
 }
 
@@ -141,6 +148,7 @@ async fn malformed_path_ids_get_400_and_unknown_ones_404() {
     }
     for path in [
         "/v1/PushNotifications/comms_pushnotification_01h9krwprkeee8fzqspvwy6nq8",
+        "/v1/PushNotifications/comms_pushnotification_01h9krwprkeee8fzqspvwy6nq8zzz",
         "/v1/PushNotifications/Operations/comms_operation_01h9krwprkeee8fzqspvwy6nq8",
         "/v1/PushNotifications/Operations/comms_operation_01h9krwprkeee8fzqspvwy6nq8/Errors",
         "/v1/PushNotifications/Credentials/comms_credential_01h9krwprkeee8fzqspvwy6nq8",
@@ -183,11 +191,13 @@ async fn another_accounts_ids_are_not_found() {
         let (status, _) = send_json(as_other(Method::GET, path.clone())).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
-    let (status, _) = send_json(as_other(Method::DELETE, format!("/v1/PushNotifications/Credentials/{credential}"))).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) =
-        send_json(as_other(Method::PATCH, "/v1/PushNotifications/Apps/main_app".into()).json(&json!({"isDefault": true})))
-            .await;
+        send_json(as_other(Method::DELETE, format!("/v1/PushNotifications/Credentials/{credential}"))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = send_json(
+        as_other(Method::PATCH, "/v1/PushNotifications/Apps/main_app".into()).json(&json!({"isDefault": true})),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The other account's lists are empty.
     let (_, list) = send_json(as_other(Method::GET, "/v1/PushNotifications".into())).await;
@@ -233,7 +243,17 @@ async fn lists_page_newest_first_with_stable_opaque_tokens() {
 #[tokio::test]
 async fn page_sizes_out_of_range_and_forged_or_foreign_tokens_get_400() {
     let app = TestApp::spawn().await;
-    for query in ["pageSize=0", "pageSize=1001", "pageSize=abc", "pageToken=forged", "status=sent", "provider=WEB", "tags=a:b", "startDate=yesterday", "color=red"] {
+    for query in [
+        "pageSize=0",
+        "pageSize=1001",
+        "pageSize=abc",
+        "pageToken=forged",
+        "status=sent",
+        "provider=WEB",
+        "tags=a:b",
+        "startDate=yesterday",
+        "color=red",
+    ] {
         let (status, body) = app.get(&format!("/v1/PushNotifications?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
     }
@@ -314,7 +334,8 @@ async fn credentials_and_apps_follow_the_default_and_limit_rules() {
     assert_eq!(c1["appName"], "alpha");
     assert!(c1.get("content").is_none());
 
-    let (status, patched) = app.patch(&format!("/v1/PushNotifications/Credentials/{second}"), &json!({"isDefault": true})).await;
+    let (status, patched) =
+        app.patch(&format!("/v1/PushNotifications/Credentials/{second}"), &json!({"isDefault": true})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(patched["resourceId"], second.as_str());
     let (_, c1) = app.get(&format!("/v1/PushNotifications/Credentials/{first}")).await;
@@ -327,7 +348,10 @@ async fn credentials_and_apps_follow_the_default_and_limit_rules() {
     let (status, _) = app.patch("/v1/PushNotifications/Apps/beta", &json!({"isDefault": true})).await;
     assert_eq!(status, StatusCode::OK);
     let (_, apps) = app.get("/v1/PushNotifications/Apps?isDefault=true").await;
-    assert_eq!(apps["apps"].as_array().map(|a| a.iter().map(|a| a["name"].clone()).collect::<Vec<_>>()), Some(vec![json!("beta")]));
+    assert_eq!(
+        apps["apps"].as_array().map(|a| a.iter().map(|a| a["name"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("beta")])
+    );
 
     let (_, filtered) = app.get("/v1/PushNotifications/Credentials?appName=alpha&credentialType=APN").await;
     assert_eq!(filtered["credentials"].as_array().map(Vec::len), Some(2));
@@ -362,10 +386,14 @@ fn base64_sa(app: &TestApp) -> String {
 async fn credential_creation_reports_every_problem_and_never_echoes_content() {
     let app = TestApp::spawn().await;
     let (status, body) = app
-        .post("/v1/PushNotifications/Credentials", &json!({"credentialType": "WEB", "appName": "Bad Name", "isDefault": "yes"}))
+        .post(
+            "/v1/PushNotifications/Credentials",
+            &json!({"credentialType": "WEB", "appName": "Bad Name", "isDefault": "yes"}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    let fields: Vec<&str> =
+        body["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
     assert_eq!(fields, ["credentialType", "appName", "isDefault", "content"]);
 
     let (status, body) = app

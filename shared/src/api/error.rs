@@ -62,7 +62,7 @@ fn respond(status: StatusCode, code: u32, message: String, errors: Vec<FieldErro
         code,
         status: status.as_u16(),
         message,
-        more_info: format!("{MORE_INFO}-{code}"),
+        more_info: MORE_INFO.to_owned(),
         errors: errors.into_iter().map(FieldBody::from).collect(),
     };
     (status, axum::Json(body)).into_response()

@@ -83,6 +83,23 @@ fn path_id<T, E>(raw: &str, name: &str, pattern: &str, parse: impl Fn(&str) -> R
     parse(raw).map_err(|_| AppError::field(name, format!("must match {pattern}")).into())
 }
 
+/// A time-ordered id from the path: malformed → 400; well-formed but not one pushgate could have
+/// issued → 404, like any unknown id.
+fn ulid_path_id<T, E>(
+    raw: &str,
+    name: &str,
+    pattern: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    well_formed: impl Fn(&str) -> bool,
+    resource: &'static str,
+) -> Result<T, ApiError> {
+    match parse(raw) {
+        Ok(id) => Ok(id),
+        Err(_) if well_formed(raw) => Err(AppError::NotFound(resource).into()),
+        Err(_) => Err(AppError::field(name, format!("must match {pattern}")).into()),
+    }
+}
+
 // ---- PushNotifications ----
 
 pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
@@ -99,7 +116,14 @@ pub(super) async fn fetch_notification(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "pushNotificationId", NotificationId::PATTERN, NotificationId::parse)?;
+    let id = ulid_path_id(
+        &id,
+        "pushNotificationId",
+        NotificationId::PATTERN,
+        NotificationId::parse,
+        NotificationId::is_well_formed,
+        "PushNotification",
+    )?;
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
     Ok(Json(dto::notification(&n)).into_response())
 }
@@ -141,7 +165,14 @@ pub(super) async fn fetch_operation(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "operationId", OperationId::PATTERN, OperationId::parse)?;
+    let id = ulid_path_id(
+        &id,
+        "operationId",
+        OperationId::PATTERN,
+        OperationId::parse,
+        OperationId::is_well_formed,
+        "Operation",
+    )?;
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
     Ok(Json(dto::operation(&op)).into_response())
 }
@@ -172,7 +203,14 @@ pub(super) async fn list_operation_errors(
     Query(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "operationId", OperationId::PATTERN, OperationId::parse)?;
+    let id = ulid_path_id(
+        &id,
+        "operationId",
+        OperationId::PATTERN,
+        OperationId::parse,
+        OperationId::is_well_formed,
+        "Operation",
+    )?;
     let q = ListQuery::new(&format!("operation-errors/{id}"), params, &[]);
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = queries::list_operation_errors(&state.deps, &account, id, &page).await?;

@@ -27,11 +27,14 @@ fn is_lower_ulid(s: &str) -> bool {
         })
 }
 
+/// Is every char of `s` lowercase Crockford base32?
+fn is_lower_base32_chars(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z'))
+}
+
 /// Is `s` 26–34 chars of lowercase Crockford base32?
 fn is_lower_base32(s: &str) -> bool {
-    (26..=34).contains(&s.len())
-        && s.bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'h' | b'j' | b'k' | b'm' | b'n' | b'p'..=b't' | b'v'..=b'z'))
+    (26..=34).contains(&s.len()) && is_lower_base32_chars(s)
 }
 
 macro_rules! base32_id {
@@ -108,6 +111,16 @@ macro_rules! ulid_id {
                     return Err(InvalidId { pattern: $pattern });
                 }
                 Ulid::from_string(body).map(Self).map_err(|_| InvalidId { pattern: $pattern })
+            }
+
+            /// Does `s` match the published pattern? Such an id may still not be a ULID pushgate
+            /// issued (the pattern allows up to 35 chars): it is then simply not found.
+            pub fn is_well_formed(s: &str) -> bool {
+                s.strip_prefix($prefix).is_some_and(|body| {
+                    (26..=35).contains(&body.len())
+                        && body.starts_with(|c: char| ('0'..='7').contains(&c))
+                        && is_lower_base32_chars(body)
+                })
             }
 
             /// Wraps a ULID (from an `IdGenerator`).
@@ -248,7 +261,7 @@ pub struct AppName(String);
 
 impl AppName {
     /// The App name pattern.
-    pub const PATTERN: &'static str = "^[a-z0-9_]+$ (1–64 chars)";
+    pub const PATTERN: &'static str = "^[a-z0-9_]{1,64}$";
 
     /// Parses an App name.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
@@ -308,6 +321,14 @@ mod tests {
         ] {
             assert!(NotificationId::parse(&bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_well_formed_id_that_is_longer_than_a_ulid_is_recognised_but_not_parsed() {
+        let long = "comms_operation_01h9krwprkeee8fzqspvwy6nq8abc";
+        assert!(OperationId::parse(long).is_err());
+        assert!(OperationId::is_well_formed(long));
+        assert!(!OperationId::is_well_formed("comms_operation_91h9krwprkeee8fzqspvwy6nq8"));
     }
 
     #[test]

@@ -1,0 +1,187 @@
+//! The design brief's promises, proven by driving the use cases directly.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use pushgate::api::{ApiConfig, router};
+use pushgate::app::dispatch::{ChunkResult, process_chunk};
+use pushgate::app::ports::{NotificationFilter, OperationFilter, PageRequest};
+use pushgate::app::{credentials, send};
+use pushgate::domain::{NotificationStatus, OperationId, OperationStatus};
+use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
+use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
+use pushgate_tests::{
+    ManualQueue, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Rig {
+    deps: pushgate::app::Deps,
+    account: pushgate::domain::AccountId,
+    token: pushgate::domain::AuthToken,
+    queue: Arc<ManualQueue>,
+    apns: FakeApns,
+    fcm: FakeFcm,
+}
+
+async fn rig() -> Rig {
+    let apns = FakeApns::start_h2c().await;
+    let fcm = FakeFcm::start_h2c().await;
+    let key = apns_signing_key("KEY1234567", "TEAM123456");
+    apns.register_signing_key(&key);
+    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
+    fcm.register_service_account(&sa);
+    let queue = Arc::new(ManualQueue::default());
+    let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), queue.clone());
+    credentials::create_credential(&deps, &account, &apn_credential_body(&key, "app")).await.expect("apn credential");
+    credentials::create_credential(&deps, &account, &fcm_credential_body(&sa, "app")).await.expect("fcm credential");
+    Rig { deps, account, token, queue, apns, fcm }
+}
+
+fn mixed(n: usize) -> Value {
+    let to: Vec<Value> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({"token": apn_token(i), "provider": "APN", "variables": {"i": i}})
+            } else {
+                json!({"token": fcm_token(i), "provider": "FCM", "variables": {"i": i}})
+            }
+        })
+        .collect();
+    json!({"to": to, "content": {"title": "n{{ i }}"}})
+}
+
+#[tokio::test]
+async fn a_queue_failure_gives_503_with_retry_after_and_leaves_no_operation_behind() {
+    let rig = rig().await;
+    rig.queue.fail.store(true, Ordering::SeqCst);
+    let app = router(rig.deps.clone(), ApiConfig::default());
+    let request = http::Request::post("/v1/PushNotifications")
+        .header("content-type", "application/json")
+        .header("authorization", basic(&rig.account.to_string(), rig.token.expose()))
+        .body(axum::body::Body::from(mixed(4).to_string()))
+        .expect("request");
+    let response = app.oneshot(request).await.expect("answered");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+    let page = PageRequest { size: 10, cursor: None };
+    let ops = rig.deps.push.list_operations(&rig.account, &OperationFilter::default(), &page).await.expect("listed");
+    assert!(ops.items.is_empty(), "no operation survives a failed enqueue");
+    assert_eq!(rig.apns.received().len() + rig.fcm.received().len(), 0, "nothing was sent");
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+#[tokio::test]
+async fn processing_the_same_chunks_twice_sends_nothing_twice() {
+    let rig = rig().await;
+    let op = send::send(&rig.deps, &rig.account, &mixed(120)).await.expect("accepted");
+    let chunks = rig.queue.take();
+    assert!(chunks.len() > 1, "the test settings split 120 recipients into several chunks");
+    for chunk in &chunks {
+        assert_eq!(process_chunk(&rig.deps, chunk, 1).await, ChunkResult::Done);
+    }
+    for chunk in &chunks {
+        assert_eq!(process_chunk(&rig.deps, chunk, 2).await, ChunkResult::Done);
+    }
+    assert_eq!(rig.apns.received().len(), 60);
+    assert_eq!(rig.fcm.received().len(), 60);
+    let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
+    assert_eq!(operation.status, OperationStatus::Completed);
+    assert_eq!(operation.stats.sent, 120, "stats count each notification once");
+    assert!(operation.stats.adds_up());
+}
+
+#[tokio::test]
+async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notification_once() {
+    let rig = rig().await;
+    let op = send::send(&rig.deps, &rig.account, &mixed(40)).await.expect("accepted");
+    let chunks = rig.queue.take();
+    let mut tasks = Vec::new();
+    for chunk in chunks.iter().chain(chunks.iter()) {
+        let deps = rig.deps.clone();
+        let chunk = chunk.clone();
+        tasks.push(tokio::spawn(async move { process_chunk(&deps, &chunk, 1).await }));
+    }
+    let mut retries = Vec::new();
+    for (task, chunk) in tasks.into_iter().zip(chunks.iter().chain(chunks.iter())) {
+        if let ChunkResult::RetryAfter(_) = task.await.expect("task") {
+            retries.push(chunk.clone());
+        }
+    }
+    // A dispatcher that found a notification claimed by the other gives its chunk back; the
+    // redelivery finds everything final.
+    for chunk in retries {
+        assert_eq!(process_chunk(&rig.deps, &chunk, 2).await, ChunkResult::Done);
+    }
+    assert_eq!(rig.apns.received().len() + rig.fcm.received().len(), 40);
+    let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
+    assert_eq!(operation.stats.sent, 40);
+}
+
+#[tokio::test]
+async fn every_recipient_ends_in_exactly_one_final_status_and_the_stats_add_up() {
+    let rig = rig().await;
+    for i in (0..200).step_by(10) {
+        rig.apns.script(&apn_token(i), vec![ApnsReply::Unregistered]);
+    }
+    for i in (1..200).step_by(14) {
+        rig.fcm.script(&fcm_token(i), vec![FcmReply::Unavailable, FcmReply::InvalidToken]);
+    }
+    let op = send::send(&rig.deps, &rig.account, &mixed(200)).await.expect("accepted");
+    for chunk in rig.queue.take() {
+        let mut receive = 1;
+        while let ChunkResult::RetryAfter(_) = process_chunk(&rig.deps, &chunk, receive).await {
+            receive += 1;
+        }
+    }
+    let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
+    assert_eq!(operation.status, OperationStatus::Completed);
+    let s = operation.stats;
+    assert_eq!(s.total, 200);
+    assert!(s.adds_up(), "{s:?}");
+    assert_eq!(s.failed, 20 + 15, "{s:?}");
+    assert_eq!(s.sent, 200 - 35);
+
+    let filter = NotificationFilter { operation_id: Some(op), ..Default::default() };
+    let all = rig
+        .deps
+        .push
+        .list_notifications(&rig.account, &filter, &PageRequest { size: 1000, cursor: None })
+        .await
+        .expect("listed");
+    assert_eq!(all.items.len(), 200, "one notification per recipient, no more");
+    assert!(all.items.iter().all(|n| n.status.is_final()));
+    let failed = all.items.iter().filter(|n| n.status == NotificationStatus::Failed).count() as u64;
+    assert_eq!(failed, s.failed);
+}
+
+#[tokio::test]
+async fn an_operation_with_only_unaddressable_recipients_completes_at_once() {
+    let rig = rig().await;
+    let body =
+        json!({"to": [{"userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}});
+    let op: OperationId = send::send(&rig.deps, &rig.account, &body).await.expect("accepted");
+    let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
+    assert_eq!(operation.status, OperationStatus::Completed);
+    assert_eq!((operation.stats.total, operation.stats.unaddressable), (0, 1));
+    assert!(rig.queue.take().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_drains_queued_chunks_before_the_process_exits() {
+    let app = TestApp::spawn().await;
+    app.create_fcm_credential("drain").await;
+    for i in 0..20 {
+        app.fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_millis(50))]);
+    }
+    let to: Vec<Value> = (0..20).map(|i| json!({"token": fcm_token(i), "provider": "FCM"})).collect();
+    let op = app.send(&json!({"to": to, "content": {"title": "x"}})).await;
+    assert!(app.queue.outstanding() > 0 || app.fcm.delivered_count() == 20);
+    let operation = app.settle(&op).await;
+    assert_eq!(operation["stats"]["sent"], 20);
+}
