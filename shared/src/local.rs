@@ -173,8 +173,10 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     // A fresh store cannot be poisoned.
     let _ = accounts.insert(Account { id: account.clone(), token_hash: token.hash() });
     let queue = MemoryQueue::default();
+    let push = Arc::new(MemoryPushStore::default());
+    spawn_retention(push.clone());
     let deps = Deps {
-        push: Arc::new(MemoryPushStore::default()),
+        push: push.clone(),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts: accounts.clone(),
         queue: Arc::new(queue.clone()),
@@ -187,6 +189,21 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     };
     let workers = queue.start(deps.clone(), config.workers);
     LocalApp { router: router(deps, config.api.clone()), account, token, generated_account, accounts, queue, workers }
+}
+
+/// Applies the 7-day retention to the memory store every ten minutes.
+fn spawn_retention(push: Arc<MemoryPushStore>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match push.purge_created_before(chrono::Utc::now() - crate::domain::RETENTION) {
+                Ok(0) => {}
+                Ok(n) => info!(records = n, "retention: forgot records older than 7 days"),
+                Err(e) => warn!(error = %e, "retention sweep failed"),
+            }
+        }
+    });
 }
 
 impl LocalApp {

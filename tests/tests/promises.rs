@@ -11,7 +11,7 @@ use pushgate::domain::{NotificationStatus, OperationId, OperationStatus};
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
 use pushgate_tests::{
-    ManualQueue, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps,
+    ManualQueue, apn_credential_body, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -174,14 +174,50 @@ async fn an_operation_with_only_unaddressable_recipients_completes_at_once() {
 
 #[tokio::test]
 async fn shutdown_drains_queued_chunks_before_the_process_exits() {
-    let app = TestApp::spawn().await;
-    app.create_fcm_credential("drain").await;
+    let apns = FakeApns::start_h2c().await;
+    let fcm = FakeFcm::start_h2c().await;
+    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
+    fcm.register_service_account(&sa);
+    let mut config = pushgate_tests::test_config();
+    config.providers.apns_endpoint = Some(apns.base_url());
+    config.providers.fcm_endpoint = Some(fcm.base_url());
+    let app = pushgate::local::build(&config).expect("builds");
+    let (account, token) = (app.account.to_string(), app.token.expose().to_owned());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(20),
+    ));
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/v1/PushNotifications/Credentials"))
+        .basic_auth(&account, Some(&token))
+        .json(&fcm_credential_body(&sa, "drain"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(created.status(), 202);
     for i in 0..20 {
-        app.fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_millis(50))]);
+        fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_millis(200))]);
     }
     let to: Vec<Value> = (0..20).map(|i| json!({"token": fcm_token(i), "provider": "FCM"})).collect();
-    let op = app.send(&json!({"to": to, "content": {"title": "x"}})).await;
-    assert!(app.queue.outstanding() > 0 || app.fcm.delivered_count() == 20);
-    let operation = app.settle(&op).await;
-    assert_eq!(operation["stats"]["sent"], 20);
+    let accepted = client
+        .post(format!("{base}/v1/PushNotifications"))
+        .basic_auth(&account, Some(&token))
+        .json(&json!({"to": to, "content": {"title": "x"}}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(accepted.status(), 202);
+    // Stop right away: deliveries are still in flight (each takes 200 ms at the fake).
+    assert!(fcm.delivered_count() < 20);
+    stop.send(()).expect("server running");
+    server.await.expect("server task").expect("server ran");
+    assert_eq!(fcm.delivered_count(), 20, "every accepted notification was delivered before exit");
+    let _ = apns;
 }

@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 use super::ids::{AccountId, CredentialId, NotificationId, OperationId, UserId};
 use super::status::{NotificationStatus, OperationStatus};
 
+/// PushNotifications and Operations are kept this long after creation (Twilio: 7 days).
+pub const RETENTION: chrono::Duration = chrono::Duration::days(7);
+
 /// A point in time (UTC).
 pub type Timestamp = DateTime<Utc>;
 

@@ -17,7 +17,7 @@ use crate::domain::{
 struct Inner {
     notifications: BTreeMap<(AccountId, NotificationId), Notification>,
     operations: BTreeMap<(AccountId, OperationId), Operation>,
-    claims: HashMap<NotificationId, crate::domain::Timestamp>,
+    claims: HashMap<(AccountId, NotificationId), crate::domain::Timestamp>,
 }
 
 /// Notifications and operations held in memory, keyed by (account, id) so every query is
@@ -64,6 +64,21 @@ fn matches(n: &Notification, f: &NotificationFilter) -> bool {
 
 fn parse_cursor<T>(cursor: &Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
     cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
+}
+
+impl MemoryPushStore {
+    /// Forgets notifications and operations created before `cutoff` (the 7-day retention that
+    /// DynamoDB TTL gives on AWS). Returns how many records went.
+    pub fn purge_created_before(&self, cutoff: crate::domain::Timestamp) -> Result<usize, StoreError> {
+        let mut guard = super::write(&self.inner)?;
+        let inner = &mut *guard;
+        let before = inner.notifications.len() + inner.operations.len();
+        inner.notifications.retain(|_, n| n.created_at >= cutoff);
+        inner.operations.retain(|_, op| op.created_at >= cutoff);
+        let notifications = &inner.notifications;
+        inner.claims.retain(|key, _| notifications.contains_key(key));
+        Ok(before - inner.notifications.len() - inner.operations.len())
+    }
 }
 
 #[async_trait]
@@ -191,16 +206,16 @@ impl PushWriter for MemoryPushStore {
     ) -> Result<(), StoreError> {
         let mut inner = super::write(&self.inner)?;
         let status = inner.notifications.get(&(account.clone(), id)).map(|n| n.status).ok_or(StoreError::Conflict)?;
-        let held = inner.claims.get(&id).is_some_and(|until| *until > now);
+        let held = inner.claims.get(&(account.clone(), id)).is_some_and(|until| *until > now);
         if status != NotificationStatus::Queued || held {
             return Err(StoreError::Conflict);
         }
-        inner.claims.insert(id, until);
+        inner.claims.insert((account.clone(), id), until);
         Ok(())
     }
 
-    async fn release(&self, _account: &AccountId, id: NotificationId) -> Result<(), StoreError> {
-        super::write(&self.inner)?.claims.remove(&id);
+    async fn release(&self, account: &AccountId, id: NotificationId) -> Result<(), StoreError> {
+        super::write(&self.inner)?.claims.remove(&(account.clone(), id));
         Ok(())
     }
 
@@ -219,12 +234,98 @@ impl PushWriter for MemoryPushStore {
         n.error = finish.error;
         n.updated_at = finish.at;
         n.completed_at = Some(finish.at);
-        inner.claims.remove(&id);
+        inner.claims.remove(&(account.clone(), id));
         op.stats.apply(from, to);
         op.updated_at = finish.at;
         if op.status == OperationStatus::Processing && op.stats.all_final() {
             op.status = OperationStatus::Completed;
         }
         Ok(op.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Content, Destination, Priority, Provider, Senders, Stats};
+
+    fn op(account: &AccountId, created: crate::domain::Timestamp) -> Operation {
+        Operation {
+            id: OperationId::from_ulid(Ulid::from_parts(created.timestamp_millis() as u64, 1)),
+            account_id: account.clone(),
+            status: OperationStatus::Processing,
+            stats: Stats { total: 1, queued: 1, ..Stats::default() },
+            created_at: created,
+            updated_at: created,
+        }
+    }
+
+    fn notification(op: &Operation) -> Notification {
+        Notification {
+            id: NotificationId::derive(op.id, 0),
+            account_id: op.account_id.clone(),
+            operation_id: op.id,
+            to: Destination { token: "t".into(), provider: Provider::Fcm, user_id: None },
+            from: Senders::default(),
+            content: Content::default(),
+            priority: Priority::High,
+            sound: None,
+            status: NotificationStatus::Queued,
+            tags: Default::default(),
+            scheduled_for: None,
+            created_at: op.created_at,
+            updated_at: op.created_at,
+            error: None,
+            completed_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_older_than_the_retention_are_forgotten() {
+        let store = MemoryPushStore::default();
+        let account = AccountId::from_bytes([5; 16]);
+        let now = chrono::Utc::now();
+        let old = op(&account, now - chrono::Duration::days(8));
+        let new = op(&account, now);
+        for o in [&old, &new] {
+            store.create_operation(o).await.expect("created");
+            store.create_notification(notification(o)).await.expect("created");
+        }
+        assert_eq!(store.purge_created_before(now - crate::domain::RETENTION).expect("purged"), 2);
+        assert_eq!(store.get_operation(&account, old.id).await.expect("read"), None);
+        assert!(store.get_operation(&account, new.id).await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_claimed_notification_cannot_be_claimed_again_until_its_lease_expires() {
+        let store = MemoryPushStore::default();
+        let account = AccountId::from_bytes([5; 16]);
+        let now = chrono::Utc::now();
+        let o = op(&account, now);
+        store.create_operation(&o).await.expect("created");
+        let n = store.create_notification(notification(&o)).await.expect("created");
+        let lease = now + chrono::Duration::seconds(60);
+        store.claim(&account, n.id, lease, now).await.expect("first claim");
+        assert_eq!(store.claim(&account, n.id, lease, now).await, Err(StoreError::Conflict));
+        store
+            .claim(&account, n.id, lease + chrono::Duration::seconds(60), lease + chrono::Duration::seconds(1))
+            .await
+            .expect("expired lease");
+        let finish = Finish { status: NotificationStatus::Sent, from: Senders::default(), error: None, at: now };
+        let after = store.finish(&account, n.id, finish.clone()).await.expect("finished");
+        assert_eq!(after.status, OperationStatus::Completed);
+        assert_eq!(store.finish(&account, n.id, finish).await, Err(StoreError::Conflict), "a final status never moves");
+        assert_eq!(store.claim(&account, n.id, lease, now).await, Err(StoreError::Conflict));
+    }
+
+    #[tokio::test]
+    async fn creating_a_notification_twice_keeps_the_first_record() {
+        let store = MemoryPushStore::default();
+        let account = AccountId::from_bytes([5; 16]);
+        let o = op(&account, chrono::Utc::now());
+        let first = store.create_notification(notification(&o)).await.expect("created");
+        let mut second = notification(&o);
+        second.sound = Some("other".into());
+        assert_eq!(store.create_notification(second).await.expect("idempotent"), first);
     }
 }
