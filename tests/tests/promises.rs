@@ -203,7 +203,7 @@ async fn shutdown_drains_queued_chunks_before_the_process_exits() {
         .expect("sent");
     assert_eq!(created.status(), 202);
     for i in 0..20 {
-        fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_millis(200))]);
+        fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_secs(1))]);
     }
     let to: Vec<Value> = (0..20).map(|i| json!({"token": fcm_token(i), "provider": "FCM"})).collect();
     let accepted = client
@@ -214,7 +214,7 @@ async fn shutdown_drains_queued_chunks_before_the_process_exits() {
         .await
         .expect("sent");
     assert_eq!(accepted.status(), 202);
-    // Stop right away: deliveries are still in flight (each takes 200 ms at the fake).
+    // Stop right away: deliveries are still in flight (each takes 1 s at the fake).
     assert!(fcm.delivered_count() < 20);
     stop.send(()).expect("server running");
     server.await.expect("server task").expect("server ran");

@@ -100,6 +100,44 @@ fn ulid_path_id<T, E>(
     }
 }
 
+fn operation_id(raw: &str) -> Result<OperationId, ApiError> {
+    ulid_path_id(raw, "operationId", OperationId::PATTERN, OperationId::parse, OperationId::is_well_formed, "Operation")
+}
+
+fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
+    ulid_path_id(
+        raw,
+        "pushNotificationId",
+        NotificationId::PATTERN,
+        NotificationId::parse,
+        NotificationId::is_well_formed,
+        "PushNotification",
+    )
+}
+
+fn credential_id(raw: &str) -> Result<CredentialId, ApiError> {
+    path_id(raw, "credentialId", CredentialId::PATTERN, CredentialId::parse)
+}
+
+fn app_name(raw: &str) -> Result<AppName, ApiError> {
+    path_id(raw, "appName", AppName::PATTERN, AppName::parse)
+}
+
+/// A list answer: `{"<collection>": items, "pagination": {next, self}}`.
+fn list_response<T>(
+    state: &ApiState,
+    account: &AccountId,
+    collection: &str,
+    items: &[T],
+    to_json: impl Fn(&T) -> Value,
+    paging: &super::query::Paging,
+    next: Option<&str>,
+) -> Response {
+    let items: Vec<Value> = items.iter().map(to_json).collect();
+    let pagination = paging.json(&state.deps.pages, account, next);
+    Json(json!({ collection: items, "pagination": pagination })).into_response()
+}
+
 // ---- PushNotifications ----
 
 pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
@@ -116,14 +154,7 @@ pub(super) async fn fetch_notification(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = ulid_path_id(
-        &id,
-        "pushNotificationId",
-        NotificationId::PATTERN,
-        NotificationId::parse,
-        NotificationId::is_well_formed,
-        "PushNotification",
-    )?;
+    let id = notification_id(&id)?;
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
     Ok(Json(dto::notification(&n)).into_response())
 }
@@ -152,9 +183,15 @@ pub(super) async fn list_notifications(
     };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = queries::list_notifications(&state.deps, &account, &filter, &page).await?;
-    let items: Vec<Value> = result.items.iter().map(dto::notification_metadata).collect();
-    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
-    Ok(Json(json!({ "pushNotifications": items, "pagination": pagination })).into_response())
+    Ok(list_response(
+        &state,
+        &account,
+        "pushNotifications",
+        &result.items,
+        dto::notification_metadata,
+        &paging,
+        result.next.as_deref(),
+    ))
 }
 
 // ---- Operations ----
@@ -165,14 +202,7 @@ pub(super) async fn fetch_operation(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = ulid_path_id(
-        &id,
-        "operationId",
-        OperationId::PATTERN,
-        OperationId::parse,
-        OperationId::is_well_formed,
-        "Operation",
-    )?;
+    let id = operation_id(&id)?;
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
     Ok(Json(dto::operation(&op)).into_response())
 }
@@ -191,9 +221,7 @@ pub(super) async fn list_operations(
     };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = queries::list_operations(&state.deps, &account, &filter, &page).await?;
-    let items: Vec<Value> = result.items.iter().map(dto::operation).collect();
-    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
-    Ok(Json(json!({ "operations": items, "pagination": pagination })).into_response())
+    Ok(list_response(&state, &account, "operations", &result.items, dto::operation, &paging, result.next.as_deref()))
 }
 
 pub(super) async fn list_operation_errors(
@@ -203,20 +231,11 @@ pub(super) async fn list_operation_errors(
     Query(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = ulid_path_id(
-        &id,
-        "operationId",
-        OperationId::PATTERN,
-        OperationId::parse,
-        OperationId::is_well_formed,
-        "Operation",
-    )?;
+    let id = operation_id(&id)?;
     let q = ListQuery::new(&format!("operation-errors/{id}"), params, &[]);
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = queries::list_operation_errors(&state.deps, &account, id, &page).await?;
-    let items: Vec<Value> = result.items.iter().map(dto::operation_error).collect();
-    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
-    Ok(Json(json!({ "errors": items, "pagination": pagination })).into_response())
+    Ok(list_response(&state, &account, "errors", &result.items, dto::operation_error, &paging, result.next.as_deref()))
 }
 
 // ---- Credentials ----
@@ -251,9 +270,7 @@ pub(super) async fn list_credentials(
     };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = credentials::list_credentials(&state.deps, &account, &filter, &page).await?;
-    let items: Vec<Value> = result.items.iter().map(dto::credential).collect();
-    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
-    Ok(Json(json!({ "credentials": items, "pagination": pagination })).into_response())
+    Ok(list_response(&state, &account, "credentials", &result.items, dto::credential, &paging, result.next.as_deref()))
 }
 
 pub(super) async fn fetch_credential(
@@ -262,7 +279,7 @@ pub(super) async fn fetch_credential(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let id = credential_id(&id)?;
     let c = credentials::fetch_credential(&state.deps, &account, id).await?;
     Ok(Json(dto::credential(&c)).into_response())
 }
@@ -274,7 +291,7 @@ pub(super) async fn patch_credential(
     body: Body,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let id = credential_id(&id)?;
     let body = json_body(&state, &headers, body).await?;
     let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
     Ok(resource(
@@ -292,7 +309,7 @@ pub(super) async fn delete_credential(
     Path(id): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let id = path_id(&id, "credentialId", CredentialId::PATTERN, CredentialId::parse)?;
+    let id = credential_id(&id)?;
     let c = credentials::delete_credential(&state.deps, &account, id).await?;
     Ok(resource(
         &state,
@@ -311,9 +328,7 @@ pub(super) async fn list_apps(State(state): State<ApiState>, headers: HeaderMap,
     let filter = AppFilter { is_default: q.boolean("isDefault"), start: q.date("startDate"), end: q.date("endDate") };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = credentials::list_apps(&state.deps, &account, &filter, &page).await?;
-    let items: Vec<Value> = result.items.iter().map(dto::app).collect();
-    let pagination = paging.json(&state.deps.pages, &account, result.next.as_deref());
-    Ok(Json(json!({ "apps": items, "pagination": pagination })).into_response())
+    Ok(list_response(&state, &account, "apps", &result.items, dto::app, &paging, result.next.as_deref()))
 }
 
 pub(super) async fn fetch_app(
@@ -322,7 +337,7 @@ pub(super) async fn fetch_app(
     Path(name): Path<String>,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let name = path_id(&name, "appName", AppName::PATTERN, AppName::parse)?;
+    let name = app_name(&name)?;
     let app = credentials::fetch_app(&state.deps, &account, &name).await?;
     Ok(Json(dto::app(&app)).into_response())
 }
@@ -334,7 +349,7 @@ pub(super) async fn patch_app(
     body: Body,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let name = path_id(&name, "appName", AppName::PATTERN, AppName::parse)?;
+    let name = app_name(&name)?;
     let body = json_body(&state, &headers, body).await?;
     let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
     Ok(resource(
