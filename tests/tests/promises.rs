@@ -79,7 +79,7 @@ fn basic(user: &str, password: &str) -> String {
 #[tokio::test]
 async fn processing_the_same_chunks_twice_sends_nothing_twice() {
     let rig = rig().await;
-    let op = send::send(&rig.deps, &rig.account, &mixed(120)).await.expect("accepted");
+    let op = send::send(&rig.deps, &rig.account, mixed(120)).await.expect("accepted");
     let chunks = rig.queue.take();
     assert!(chunks.len() > 1, "the test settings split 120 recipients into several chunks");
     for chunk in &chunks {
@@ -99,7 +99,7 @@ async fn processing_the_same_chunks_twice_sends_nothing_twice() {
 #[tokio::test]
 async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notification_once() {
     let rig = rig().await;
-    let op = send::send(&rig.deps, &rig.account, &mixed(40)).await.expect("accepted");
+    let op = send::send(&rig.deps, &rig.account, mixed(40)).await.expect("accepted");
     let chunks = rig.queue.take();
     let mut tasks = Vec::new();
     for chunk in chunks.iter().chain(chunks.iter()) {
@@ -132,7 +132,7 @@ async fn every_recipient_ends_in_exactly_one_final_status_and_the_stats_add_up()
     for i in (1..200).step_by(14) {
         rig.fcm.script(&fcm_token(i), vec![FcmReply::Unavailable, FcmReply::InvalidToken]);
     }
-    let op = send::send(&rig.deps, &rig.account, &mixed(200)).await.expect("accepted");
+    let op = send::send(&rig.deps, &rig.account, mixed(200)).await.expect("accepted");
     for chunk in rig.queue.take() {
         let mut receive = 1;
         while let ChunkResult::RetryAfter(_) = process_chunk(&rig.deps, &chunk, receive).await {
@@ -165,7 +165,7 @@ async fn an_operation_with_only_unaddressable_recipients_completes_at_once() {
     let rig = rig().await;
     let body =
         json!({"to": [{"userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}});
-    let op: OperationId = send::send(&rig.deps, &rig.account, &body).await.expect("accepted");
+    let op: OperationId = send::send(&rig.deps, &rig.account, body).await.expect("accepted");
     let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
     assert_eq!(operation.status, OperationStatus::Completed);
     assert_eq!((operation.stats.total, operation.stats.unaddressable), (0, 1));

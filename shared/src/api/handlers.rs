@@ -143,7 +143,7 @@ fn list_response<T>(
 pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
     let account = account(&state, &headers).await?;
     let body = json_body(&state, &headers, body).await?;
-    let id = send_uc::send(&state.deps, &account, &body).await?;
+    let id = send_uc::send(&state.deps, &account, body).await?;
     let location = format!("{}/v1/PushNotifications/Operations/{id}", base_url(&state, &headers));
     Ok(located(StatusCode::ACCEPTED, location.clone(), json!({ "operationId": id, "operationLocation": location })))
 }

@@ -180,7 +180,7 @@ impl Ctx<'_> {
             completed_at: None,
         };
         let stored = deps.push.create_notification(record).await?;
-        if stored.status.is_final() {
+        if stored.is_final() {
             return Ok(RecipientResult::Done);
         }
         let lease = chrono::Duration::from_std(deps.settings.claim_lease).unwrap_or(chrono::Duration::minutes(2));

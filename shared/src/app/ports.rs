@@ -133,8 +133,9 @@ pub trait PushWriter: PushReader {
     async fn create_operation(&self, op: &Operation) -> Result<(), StoreError>;
     /// Removes an operation that was never accepted (its chunks could not be enqueued).
     async fn discard_operation(&self, account: &AccountId, id: OperationId) -> Result<(), StoreError>;
-    /// Stores `n` unless a notification with its id exists; returns the stored record either way.
-    async fn create_notification(&self, n: Notification) -> Result<Notification, StoreError>;
+    /// Stores `n` unless a notification with its id exists; returns the status of the stored
+    /// record either way (a redelivered chunk learns whether the first delivery finished).
+    async fn create_notification(&self, n: Notification) -> Result<NotificationStatus, StoreError>;
     /// Claims a QUEUED notification for delivery until `until`. `Conflict` if it is final, or
     /// claimed by someone else whose claim has not expired at `now`.
     async fn claim(

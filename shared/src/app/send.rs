@@ -18,7 +18,7 @@ use super::{AppError, Deps};
 
 /// Accepts a send request; returns the new operation's id.
 #[instrument(skip_all, fields(account_id = %account, operation_id))]
-pub async fn send(deps: &Deps, account: &AccountId, body: &Value) -> Result<OperationId, AppError> {
+pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<OperationId, AppError> {
     let now = deps.clock.now();
     let (request, _compiled) = parse_send(body, now).map_err(AppError::Validation)?;
     if !request.send_at.is_empty() {
@@ -42,7 +42,7 @@ pub async fn send(deps: &Deps, account: &AccountId, body: &Value) -> Result<Oper
     let operation = Operation { id, account_id: account.clone(), status, stats, created_at: now, updated_at: now };
     deps.push.create_operation(&operation).await?;
 
-    let chunks = chunks(deps, account, id, &request, &senders, now);
+    let chunks = chunks(deps, account, id, request, &senders, now);
     if let Err(e) = deps.queue.enqueue(chunks).await {
         warn!(error = %e, "enqueue failed; discarding the operation");
         if let Err(e) = deps.push.discard_operation(account, id).await {
@@ -92,14 +92,12 @@ fn chunks(
     deps: &Deps,
     account: &AccountId,
     operation_id: OperationId,
-    request: &SendRequest,
+    request: SendRequest,
     senders: &Senders,
     now: crate::domain::Timestamp,
 ) -> Vec<Chunk> {
     let settings = &deps.settings;
-    let base_bytes = serde_json::to_vec(&request.content).map(|v| v.len()).unwrap_or(0)
-        + serde_json::to_vec(&request.tags).map(|v| v.len()).unwrap_or(0)
-        + 512;
+    let base_bytes = json_len(&request.content) + json_len(&request.tags) + 512;
     let empty = || Chunk {
         v: Chunk::VERSION,
         account_id: account.clone(),
@@ -115,9 +113,9 @@ fn chunks(
     let mut out = Vec::new();
     let mut current = empty();
     let mut bytes = base_bytes;
-    for (slot, recipient) in request.to.iter().enumerate() {
+    for (slot, recipient) in request.to.into_iter().enumerate() {
         let Recipient::Device { token, provider, variables } = recipient else { continue };
-        let size = token.len() + serde_json::to_vec(variables).map(|v| v.len()).unwrap_or(0) + 64;
+        let size = token.len() + json_len(&variables) + 64;
         if !current.recipients.is_empty()
             && (current.recipients.len() >= settings.chunk_size || bytes + size > settings.chunk_bytes)
         {
@@ -125,15 +123,28 @@ fn chunks(
             bytes = base_bytes;
         }
         bytes += size;
-        current.recipients.push(ChunkRecipient {
-            slot: slot as u32,
-            token: token.clone(),
-            provider: *provider,
-            variables: variables.clone(),
-        });
+        current.recipients.push(ChunkRecipient { slot: slot as u32, token, provider, variables });
     }
     if !current.recipients.is_empty() {
         out.push(current);
     }
     out
+}
+
+/// The exact length of `value` serialized as JSON, without allocating it.
+fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing plain data into a counter cannot fail; an error would only undercount.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::ids::{AppName, CredentialId, UserId};
 use super::model::{Content, Priority, Provider, Senders, Timestamp};
-use super::template::{RenderError, Template};
+use super::template::{Globals, RenderError, Template};
 
 /// Most recipients one send may address.
 pub const MAX_RECIPIENTS: usize = 10_000;
@@ -137,10 +137,24 @@ impl CompiledContent {
         Ok(Self { base: content.clone(), title, body, image, collapse_key, data, tags })
     }
 
-    /// Renders content and tags for one recipient.
+    fn templates(&self) -> impl Iterator<Item = &Template> {
+        [&self.title, &self.body, &self.image, &self.collapse_key]
+            .into_iter()
+            .flatten()
+            .chain(self.data.iter().map(|(_, t)| t))
+            .chain(self.tags.iter().map(|(_, t)| t))
+    }
+
+    /// Renders content and tags for one recipient (its variables are converted once).
     pub fn render(&self, variables: &Map<String, Value>) -> Result<(Content, BTreeMap<String, String>), RenderError> {
+        let dynamic: Vec<&Template> = self.templates().filter(|t| t.is_dynamic()).collect();
+        let globals = if dynamic.is_empty() { None } else { Some(Globals::new(variables, dynamic)?) };
+        let render = |t: &Template| match &globals {
+            Some(g) => t.render_with(g),
+            None => Ok(t.source().to_owned()),
+        };
         let field = |name: &str, t: &Option<Template>| -> Result<Option<String>, RenderError> {
-            t.as_ref().map(|t| t.render(variables).map_err(|e| RenderError(format!("{name}: {e}")))).transpose()
+            t.as_ref().map(|t| render(t).map_err(|e| RenderError(format!("{name}: {e}")))).transpose()
         };
         let mut content = self.base.clone();
         content.title = field("content.title", &self.title)?;
@@ -155,13 +169,13 @@ impl CompiledContent {
         if self.base.data.is_some() {
             let mut data = BTreeMap::new();
             for (k, t) in &self.data {
-                data.insert(k.clone(), t.render(variables).map_err(|e| RenderError(format!("content.data.{k}: {e}")))?);
+                data.insert(k.clone(), render(t).map_err(|e| RenderError(format!("content.data.{k}: {e}")))?);
             }
             content.data = Some(data);
         }
         let mut tags = BTreeMap::new();
         for (k, t) in &self.tags {
-            let value = t.render(variables).map_err(|e| RenderError(format!("tags.{k}: {e}")))?;
+            let value = render(t).map_err(|e| RenderError(format!("tags.{k}: {e}")))?;
             if value.chars().count() > MAX_TAG_VALUE_CHARS {
                 return Err(RenderError(format!("tags.{k}: longer than {MAX_TAG_VALUE_CHARS} characters")));
             }
@@ -171,13 +185,14 @@ impl CompiledContent {
     }
 }
 
-/// Parses and validates a send body. `now` bounds `schedule.sendAt`.
-pub fn parse_send(body: &Value, now: Timestamp) -> Result<(SendRequest, CompiledContent), Vec<FieldError>> {
+/// Parses and validates a send body (taking ownership: recipients' variables move, not copy).
+/// `now` bounds `schedule.sendAt`.
+pub fn parse_send(body: Value, now: Timestamp) -> Result<(SendRequest, CompiledContent), Vec<FieldError>> {
     let mut errors = Vec::new();
-    let Some(obj) = body.as_object() else {
+    let Value::Object(mut obj) = body else {
         return Err(vec![FieldError::new("", "body must be a JSON object")]);
     };
-    let to = parse_to(obj.get("to"), &mut errors);
+    let to = parse_to(obj.remove("to"), &mut errors);
     let content = parse_content(obj.get("content"), &mut errors);
     let from = parse_from(obj.get("from"), &mut errors);
     let priority = match obj.get("priority") {
@@ -214,12 +229,12 @@ pub fn parse_send(body: &Value, now: Timestamp) -> Result<(SendRequest, Compiled
     }
 }
 
-fn parse_to(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient> {
+fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient> {
     let Some(value) = value else {
         errors.push(FieldError::new("to", "is required"));
         return Vec::new();
     };
-    let Some(items) = value.as_array() else {
+    let Value::Array(items) = value else {
         errors.push(FieldError::new("to", "must be an array of recipients"));
         return Vec::new();
     };
@@ -230,22 +245,22 @@ fn parse_to(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<Recipien
         }
     }
     let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.into_iter().enumerate() {
         let field = |name: &str| format!("to[{i}].{name}");
-        let Some(r) = item.as_object() else {
+        let Value::Object(mut r) = item else {
             errors.push(FieldError::new(format!("to[{i}]"), "must be an object"));
             continue;
         };
-        let variables = match r.get("variables") {
+        let variables = match r.remove("variables") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => {
-                if let Some(path) = oversized(m, "") {
+                if let Some(path) = oversized(&m, "") {
                     errors.push(FieldError::new(
                         format!("{}{path}", field("variables")),
                         format!("objects and arrays may hold at most {MAX_VARIABLE_ENTRIES} entries"),
                     ));
                 }
-                m.clone()
+                m
             }
             Some(_) => {
                 errors.push(FieldError::new(field("variables"), "must be an object"));
@@ -263,8 +278,8 @@ fn parse_to(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Vec<Recipien
             }
             continue;
         }
-        let token = match r.get("token") {
-            Some(Value::String(t)) if !t.is_empty() && t.chars().count() <= MAX_TOKEN_CHARS => Some(t.clone()),
+        let token = match r.remove("token") {
+            Some(Value::String(t)) if !t.is_empty() && t.chars().count() <= MAX_TOKEN_CHARS => Some(t),
             None => {
                 errors.push(FieldError::new(field("token"), "is required (or give a userId)"));
                 None
@@ -508,7 +523,7 @@ mod tests {
     }
 
     fn fields(body: Value) -> Vec<String> {
-        match parse_send(&body, now()) {
+        match parse_send(body, now()) {
             Ok(_) => Vec::new(),
             Err(errors) => errors.into_iter().map(|e| e.field).collect(),
         }
@@ -530,7 +545,7 @@ mod tests {
             "priority": "HIGH",
             "sound": "ring",
         });
-        let (req, _) = parse_send(&body, now()).expect("valid");
+        let (req, _) = parse_send(body, now()).expect("valid");
         assert_eq!(req.to.len(), 2);
         assert_eq!(req.sound.as_deref(), Some("ring"));
         assert!(matches!(req.from, SenderSpec::Credentials(Senders { apn: Some(_), fcm: Some(_) })));
@@ -655,7 +670,7 @@ mod tests {
 
     #[test]
     fn a_valid_request_compiles_templates_that_render_per_recipient() {
-        let (req, compiled) = parse_send(&valid(), now()).expect("valid");
+        let (req, compiled) = parse_send(valid(), now()).expect("valid");
         let Recipient::Device { variables, .. } = &req.to[1] else { panic!("device recipient") };
         let (content, _) = compiled.render(variables).expect("renders");
         assert_eq!(content.title.as_deref(), Some("Hi Ada"));
@@ -666,6 +681,6 @@ mod tests {
     fn unknown_fields_are_ignored() {
         let mut body = valid();
         body["futureField"] = json!({"x": 1});
-        assert!(parse_send(&body, now()).is_ok());
+        assert!(parse_send(body, now()).is_ok());
     }
 }

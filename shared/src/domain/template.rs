@@ -116,17 +116,25 @@ impl Template {
         &self.source
     }
 
+    /// Does rendering need the engine (is there any Liquid markup)?
+    pub fn is_dynamic(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Renders with `variables` (a JSON object); missing variables render empty.
     pub fn render(&self, variables: &serde_json::Map<String, serde_json::Value>) -> Result<String, RenderError> {
+        if self.inner.is_none() {
+            return Ok(self.source.to_string());
+        }
+        self.render_with(&Globals::new(variables, [self])?)
+    }
+
+    /// Renders with globals prepared once for several templates of one recipient.
+    pub fn render_with(&self, globals: &Globals) -> Result<String, RenderError> {
         let Some(inner) = &self.inner else {
             return Ok(self.source.to_string());
         };
-        let mut globals = liquid::to_object(variables).map_err(|e| RenderError(first_line(&e.to_string())))?;
-        for root in self.roots.iter() {
-            if !globals.contains_key(root.as_str()) {
-                globals.insert(root.clone().into(), Value::Nil);
-            }
-        }
+        let globals = &globals.0;
         let _budget = Budget::start(RENDER_BUDGET);
         let mut out = CappedWriter { buf: Vec::with_capacity(64), exceeded: false };
         let result = inner.render_to(&mut out, &globals);
@@ -138,6 +146,28 @@ impl Template {
         }
         result.map_err(|e| RenderError(first_line(&e.to_string())))?;
         String::from_utf8(out.buf).map_err(|_| RenderError("rendered output is not UTF-8".to_owned()))
+    }
+}
+
+/// One recipient's variables as Liquid globals, with every name the templates refer to present
+/// (missing ones as nil, so they render empty instead of failing).
+pub struct Globals(liquid::Object);
+
+impl Globals {
+    /// Converts `variables` once for all of `templates`.
+    pub fn new<'a>(
+        variables: &serde_json::Map<String, serde_json::Value>,
+        templates: impl IntoIterator<Item = &'a Template>,
+    ) -> Result<Self, RenderError> {
+        let mut globals = liquid::to_object(variables).map_err(|e| RenderError(first_line(&e.to_string())))?;
+        for template in templates {
+            for root in template.roots.iter() {
+                if !globals.contains_key(root.as_str()) {
+                    globals.insert(root.clone().into(), Value::Nil);
+                }
+            }
+        }
+        Ok(Self(globals))
     }
 }
 

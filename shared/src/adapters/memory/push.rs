@@ -192,9 +192,9 @@ impl PushWriter for MemoryPushStore {
         Ok(())
     }
 
-    async fn create_notification(&self, n: Notification) -> Result<Notification, StoreError> {
+    async fn create_notification(&self, n: Notification) -> Result<NotificationStatus, StoreError> {
         let mut inner = super::write(&self.inner)?;
-        Ok(inner.notifications.entry((n.account_id.clone(), n.id)).or_insert(n).clone())
+        Ok(inner.notifications.entry((n.account_id.clone(), n.id)).or_insert(n).status)
     }
 
     async fn claim(
@@ -303,7 +303,8 @@ mod tests {
         let now = chrono::Utc::now();
         let o = op(&account, now);
         store.create_operation(&o).await.expect("created");
-        let n = store.create_notification(notification(&o)).await.expect("created");
+        let n = notification(&o);
+        store.create_notification(n.clone()).await.expect("created");
         let lease = now + chrono::Duration::seconds(60);
         store.claim(&account, n.id, lease, now).await.expect("first claim");
         assert_eq!(store.claim(&account, n.id, lease, now).await, Err(StoreError::Conflict));
@@ -323,9 +324,20 @@ mod tests {
         let store = MemoryPushStore::default();
         let account = AccountId::from_bytes([5; 16]);
         let o = op(&account, chrono::Utc::now());
-        let first = store.create_notification(notification(&o)).await.expect("created");
+        store.create_operation(&o).await.expect("created");
+        let first = notification(&o);
+        store.create_notification(first.clone()).await.expect("created");
+        store
+            .claim(&account, first.id, first.created_at + chrono::Duration::seconds(9), first.created_at)
+            .await
+            .expect("claimed");
+        let finish =
+            Finish { status: NotificationStatus::Failed, from: Senders::default(), error: None, at: first.created_at };
+        store.finish(&account, first.id, finish).await.expect("finished");
         let mut second = notification(&o);
         second.sound = Some("other".into());
-        assert_eq!(store.create_notification(second).await.expect("idempotent"), first);
+        assert_eq!(store.create_notification(second).await.expect("idempotent"), NotificationStatus::Failed);
+        let stored = store.get_notification(&account, first.id).await.expect("read").expect("exists");
+        assert_eq!(stored.sound, None, "the first record is kept");
     }
 }
