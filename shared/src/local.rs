@@ -47,7 +47,7 @@ pub struct LocalConfig {
     pub api: ApiConfig,
     /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
-    /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 4).
+    /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
     pub workers: usize,
     /// Use case tunables.
     pub settings: Settings,
@@ -61,7 +61,7 @@ impl Default for LocalConfig {
             data_key: None,
             api: ApiConfig::default(),
             providers: ProviderConfig::default(),
-            workers: 4,
+            workers: 8,
             settings: Settings::default(),
         }
     }

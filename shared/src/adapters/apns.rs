@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use a2::request::notification::{DefaultNotificationBuilder, NotificationBuilder, NotificationOptions};
-use a2::request::payload::PayloadLike;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
@@ -77,8 +76,8 @@ pub fn build_request(
         builder = builder.set_mutable_content();
     }
     let payload = builder.build("", NotificationOptions::default());
-    let json = payload.to_json_string().map_err(|e| PayloadError::Invalid(e.to_string()))?;
-    let mut root: Value = serde_json::from_str(&json).map_err(|e| PayloadError::Invalid(e.to_string()))?;
+    // a2 builds the `aps` dictionary; extras are merged into the same JSON tree, serialized once.
+    let mut root = serde_json::to_value(&payload).map_err(|e| PayloadError::Invalid(e.to_string()))?;
     if let Value::Object(root) = &mut root {
         if root.get("aps").and_then(|a| a.get("mutable-content")) == Some(&Value::from(0))
             && let Some(Value::Object(aps)) = root.get_mut("aps")

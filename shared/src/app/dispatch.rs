@@ -157,9 +157,10 @@ impl Ctx<'_> {
             Ok(compiled) => compiled.render(&recipient.variables).map_err(|e| e.0),
             Err(e) => Err(e.clone()),
         };
-        let (content, tags) = match &rendered {
-            Ok((content, tags)) => (content.clone(), tags.clone()),
-            Err(_) => (chunk.content.clone(), chunk.tags.clone()),
+        // The record and the delivery share the rendered content.
+        let (content, tags, render_error) = match rendered {
+            Ok((content, tags)) => (Arc::new(content), tags, None),
+            Err(e) => (Arc::new(chunk.content.clone()), chunk.tags.clone(), Some(e)),
         };
         let now = deps.clock.now();
         let record = Notification {
@@ -168,7 +169,7 @@ impl Ctx<'_> {
             operation_id: chunk.operation_id,
             to: Destination { token: recipient.token.clone(), provider: recipient.provider, user_id: None },
             from: from.clone(),
-            content,
+            content: content.clone(),
             priority: chunk.priority,
             sound: chunk.sound.clone(),
             status: NotificationStatus::Queued,
@@ -203,14 +204,11 @@ impl Ctx<'_> {
             error: Some(DeliveryError::new(code, message, reason)),
             at: deps.clock.now(),
         };
-        let (content, _) = match rendered {
-            Ok(r) => r,
-            Err(e) => {
-                return self
-                    .finish(id, fail(ErrorCode::RenderFailed, format!("template rendering failed: {e}"), None))
-                    .await;
-            }
-        };
+        if let Some(e) = render_error {
+            return self
+                .finish(id, fail(ErrorCode::RenderFailed, format!("template rendering failed: {e}"), None))
+                .await;
+        }
         let Some((credential_id, credential_type, secret)) = credential else {
             let message = match chunk.senders.for_provider(recipient.provider) {
                 Some(cid) => format!("credential {cid} no longer exists"),

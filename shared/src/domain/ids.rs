@@ -208,10 +208,11 @@ impl NotificationId {
     }
 }
 
-/// A Twilio-style account id: `AC` followed by 32 lowercase hex chars.
+/// A Twilio-style account id: `AC` followed by 32 lowercase hex chars. Shared, so the clones
+/// every tenant-scoped key needs are cheap.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct AccountId(String);
+pub struct AccountId(std::sync::Arc<str>);
 
 impl AccountId {
     /// The account id pattern.
@@ -220,13 +221,13 @@ impl AccountId {
     /// Parses `AC` + 32 lowercase hex.
     pub fn parse(s: &str) -> Result<Self, InvalidId> {
         let ok = s.len() == 34 && s.starts_with("AC") && s[2..].bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidId { pattern: Self::PATTERN }) }
+        if ok { Ok(Self(s.into())) } else { Err(InvalidId { pattern: Self::PATTERN }) }
     }
 
     /// Builds an account id from 16 random bytes.
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        Self(format!("AC{hex}"))
+        Self(format!("AC{hex}").into())
     }
 
     /// The wire form.
@@ -244,7 +245,7 @@ impl TryFrom<String> for AccountId {
 
 impl From<AccountId> for String {
     fn from(id: AccountId) -> Self {
-        id.0
+        id.0.to_string()
     }
 }
 

@@ -181,8 +181,8 @@ pub struct Notification {
     pub to: Destination,
     /// Credential actually used (keyed by provider).
     pub from: Senders,
-    /// Rendered content.
-    pub content: Content,
+    /// Rendered content (shared between the record and the delivery in flight).
+    pub content: std::sync::Arc<Content>,
     /// Priority.
     pub priority: Priority,
     /// Sound name.

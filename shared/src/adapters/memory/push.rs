@@ -267,7 +267,7 @@ mod tests {
             operation_id: op.id,
             to: Destination { token: "t".into(), provider: Provider::Fcm, user_id: None },
             from: Senders::default(),
-            content: Content::default(),
+            content: Content::default().into(),
             priority: Priority::High,
             sound: None,
             status: NotificationStatus::Queued,
