@@ -234,6 +234,10 @@ fn spawn_service(binary: &Path, apns: &FakeApns, fcm: &FakeFcm) -> Result<Servic
         .env("APNS_ENDPOINT", apns.base_url())
         .env("FCM_ENDPOINT", fcm.base_url())
         .env("RUST_LOG", "warn")
+        // The memory settings README recommends for pushgate-local (see "Benchmark"), unless the
+        // caller chose others.
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", std::env::var("MIMALLOC_ARENA_EAGER_COMMIT").unwrap_or_else(|_| "0".into()))
+        .env("MIMALLOC_PURGE_DELAY", std::env::var("MIMALLOC_PURGE_DELAY").unwrap_or_else(|_| "0".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
