@@ -247,6 +247,7 @@ async fn page_sizes_out_of_range_and_forged_or_foreign_tokens_get_400() {
         "pageSize=0",
         "pageSize=1001",
         "pageSize=abc",
+        "pageSize=%ZZ",
         "pageToken=forged",
         "status=sent",
         "provider=WEB",
@@ -256,6 +257,7 @@ async fn page_sizes_out_of_range_and_forged_or_foreign_tokens_get_400() {
     ] {
         let (status, body) = app.get(&format!("/v1/PushNotifications?{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], 20001, "{query}: {body}");
     }
     app.create_fcm_credential("tokens").await;
     let to: Vec<Value> = (0..3).map(|i| json!({"token": fcm_token(i), "provider": "FCM"})).collect();

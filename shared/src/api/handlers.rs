@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -19,7 +19,13 @@ use crate::domain::{
     OperationStatus, Provider, UserId,
 };
 
-type Params = Query<Vec<(String, String)>>;
+/// The raw query string; parsed leniently (bad percent-encoding cannot produce a non-Twilio
+/// error body) into name/value pairs by [`pairs`].
+type Params = RawQuery;
+
+fn pairs(query: Option<String>) -> Vec<(String, String)> {
+    query.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
+}
 type ApiResult = Result<Response, ApiError>;
 
 async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
@@ -162,11 +168,11 @@ pub(super) async fn fetch_notification(
 pub(super) async fn list_notifications(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(params): Params,
+    RawQuery(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
     let allowed = ["operationId", "status", "tags", "startDate", "endDate", "user", "provider"];
-    let mut q = ListQuery::new("notifications", params, &allowed);
+    let mut q = ListQuery::new("notifications", pairs(params), &allowed);
     let filter = NotificationFilter {
         operation_id: q
             .parsed("operationId", &format!("must match {}", OperationId::PATTERN), |s| OperationId::parse(s).ok()),
@@ -210,10 +216,10 @@ pub(super) async fn fetch_operation(
 pub(super) async fn list_operations(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(params): Params,
+    RawQuery(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let mut q = ListQuery::new("operations", params, &["status", "startDate", "endDate"]);
+    let mut q = ListQuery::new("operations", pairs(params), &["status", "startDate", "endDate"]);
     let filter = OperationFilter {
         status: q.parsed("status", "must be one of SCHEDULED, PROCESSING, COMPLETED, CANCELED", OperationStatus::parse),
         start: q.date("startDate"),
@@ -228,11 +234,11 @@ pub(super) async fn list_operation_errors(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(params): Params,
+    RawQuery(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
     let id = operation_id(&id)?;
-    let q = ListQuery::new(&format!("operation-errors/{id}"), params, &[]);
+    let q = ListQuery::new(&format!("operation-errors/{id}"), pairs(params), &[]);
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = queries::list_operation_errors(&state.deps, &account, id, &page).await?;
     Ok(list_response(&state, &account, "errors", &result.items, dto::operation_error, &paging, result.next.as_deref()))
@@ -256,11 +262,14 @@ pub(super) async fn create_credential(State(state): State<ApiState>, headers: He
 pub(super) async fn list_credentials(
     State(state): State<ApiState>,
     headers: HeaderMap,
-    Query(params): Params,
+    RawQuery(params): Params,
 ) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let mut q =
-        ListQuery::new("credentials", params, &["appName", "credentialType", "isDefault", "startDate", "endDate"]);
+    let mut q = ListQuery::new(
+        "credentials",
+        pairs(params),
+        &["appName", "credentialType", "isDefault", "startDate", "endDate"],
+    );
     let filter = CredentialFilter {
         app_name: q.parsed("appName", &format!("must match {}", AppName::PATTERN), |s| AppName::parse(s).ok()),
         credential_type: q.parsed("credentialType", "must be one of APN, APN_SANDBOX, FCM", CredentialType::parse),
@@ -322,9 +331,13 @@ pub(super) async fn delete_credential(
 
 // ---- Apps ----
 
-pub(super) async fn list_apps(State(state): State<ApiState>, headers: HeaderMap, Query(params): Params) -> ApiResult {
+pub(super) async fn list_apps(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(params): Params,
+) -> ApiResult {
     let account = account(&state, &headers).await?;
-    let mut q = ListQuery::new("apps", params, &["isDefault", "startDate", "endDate"]);
+    let mut q = ListQuery::new("apps", pairs(params), &["isDefault", "startDate", "endDate"]);
     let filter = AppFilter { is_default: q.boolean("isDefault"), start: q.date("startDate"), end: q.date("endDate") };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = credentials::list_apps(&state.deps, &account, &filter, &page).await?;

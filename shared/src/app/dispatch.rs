@@ -211,7 +211,7 @@ impl Ctx<'_> {
         }
         let Some((credential_id, credential_type, secret)) = credential else {
             let message = match chunk.senders.for_provider(recipient.provider) {
-                Some(cid) => format!("credential {cid} no longer exists"),
+                Some(cid) => format!("credential {cid} does not exist (or was deleted)"),
                 None => format!("no {} credential resolved for this send", recipient.provider.as_str()),
             };
             return self.finish(id, fail(ErrorCode::NoCredential, message, None)).await;
