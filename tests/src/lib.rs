@@ -324,3 +324,73 @@ pub fn apn_credential_body(key: &ApnsSigningKey, app: &str) -> Value {
 pub fn fcm_credential_body(account: &FcmServiceAccount, app: &str) -> Value {
     json!({"credentialType": "FCM", "appName": app, "content": {"privateKey": STANDARD.encode(account.to_json())}})
 }
+
+/// The AWS SDK configuration for the emulator tier (moto, started by `tests/run`), or `None`
+/// when no emulator is configured: plain `cargo test` on a bare machine skips that tier. Under
+/// `tests/run` (`PUSHGATE_REQUIRE_EMULATORS=1`) a missing emulator fails the test instead.
+pub async fn emulator() -> Option<aws_config::SdkConfig> {
+    if std::env::var("AWS_ENDPOINT_URL").is_err() {
+        assert!(
+            std::env::var("PUSHGATE_REQUIRE_EMULATORS").is_err(),
+            "PUSHGATE_REQUIRE_EMULATORS is set but AWS_ENDPOINT_URL is not: start moto (tests/run does)"
+        );
+        eprintln!("skipped: AWS_ENDPOINT_URL is not set; run ./tests/run for the emulator tier");
+        return None;
+    }
+    Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
+}
+
+/// A fresh SQS queue for one test (unique name), returning its URL.
+pub async fn test_queue(sqs: &aws_sdk_sqs::Client, purpose: &str) -> String {
+    let name = format!("pushgate-test-{purpose}-{}", ulid::Ulid::generate().to_string().to_ascii_lowercase());
+    let created = sqs.create_queue().queue_name(name).send().await.expect("moto creates the queue");
+    created.queue_url().expect("queue url").to_owned()
+}
+
+/// Receives the messages currently on the queue (stopping at `expected`, or when the queue stays
+/// empty), as the
+/// dispatch Lambda would get them, keeping them invisible for `visibility_secs`.
+pub async fn receive_all(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    expected: usize,
+    visibility_secs: i32,
+) -> Vec<pushgate::app::dispatch::QueueMessage> {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let mut out = Vec::new();
+    let mut empty_polls = 0;
+    for _ in 0..200 {
+        if out.len() >= expected {
+            break;
+        }
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(visibility_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .expect("receive");
+        for m in received.messages() {
+            let receive_count = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            out.push(pushgate::app::dispatch::QueueMessage {
+                id: m.message_id().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+                receive_count,
+            });
+        }
+        if received.messages().is_empty() {
+            empty_polls += 1;
+            if empty_polls >= 3 && !out.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    out
+}

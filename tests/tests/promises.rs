@@ -124,6 +124,18 @@ async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notifica
 }
 
 #[tokio::test]
+async fn a_chunk_of_an_operation_that_was_never_accepted_sends_nothing() {
+    let rig = rig().await;
+    let op = send::send(&rig.deps, &rig.account, mixed(10)).await.expect("accepted");
+    // As if enqueueing had failed after some chunks made it: send discards the operation.
+    rig.deps.push.discard_operation(&rig.account, op).await.expect("discarded");
+    for chunk in rig.queue.take() {
+        assert_eq!(process_chunk(&rig.deps, &chunk, 1).await, ChunkResult::Done);
+    }
+    assert_eq!(rig.apns.received().len() + rig.fcm.received().len(), 0);
+}
+
+#[tokio::test]
 async fn every_recipient_ends_in_exactly_one_final_status_and_the_stats_add_up() {
     let rig = rig().await;
     for i in (0..200).step_by(10) {

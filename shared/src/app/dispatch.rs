@@ -53,6 +53,19 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
         let fields: Vec<_> = errors.into_iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
         fields.join("; ")
     });
+    // A chunk of an operation that was never accepted (its send failed to enqueue every chunk and
+    // discarded it) must not send anything: promise 1 holds even if some chunks made it.
+    match deps.push.get_operation(&chunk.account_id, chunk.operation_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            warn!("chunk of an operation that was not accepted; dropping it");
+            return ChunkResult::Done;
+        }
+        Err(e) => {
+            warn!(error = %e, "store unavailable; chunk goes back to the queue");
+            return ChunkResult::RetryAfter(Duration::from_secs(5));
+        }
+    }
     let credentials = match resolve_credentials(deps, chunk).await {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +126,37 @@ async fn resolve_credentials(deps: &Deps, chunk: &Chunk) -> Result<HashMap<Provi
         out.insert(provider, resolved);
     }
     Ok(out)
+}
+
+/// A message as the queue delivered it.
+#[derive(Debug, Clone)]
+pub struct QueueMessage {
+    /// The queue's message id (reported back for messages to retry).
+    pub id: String,
+    /// The body: a JSON [`Chunk`].
+    pub body: String,
+    /// How many times the queue has delivered it (1 the first time).
+    pub receive_count: u32,
+}
+
+/// Processes a batch of queue messages (what the dispatch Lambda gets from SQS); returns the ids
+/// of the messages the queue must deliver again. A body that does not decode is reported too, so
+/// it ends in the dead-letter queue instead of vanishing.
+pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<String> {
+    let results = futures::future::join_all(messages.iter().map(|m| async move {
+        match serde_json::from_str::<Chunk>(&m.body) {
+            Ok(chunk) => match process_chunk(deps, &chunk, m.receive_count).await {
+                ChunkResult::Done => None,
+                ChunkResult::RetryAfter(_) => Some(m.id.clone()),
+            },
+            Err(e) => {
+                error!(message_id = %m.id, error = %e, "queue message is not a chunk; leaving it for the dead-letter queue");
+                Some(m.id.clone())
+            }
+        }
+    }))
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 /// The additional data a credential secret is sealed with: it cannot be moved to another
