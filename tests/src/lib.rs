@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 
 pub use pushgate_fakes;
 
+pub mod contract;
+
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 static INIT: Once = Once::new();
 

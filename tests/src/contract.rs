@@ -1,0 +1,647 @@
+//! The contract suite of the store ports: the same checks run against every adapter (memory
+//! always; DynamoDB on the emulator tier).
+//!
+//! Each check is a `pub async fn` taking the store under test; every check uses its own random
+//! account, so checks are independent and may share a store. [`push_store_contract_tests!`]
+//! generates one `#[tokio::test]` per check from a store factory, so a new check runs against
+//! every adapter by adding it to the macro's list.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use pushgate::app::ports::{Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushWriter, StoreError};
+use pushgate::domain::{
+    AccountId, Content, CredentialId, DeliveryError, Destination, ErrorCode, Notification, NotificationId,
+    NotificationStatus, Operation, OperationId, OperationStatus, Priority, Provider, Senders, Stats, Timestamp, UserId,
+};
+use ulid::Ulid;
+
+/// The store under test.
+pub type Store = Arc<dyn PushWriter>;
+
+/// Generates one `#[tokio::test]` per contract check, named after the check. `$factory` is an
+/// `async fn() -> Option<Store>`; `None` skips (the emulator tier without an emulator).
+///
+/// `transaction_races: #[ignore = "why"]` puts attributes on the checks that race two
+/// multi-item transactions on one record (an emulator that cannot do that, like moto, ignores
+/// them; `--ignored` still runs them).
+#[macro_export]
+macro_rules! push_store_contract_tests {
+    ($factory:path) => {
+        $crate::push_store_contract_tests!($factory, transaction_races:);
+    };
+    ($factory:path, transaction_races: $(#[$race:meta])*) => {
+        $crate::push_store_contract_tests!(@checks $factory; [];
+            creates_an_operation_only_once,
+            creates_a_notification_only_once_and_returns_the_stored_status,
+            a_claim_is_exclusive_until_its_lease_expires,
+            a_released_claim_can_be_taken_again,
+            concurrent_claims_let_exactly_one_win,
+            finish_moves_the_status_and_the_stats_and_completes_the_operation_with_the_last_one,
+            finish_never_moves_a_final_or_missing_notification,
+            finish_without_its_operation_fails_and_changes_nothing,
+            another_account_sees_nothing_and_changes_nothing,
+            notifications_are_listed_newest_first_in_pages_that_visit_each_once,
+            notification_filters_combine_with_and,
+            operations_are_listed_newest_first_with_filters_and_pages,
+            operation_errors_list_the_failed_notifications_with_their_errors,
+            a_discarded_operation_is_gone,
+            a_malformed_cursor_is_refused,
+        );
+        $crate::push_store_contract_tests!(@checks $factory; [$(#[$race])*];
+            concurrent_finishes_move_a_notification_once,
+        );
+    };
+    (@checks $factory:path; $attrs:tt; $($check:ident),* $(,)?) => {
+        $( $crate::push_store_contract_tests!(@check $factory; $attrs; $check); )*
+    };
+    (@check $factory:path; [$(#[$attr:meta])*]; $check:ident) => {
+        #[tokio::test]
+        $(#[$attr])*
+        async fn $check() {
+            if let Some(store) = $factory().await {
+                $crate::contract::$check(store).await;
+            }
+        }
+    };
+}
+
+fn account() -> AccountId {
+    AccountId::from_bytes(rand::random())
+}
+
+/// Now, at millisecond precision (what a ULID timestamp holds).
+fn now() -> Timestamp {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("a valid time")
+}
+
+fn page(size: usize, cursor: Option<String>) -> PageRequest {
+    PageRequest { size, cursor }
+}
+
+fn senders() -> Senders {
+    Senders {
+        apn: Some(CredentialId::parse("comms_credential_aaaaaaaaaaaaaaaaaaaaaaaaaa").expect("valid")),
+        fcm: Some(CredentialId::parse("comms_credential_bbbbbbbbbbbbbbbbbbbbbbbbbb").expect("valid")),
+    }
+}
+
+fn user() -> UserId {
+    UserId::from_ulid(Ulid::generate())
+}
+
+/// A PROCESSING operation created at `at` with `total` queued notifications.
+fn operation(account: &AccountId, at: Timestamp, total: u64) -> Operation {
+    Operation {
+        id: OperationId::from_ulid(Ulid::from_parts(at.timestamp_millis() as u64, rand::random())),
+        account_id: account.clone(),
+        status: OperationStatus::Processing,
+        stats: Stats { total, recipients: total, queued: total, ..Stats::default() },
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+/// Notification `slot` of `op`: APN on even slots, FCM on odd; tags `team` (`a` every third
+/// slot, else `b`) and `slot`.
+fn notification(op: &Operation, slot: u32) -> Notification {
+    Notification {
+        id: NotificationId::derive(op.id, slot),
+        account_id: op.account_id.clone(),
+        operation_id: op.id,
+        to: Destination {
+            token: format!("token-{slot}"),
+            provider: if slot.is_multiple_of(2) { Provider::Apn } else { Provider::Fcm },
+            user_id: None,
+        },
+        from: Senders::default(),
+        content: Arc::new(Content {
+            title: Some(format!("Hello {slot}")),
+            body: Some("Body".into()),
+            data: Some(BTreeMap::from([("k".to_owned(), "v".to_owned())])),
+            badge: Some(slot),
+            ..Content::default()
+        }),
+        priority: Priority::High,
+        sound: Some("default".into()),
+        status: NotificationStatus::Queued,
+        tags: BTreeMap::from([
+            ("team".to_owned(), if slot.is_multiple_of(3) { "a" } else { "b" }.to_owned()),
+            ("slot".to_owned(), slot.to_string()),
+        ]),
+        scheduled_for: None,
+        created_at: op.created_at,
+        updated_at: op.created_at,
+        error: None,
+        completed_at: None,
+    }
+}
+
+fn outcome(status: NotificationStatus, at: Timestamp) -> Finish {
+    let error = (status == NotificationStatus::Failed)
+        .then(|| DeliveryError::new(ErrorCode::InvalidToken, "the token is not valid", Some("Unregistered".into())));
+    Finish { status, from: senders(), error, at }
+}
+
+/// Creates `op` and `count` notifications of it; returns them.
+async fn seed(store: &Store, op: &Operation, count: u32) -> Vec<Notification> {
+    store.create_operation(op).await.expect("operation created");
+    let mut out = Vec::new();
+    for slot in 0..count {
+        let n = notification(op, slot);
+        assert_eq!(store.create_notification(n.clone()).await.expect("created"), NotificationStatus::Queued);
+        out.push(n);
+    }
+    out
+}
+
+/// Claims and finishes one notification.
+async fn deliver(store: &Store, n: &Notification, status: NotificationStatus, at: Timestamp) -> Operation {
+    store.claim(&n.account_id, n.id, at + Duration::seconds(30), at).await.expect("claimed");
+    store.finish(&n.account_id, n.id, outcome(status, at)).await.expect("finished")
+}
+
+fn ids<'a>(items: impl IntoIterator<Item = &'a Notification>) -> Vec<NotificationId> {
+    items.into_iter().map(|n| n.id).collect()
+}
+
+/// The ids of `items` that `keep` accepts, newest first.
+fn expected<'a>(items: &'a [Notification], keep: impl Fn(&&'a Notification) -> bool) -> Vec<NotificationId> {
+    let mut out = ids(items.iter().filter(keep));
+    out.sort_by(|a, b| b.cmp(a));
+    out
+}
+
+/// Follows every page of size `size`, checking that each page but the last is full and that no
+/// item comes twice; returns the ids in order.
+async fn walk(store: &Store, account: &AccountId, filter: &NotificationFilter, size: usize) -> Vec<NotificationId> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let Page { items, next } =
+            store.list_notifications(account, filter, &page(size, cursor.take())).await.expect("listed");
+        assert!(items.len() <= size, "a page holds at most pageSize items");
+        out.extend(ids(&items));
+        match next {
+            Some(next) => {
+                assert_eq!(items.len(), size, "a page followed by another is full");
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    let unique: HashSet<_> = out.iter().collect();
+    assert_eq!(unique.len(), out.len(), "no item is visited twice");
+    out
+}
+
+/// Same for operations.
+async fn walk_operations(
+    store: &Store,
+    account: &AccountId,
+    filter: &OperationFilter,
+    size: usize,
+) -> Vec<OperationId> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1000 {
+        let Page { items, next } =
+            store.list_operations(account, filter, &page(size, cursor.take())).await.expect("listed");
+        assert!(items.len() <= size);
+        out.extend(items.iter().map(|op| op.id));
+        match next {
+            Some(next) => {
+                assert_eq!(items.len(), size, "a page followed by another is full");
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// A second create of the same operation is a `Conflict` and keeps the first record.
+pub async fn creates_an_operation_only_once(store: Store) {
+    let account = account();
+    let op = operation(&account, now(), 3);
+    store.create_operation(&op).await.expect("created");
+    assert_eq!(store.get_operation(&account, op.id).await.expect("read"), Some(op.clone()));
+    let mut again = op.clone();
+    again.stats.total = 99;
+    assert_eq!(store.create_operation(&again).await, Err(StoreError::Conflict));
+    assert_eq!(store.get_operation(&account, op.id).await.expect("read"), Some(op), "the first record is kept");
+}
+
+/// A notification is stored as given; a second create returns the stored status and keeps the
+/// first record.
+pub async fn creates_a_notification_only_once_and_returns_the_stored_status(store: Store) {
+    let account = account();
+    let op = operation(&account, now(), 1);
+    store.create_operation(&op).await.expect("created");
+    let mut first = notification(&op, 0);
+    first.to.user_id = Some(user());
+    first.scheduled_for = Some(op.created_at + Duration::minutes(5));
+    assert_eq!(store.create_notification(first.clone()).await.expect("created"), NotificationStatus::Queued);
+    assert_eq!(store.get_notification(&account, first.id).await.expect("read"), Some(first.clone()));
+
+    let mut second = first.clone();
+    second.sound = Some("other".into());
+    assert_eq!(store.create_notification(second.clone()).await.expect("idempotent"), NotificationStatus::Queued);
+    deliver(&store, &first, NotificationStatus::Failed, op.created_at).await;
+    assert_eq!(store.create_notification(second).await.expect("idempotent"), NotificationStatus::Failed);
+    let stored = store.get_notification(&account, first.id).await.expect("read").expect("exists");
+    assert_eq!(stored.sound, first.sound, "the first record is kept");
+    assert_eq!(stored.status, NotificationStatus::Failed);
+}
+
+/// A claim holds until its lease expires; final and missing notifications cannot be claimed.
+pub async fn a_claim_is_exclusive_until_its_lease_expires(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    let n = seed(&store, &op, 1).await.remove(0);
+    let lease = t + Duration::seconds(60);
+    store.claim(&account, n.id, lease, t).await.expect("first claim");
+    assert_eq!(store.claim(&account, n.id, lease, t).await, Err(StoreError::Conflict));
+    assert_eq!(
+        store.claim(&account, n.id, lease, lease - Duration::seconds(1)).await,
+        Err(StoreError::Conflict),
+        "the lease still holds a second before it ends"
+    );
+    store
+        .claim(&account, n.id, lease + Duration::seconds(60), lease + Duration::seconds(1))
+        .await
+        .expect("an expired lease can be taken over");
+    let after = store.finish(&account, n.id, outcome(NotificationStatus::Sent, t)).await.expect("finished");
+    assert_eq!(after.status, OperationStatus::Completed);
+    assert_eq!(
+        store.claim(&account, n.id, lease + Duration::days(1), lease + Duration::hours(1)).await,
+        Err(StoreError::Conflict),
+        "a final notification cannot be claimed"
+    );
+    let missing = NotificationId::derive(op.id, 7);
+    assert_eq!(store.claim(&account, missing, lease, t).await, Err(StoreError::Conflict));
+}
+
+/// `release` gives a claim back; releasing a missing notification is fine.
+pub async fn a_released_claim_can_be_taken_again(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    let n = seed(&store, &op, 1).await.remove(0);
+    store.claim(&account, n.id, t + Duration::seconds(60), t).await.expect("claimed");
+    store.release(&account, n.id).await.expect("released");
+    store.claim(&account, n.id, t + Duration::seconds(60), t).await.expect("claimed again at once");
+    store.release(&account, NotificationId::derive(op.id, 9)).await.expect("missing is fine");
+    assert_eq!(store.get_notification(&account, NotificationId::derive(op.id, 9)).await.expect("read"), None);
+    let stored = store.get_notification(&account, n.id).await.expect("read").expect("exists");
+    assert_eq!(stored, n, "claims do not change the record");
+}
+
+/// `finish` moves the notification and the counters together and completes the operation with
+/// the last final notification.
+pub async fn finish_moves_the_status_and_the_stats_and_completes_the_operation_with_the_last_one(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 3);
+    let ns = seed(&store, &op, 3).await;
+    let t1 = t + Duration::seconds(1);
+    let after = deliver(&store, &ns[0], NotificationStatus::Sent, t1).await;
+    assert_eq!(after.status, OperationStatus::Processing);
+    assert_eq!((after.stats.queued, after.stats.sent, after.stats.failed), (2, 1, 0));
+    assert_eq!(after.updated_at, t1);
+    let t2 = t + Duration::seconds(2);
+    let after = deliver(&store, &ns[1], NotificationStatus::Failed, t2).await;
+    assert_eq!(after.status, OperationStatus::Processing);
+    assert_eq!((after.stats.queued, after.stats.sent, after.stats.failed), (1, 1, 1));
+    let t3 = t + Duration::seconds(3);
+    let after = deliver(&store, &ns[2], NotificationStatus::Sent, t3).await;
+    assert_eq!(after.status, OperationStatus::Completed);
+    assert_eq!((after.stats.queued, after.stats.sent, after.stats.failed), (0, 2, 1));
+    assert!(after.stats.adds_up());
+    assert_eq!(after.updated_at, t3);
+    assert_eq!(store.get_operation(&account, op.id).await.expect("read"), Some(after));
+
+    let failed = store.get_notification(&account, ns[1].id).await.expect("read").expect("exists");
+    let mut want = ns[1].clone();
+    want.status = NotificationStatus::Failed;
+    want.from = senders();
+    want.error = outcome(NotificationStatus::Failed, t2).error;
+    want.updated_at = t2;
+    want.completed_at = Some(t2);
+    assert_eq!(failed, want);
+    let sent = store.get_notification(&account, ns[0].id).await.expect("read").expect("exists");
+    assert_eq!((sent.status, sent.error, sent.completed_at), (NotificationStatus::Sent, None, Some(t1)));
+}
+
+/// A final notification never moves again, and the counters stay put; a missing one is a
+/// `Conflict` too.
+pub async fn finish_never_moves_a_final_or_missing_notification(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 2);
+    let ns = seed(&store, &op, 2).await;
+    let before = deliver(&store, &ns[0], NotificationStatus::Sent, t).await;
+    for status in [NotificationStatus::Sent, NotificationStatus::Failed] {
+        assert_eq!(store.finish(&account, ns[0].id, outcome(status, t)).await, Err(StoreError::Conflict));
+    }
+    let missing = NotificationId::derive(op.id, 5);
+    assert_eq!(store.finish(&account, missing, outcome(NotificationStatus::Sent, t)).await, Err(StoreError::Conflict));
+    assert_eq!(store.get_operation(&account, op.id).await.expect("read"), Some(before));
+    let stored = store.get_notification(&account, ns[0].id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, NotificationStatus::Sent);
+}
+
+/// Another account's records are indistinguishable from missing ones, and it cannot touch them.
+pub async fn another_account_sees_nothing_and_changes_nothing(store: Store) {
+    let owner = account();
+    let other = account();
+    let t = now();
+    let op = operation(&owner, t, 2);
+    let ns = seed(&store, &op, 2).await;
+    deliver(&store, &ns[1], NotificationStatus::Failed, t).await;
+
+    assert_eq!(store.get_operation(&other, op.id).await.expect("read"), None);
+    assert_eq!(store.get_notification(&other, ns[0].id).await.expect("read"), None);
+    let all = NotificationFilter::default();
+    assert!(store.list_notifications(&other, &all, &page(100, None)).await.expect("listed").items.is_empty());
+    let by_op = NotificationFilter { operation_id: Some(op.id), ..Default::default() };
+    assert!(store.list_notifications(&other, &by_op, &page(100, None)).await.expect("listed").items.is_empty());
+    let ops = store.list_operations(&other, &OperationFilter::default(), &page(100, None)).await.expect("listed");
+    assert!(ops.items.is_empty());
+    assert!(store.list_operation_errors(&other, op.id, &page(100, None)).await.expect("listed").items.is_empty());
+
+    assert_eq!(store.claim(&other, ns[0].id, t + Duration::seconds(9), t).await, Err(StoreError::Conflict));
+    assert_eq!(store.finish(&other, ns[0].id, outcome(NotificationStatus::Sent, t)).await, Err(StoreError::Conflict));
+    store.release(&other, ns[0].id).await.expect("a no-op");
+    store.discard_operation(&other, op.id).await.expect("a no-op");
+
+    let kept = store.get_operation(&owner, op.id).await.expect("read").expect("still there");
+    assert_eq!((kept.stats.queued, kept.stats.failed, kept.status), (1, 1, OperationStatus::Processing));
+    assert_eq!(store.get_notification(&owner, ns[0].id).await.expect("read"), Some(ns[0].clone()));
+    // The owner's claim was never taken by the other account.
+    store.claim(&owner, ns[0].id, t + Duration::seconds(9), t).await.expect("claimable by its owner");
+}
+
+/// Lists are newest first; every page size visits every item exactly once, in order.
+pub async fn notifications_are_listed_newest_first_in_pages_that_visit_each_once(store: Store) {
+    let account = account();
+    let t = now();
+    let older = operation(&account, t, 13);
+    let newer = operation(&account, t + Duration::seconds(1), 12);
+    let mut all = seed(&store, &older, 13).await;
+    all.extend(seed(&store, &newer, 12).await);
+    let newest_first = expected(&all, |_| true);
+    assert_eq!(newest_first[0], NotificationId::derive(newer.id, 11));
+    assert_eq!(newest_first[24], NotificationId::derive(older.id, 0));
+
+    let everything = NotificationFilter::default();
+    let first = store.list_notifications(&account, &everything, &page(1000, None)).await.expect("listed");
+    assert_eq!(ids(&first.items), newest_first);
+    assert_eq!(first.next, None, "a page that holds everything is the last");
+    assert_eq!(first.items.iter().find(|n| n.id == all[3].id), Some(&all[3]), "items come back whole");
+    for size in [1, 2, 3, 7, 25] {
+        assert_eq!(walk(&store, &account, &everything, size).await, newest_first, "pageSize {size}");
+    }
+    // A sparse filter whose first match lies beyond the first items read.
+    let slot_0 = NotificationFilter { tags: vec![("slot".into(), "0".into())], ..Default::default() };
+    let want = vec![NotificationId::derive(newer.id, 0), NotificationId::derive(older.id, 0)];
+    assert_eq!(walk(&store, &account, &slot_0, 1).await, want);
+}
+
+/// Filters combine with AND.
+pub async fn notification_filters_combine_with_and(store: Store) {
+    let account = account();
+    let t = now();
+    let op1 = operation(&account, t, 6);
+    let op2 = operation(&account, t + Duration::seconds(1), 6);
+    let someone = user();
+    store.create_operation(&op1).await.expect("created");
+    store.create_operation(&op2).await.expect("created");
+    let mut all = Vec::new();
+    for op in [&op1, &op2] {
+        for slot in 0..6 {
+            let mut n = notification(op, slot);
+            if op.id == op2.id && (slot == 1 || slot == 4) {
+                n.to.user_id = Some(someone);
+            }
+            if op.id == op1.id && slot == 2 {
+                n.to.user_id = Some(user());
+            }
+            store.create_notification(n.clone()).await.expect("created");
+            all.push(n);
+        }
+    }
+    for (i, status) in [(0, NotificationStatus::Sent), (1, NotificationStatus::Failed), (8, NotificationStatus::Sent)] {
+        deliver(&store, &all[i], status, t + Duration::seconds(5)).await;
+        all[i].status = status;
+    }
+    let is = |op: &Operation| {
+        let id = op.id;
+        move |n: &&Notification| n.operation_id == id
+    };
+    let cases: Vec<(NotificationFilter, Vec<NotificationId>)> = vec![
+        (NotificationFilter { operation_id: Some(op2.id), ..Default::default() }, expected(&all, is(&op2))),
+        (
+            NotificationFilter {
+                operation_id: Some(op1.id),
+                status: Some(NotificationStatus::Sent),
+                ..Default::default()
+            },
+            vec![all[0].id],
+        ),
+        (
+            NotificationFilter { status: Some(NotificationStatus::Sent), ..Default::default() },
+            vec![all[8].id, all[0].id],
+        ),
+        (
+            NotificationFilter { operation_id: Some(op1.id), provider: Some(Provider::Fcm), ..Default::default() },
+            vec![all[5].id, all[3].id, all[1].id],
+        ),
+        (
+            NotificationFilter { tags: vec![("team".into(), "a".into())], ..Default::default() },
+            vec![all[9].id, all[6].id, all[3].id, all[0].id],
+        ),
+        (
+            NotificationFilter {
+                tags: vec![("team".into(), "a".into()), ("slot".into(), "3".into())],
+                ..Default::default()
+            },
+            vec![all[9].id, all[3].id],
+        ),
+        (NotificationFilter { user: Some(someone), ..Default::default() }, vec![all[10].id, all[7].id]),
+        (
+            NotificationFilter { user: Some(someone), provider: Some(Provider::Apn), ..Default::default() },
+            vec![all[10].id],
+        ),
+        (NotificationFilter { user: Some(someone), operation_id: Some(op1.id), ..Default::default() }, vec![]),
+        (NotificationFilter { start: Some(t + Duration::seconds(1)), ..Default::default() }, expected(&all, is(&op2))),
+        (NotificationFilter { end: Some(t), ..Default::default() }, expected(&all, is(&op1))),
+        (NotificationFilter { start: Some(t), end: Some(t), ..Default::default() }, expected(&all, is(&op1))),
+        (
+            NotificationFilter {
+                status: Some(NotificationStatus::Failed),
+                provider: Some(Provider::Apn),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            NotificationFilter { status: Some(NotificationStatus::Queued), ..Default::default() },
+            expected(&all, |n| n.status == NotificationStatus::Queued),
+        ),
+    ];
+    for (filter, want) in cases {
+        let got = store.list_notifications(&account, &filter, &page(1000, None)).await.expect("listed");
+        assert_eq!(ids(&got.items), want, "{filter:?}");
+        assert_eq!(walk(&store, &account, &filter, 2).await, want, "paged by 2: {filter:?}");
+    }
+}
+
+/// Operations are listed newest first, filtered by status and dates, in pages.
+pub async fn operations_are_listed_newest_first_with_filters_and_pages(store: Store) {
+    let account = account();
+    let t = now();
+    let mut ops = Vec::new();
+    for i in 0..5 {
+        let mut op = operation(&account, t + Duration::seconds(i), 1);
+        op.status = match i {
+            0 => OperationStatus::Completed,
+            1 => OperationStatus::Scheduled,
+            _ => OperationStatus::Processing,
+        };
+        store.create_operation(&op).await.expect("created");
+        ops.push(op);
+    }
+    let id = |i: usize| ops[i].id;
+    let all = store.list_operations(&account, &OperationFilter::default(), &page(1000, None)).await.expect("listed");
+    assert_eq!(all.items.iter().map(|op| op.id).collect::<Vec<_>>(), vec![id(4), id(3), id(2), id(1), id(0)]);
+    assert_eq!(all.items[4], ops[0], "items come back whole");
+    assert_eq!(all.next, None);
+    let cases = [
+        (OperationFilter::default(), vec![id(4), id(3), id(2), id(1), id(0)]),
+        (
+            OperationFilter { status: Some(OperationStatus::Processing), ..Default::default() },
+            vec![id(4), id(3), id(2)],
+        ),
+        (OperationFilter { status: Some(OperationStatus::Scheduled), ..Default::default() }, vec![id(1)]),
+        (OperationFilter { start: Some(t + Duration::seconds(2)), ..Default::default() }, vec![id(4), id(3), id(2)]),
+        (OperationFilter { end: Some(t + Duration::seconds(1)), ..Default::default() }, vec![id(1), id(0)]),
+        (
+            OperationFilter {
+                status: Some(OperationStatus::Processing),
+                start: Some(t + Duration::seconds(1)),
+                end: Some(t + Duration::seconds(3)),
+            },
+            vec![id(3), id(2)],
+        ),
+        (OperationFilter { status: Some(OperationStatus::Canceled), ..Default::default() }, vec![]),
+    ];
+    for (filter, want) in cases {
+        for size in [1, 2, 5, 1000] {
+            assert_eq!(walk_operations(&store, &account, &filter, size).await, want, "pageSize {size}: {filter:?}");
+        }
+    }
+}
+
+/// The Errors list of an operation holds its FAILED notifications with their errors.
+pub async fn operation_errors_list_the_failed_notifications_with_their_errors(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 5);
+    let other = operation(&account, t, 2);
+    let ns = seed(&store, &op, 5).await;
+    let others = seed(&store, &other, 2).await;
+    deliver(&store, &others[0], NotificationStatus::Failed, t).await;
+    let t1 = t + Duration::seconds(1);
+    for (i, status) in [(0, NotificationStatus::Failed), (1, NotificationStatus::Sent), (3, NotificationStatus::Failed)]
+    {
+        deliver(&store, &ns[i], status, t1).await;
+    }
+    let errors = store.list_operation_errors(&account, op.id, &page(1000, None)).await.expect("listed");
+    assert_eq!(errors.next, None);
+    let got: Vec<_> = errors.items.iter().map(|e| (e.notification_id, e.provider, e.occurred_at)).collect();
+    assert_eq!(got, vec![(ns[3].id, Provider::Fcm, t1), (ns[0].id, Provider::Apn, t1)]);
+    assert!(errors.items.iter().all(|e| Some(&e.error) == outcome(NotificationStatus::Failed, t1).error.as_ref()));
+    let first = store.list_operation_errors(&account, op.id, &page(1, None)).await.expect("listed");
+    assert_eq!(first.items.len(), 1);
+    let second = store.list_operation_errors(&account, op.id, &page(1, first.next)).await.expect("listed");
+    assert_eq!(second.items.iter().map(|e| e.notification_id).collect::<Vec<_>>(), vec![ns[0].id]);
+    assert_eq!(second.next, None);
+}
+
+/// A discarded operation is gone; discarding a missing one is fine.
+pub async fn a_discarded_operation_is_gone(store: Store) {
+    let account = account();
+    let op = operation(&account, now(), 1);
+    let kept = operation(&account, now(), 1);
+    store.create_operation(&op).await.expect("created");
+    store.create_operation(&kept).await.expect("created");
+    store.discard_operation(&account, op.id).await.expect("discarded");
+    assert_eq!(store.get_operation(&account, op.id).await.expect("read"), None);
+    store.discard_operation(&account, op.id).await.expect("discarding again is fine");
+    let listed = store.list_operations(&account, &OperationFilter::default(), &page(10, None)).await.expect("listed");
+    assert_eq!(listed.items, vec![kept.clone()]);
+    store.create_operation(&op).await.expect("the id is free again");
+}
+
+/// A cursor that is not one of the store's is an error, not a silent first page.
+pub async fn a_malformed_cursor_is_refused(store: Store) {
+    let account = account();
+    let bad = Some("not-a-cursor".to_owned());
+    assert!(store.list_notifications(&account, &NotificationFilter::default(), &page(5, bad.clone())).await.is_err());
+    assert!(store.list_operations(&account, &OperationFilter::default(), &page(5, bad)).await.is_err());
+}
+
+/// Two dispatchers claiming the same notification at once: exactly one gets it.
+pub async fn concurrent_claims_let_exactly_one_win(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    let n = seed(&store, &op, 1).await.remove(0);
+    let until = t + Duration::seconds(30);
+    let (a, b) = tokio::join!(store.claim(&account, n.id, until, t), store.claim(&account, n.id, until, t));
+    let mut results = [a, b];
+    results.sort_by_key(Result::is_err);
+    assert_eq!(results, [Ok(()), Err(StoreError::Conflict)]);
+}
+
+/// Two finishes of the same notification at once: one wins, the other is refused (`Conflict`,
+/// or `Unavailable` where the store reports a transaction collision as retryable, after which a
+/// retry sees the final status), and the counters move once.
+pub async fn concurrent_finishes_move_a_notification_once(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    let n = seed(&store, &op, 1).await.remove(0);
+    store.claim(&account, n.id, t + Duration::seconds(30), t).await.expect("claimed");
+    let (a, b) = tokio::join!(
+        store.finish(&account, n.id, outcome(NotificationStatus::Sent, t)),
+        store.finish(&account, n.id, outcome(NotificationStatus::Failed, t))
+    );
+    let (won, lost) = match (a, b) {
+        (Ok(op), Err(e)) | (Err(e), Ok(op)) => (op, e),
+        other => panic!("exactly one finish must win: {other:?}"),
+    };
+    assert!(matches!(lost, StoreError::Conflict | StoreError::Unavailable(_)), "{lost:?}");
+    let stored = store.get_operation(&account, op.id).await.expect("read").expect("exists");
+    assert_eq!(stored, won);
+    assert_eq!((stored.stats.queued, stored.stats.sent + stored.stats.failed), (0, 1));
+    assert_eq!(stored.status, OperationStatus::Completed);
+    let final_status = store.get_notification(&account, n.id).await.expect("read").expect("exists").status;
+    assert_eq!(final_status == NotificationStatus::Sent, stored.stats.sent == 1, "the winner's status is stored");
+}
+
+/// A notification whose operation is gone cannot finish, and stays as it was (the status change
+/// and the counters move together or not at all).
+pub async fn finish_without_its_operation_fails_and_changes_nothing(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    let n = seed(&store, &op, 1).await.remove(0);
+    store.discard_operation(&account, op.id).await.expect("discarded");
+    let result = store.finish(&account, n.id, outcome(NotificationStatus::Sent, t)).await;
+    assert!(matches!(result, Err(StoreError::Unexpected(_))), "{result:?}");
+    assert_eq!(store.get_notification(&account, n.id).await.expect("read"), Some(n));
+}

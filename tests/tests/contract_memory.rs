@@ -1,0 +1,14 @@
+//! The push store contract against the memory adapter (always runs).
+
+use std::sync::Arc;
+
+use pushgate::adapters::memory::MemoryPushStore;
+use pushgate_tests::contract::Store;
+
+async fn memory_store() -> Option<Store> {
+    Some(Arc::new(MemoryPushStore::default()))
+}
+
+mod memory_store {
+    pushgate_tests::push_store_contract_tests!(super::memory_store);
+}
