@@ -396,3 +396,40 @@ pub async fn receive_all(
     }
     out
 }
+
+/// Use-case dependencies wired to fresh fake APNs/FCM servers, with one account that has an
+/// APN and an FCM credential in its default App, sending through `queue`.
+pub struct ProviderRig {
+    /// The dependencies.
+    pub deps: pushgate::app::Deps,
+    /// The account.
+    pub account: AccountId,
+    /// Its token.
+    pub token: AuthToken,
+    /// Fake APNs.
+    pub apns: FakeApns,
+    /// Fake FCM.
+    pub fcm: FakeFcm,
+}
+
+/// Builds a [`ProviderRig`]; `tweak` adjusts the settings before the credentials are created.
+pub async fn provider_rig(
+    queue: Arc<dyn pushgate::app::ports::FanoutQueue>,
+    tweak: impl FnOnce(&mut pushgate::app::Settings),
+) -> ProviderRig {
+    let apns = FakeApns::start_h2c().await;
+    let fcm = FakeFcm::start_h2c().await;
+    let key = apns_signing_key("KEY1234567", "TEAM123456");
+    apns.register_signing_key(&key);
+    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
+    fcm.register_service_account(&sa);
+    let (mut deps, account, token) = memory_deps(gateway_for(&apns, &fcm), queue);
+    tweak(&mut deps.settings);
+    let create = |body: Value| {
+        let (deps, account) = (deps.clone(), account.clone());
+        async move { pushgate::app::credentials::create_credential(&deps, &account, &body).await.expect("credential") }
+    };
+    create(apn_credential_body(&key, "app")).await;
+    create(fcm_credential_body(&sa, "app")).await;
+    ProviderRig { deps, account, token, apns, fcm }
+}

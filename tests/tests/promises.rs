@@ -6,13 +6,11 @@ use std::sync::atomic::Ordering;
 use pushgate::api::{ApiConfig, router};
 use pushgate::app::dispatch::{ChunkResult, process_chunk};
 use pushgate::app::ports::{NotificationFilter, OperationFilter, PageRequest};
-use pushgate::app::{credentials, send};
+use pushgate::app::send;
 use pushgate::domain::{NotificationStatus, OperationId, OperationStatus};
-use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
+use pushgate_fakes::keys::fcm_service_account;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
-use pushgate_tests::{
-    ManualQueue, apn_credential_body, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps,
-};
+use pushgate_tests::{ManualQueue, ProviderRig, apn_token, fcm_credential_body, fcm_token, provider_rig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -26,16 +24,8 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
-    let apns = FakeApns::start_h2c().await;
-    let fcm = FakeFcm::start_h2c().await;
-    let key = apns_signing_key("KEY1234567", "TEAM123456");
-    apns.register_signing_key(&key);
-    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
-    fcm.register_service_account(&sa);
     let queue = Arc::new(ManualQueue::default());
-    let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), queue.clone());
-    credentials::create_credential(&deps, &account, &apn_credential_body(&key, "app")).await.expect("apn credential");
-    credentials::create_credential(&deps, &account, &fcm_credential_body(&sa, "app")).await.expect("fcm credential");
+    let ProviderRig { deps, account, token, apns, fcm } = provider_rig(queue.clone(), |_| {}).await;
     Rig { deps, account, token, queue, apns, fcm }
 }
 

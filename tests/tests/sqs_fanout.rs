@@ -6,14 +6,10 @@ use std::sync::Arc;
 use pushgate::adapters::aws::sqs::SqsQueue;
 use pushgate::app::dispatch::process_messages;
 use pushgate::app::ports::{OperationFilter, PageRequest};
-use pushgate::app::{AppError, credentials, send};
+use pushgate::app::{AppError, send};
 use pushgate::domain::OperationStatus;
-use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm};
-use pushgate_tests::{
-    apn_credential_body, apn_token, emulator, fcm_credential_body, fcm_token, gateway_for, memory_deps, receive_all,
-    test_queue,
-};
+use pushgate_tests::{ProviderRig, apn_token, emulator, fcm_token, provider_rig, receive_all, test_queue};
 use serde_json::{Value, json};
 
 struct Rig {
@@ -29,17 +25,8 @@ async fn rig(purpose: &str, tweak: impl FnOnce(&mut pushgate::app::Settings)) ->
     let config = emulator().await?;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = test_queue(&sqs, purpose).await;
-    let apns = FakeApns::start_h2c().await;
-    let fcm = FakeFcm::start_h2c().await;
-    let key = apns_signing_key("KEY1234567", "TEAM123456");
-    apns.register_signing_key(&key);
-    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
-    fcm.register_service_account(&sa);
     let queue = Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone()));
-    let (mut deps, account, _) = memory_deps(gateway_for(&apns, &fcm), queue);
-    tweak(&mut deps.settings);
-    credentials::create_credential(&deps, &account, &apn_credential_body(&key, "app")).await.expect("apn credential");
-    credentials::create_credential(&deps, &account, &fcm_credential_body(&sa, "app")).await.expect("fcm credential");
+    let ProviderRig { deps, account, apns, fcm, .. } = provider_rig(queue, tweak).await;
     Some(Rig { deps, account, sqs, queue_url, apns, fcm })
 }
 

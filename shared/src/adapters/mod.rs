@@ -11,3 +11,14 @@ pub mod gateway;
 pub mod http;
 pub mod memory;
 pub mod system;
+
+use crate::app::ports::StoreError;
+
+/// Decodes a keyset cursor this adapter produced (the app layer has checked its signature, so a
+/// cursor that does not decode is a bug or a key change: `Unexpected`).
+pub(crate) fn parse_cursor<T>(
+    cursor: &Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, StoreError> {
+    cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
+}

@@ -68,6 +68,19 @@ pub struct NotificationFilter {
     pub provider: Option<Provider>,
 }
 
+impl NotificationFilter {
+    /// Does `n` pass every filter? (Adapters apply what their keys do not.)
+    pub fn matches(&self, n: &Notification) -> bool {
+        self.operation_id.is_none_or(|op| n.operation_id == op)
+            && self.status.is_none_or(|s| n.status == s)
+            && self.provider.is_none_or(|p| n.to.provider == p)
+            && self.user.as_ref().is_none_or(|u| n.to.user_id.as_ref() == Some(u))
+            && self.start.is_none_or(|s| n.created_at >= s)
+            && self.end.is_none_or(|e| n.created_at <= e)
+            && self.tags.iter().all(|(k, v)| n.tags.get(k) == Some(v))
+    }
+}
+
 /// Filters of `GET /v1/PushNotifications/Operations`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OperationFilter {
@@ -77,6 +90,15 @@ pub struct OperationFilter {
     pub start: Option<Timestamp>,
     /// Created at or before.
     pub end: Option<Timestamp>,
+}
+
+impl OperationFilter {
+    /// Does an operation with this status and creation time pass every filter?
+    pub fn matches(&self, status: OperationStatus, created_at: Timestamp) -> bool {
+        self.status.is_none_or(|s| status == s)
+            && self.start.is_none_or(|s| created_at >= s)
+            && self.end.is_none_or(|e| created_at <= e)
+    }
 }
 
 /// The final outcome of one notification.
@@ -117,13 +139,33 @@ pub trait PushReader: Send + Sync {
         filter: &OperationFilter,
         page: &PageRequest,
     ) -> Result<Page<Operation>, StoreError>;
-    /// FAILED notifications of an operation, newest first.
+    /// FAILED notifications of an operation, newest first (derived from `list_notifications`).
     async fn list_operation_errors(
         &self,
         account: &AccountId,
         id: OperationId,
         page: &PageRequest,
-    ) -> Result<Page<OperationErrorEntry>, StoreError>;
+    ) -> Result<Page<OperationErrorEntry>, StoreError> {
+        let filter = NotificationFilter {
+            operation_id: Some(id),
+            status: Some(NotificationStatus::Failed),
+            ..Default::default()
+        };
+        let notifications = self.list_notifications(account, &filter, page).await?;
+        let items = notifications
+            .items
+            .into_iter()
+            .filter_map(|n| {
+                Some(OperationErrorEntry {
+                    notification_id: n.id,
+                    provider: n.to.provider,
+                    error: n.error?,
+                    occurred_at: n.completed_at.unwrap_or(n.updated_at),
+                })
+            })
+            .collect();
+        Ok(Page { items, next: notifications.next })
+    }
 }
 
 /// Write access used by send and dispatch.

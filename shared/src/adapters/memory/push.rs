@@ -5,12 +5,12 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use ulid::Ulid;
 
+use crate::adapters::parse_cursor;
 use crate::app::ports::{
     Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
-    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationErrorEntry, OperationId,
-    OperationStatus,
+    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus,
 };
 
 #[derive(Default)]
@@ -50,20 +50,6 @@ fn take_page<'a, T: 'a + Clone, K: ToString>(
         items.push(item.clone());
     }
     Page { items, next: None }
-}
-
-fn matches(n: &Notification, f: &NotificationFilter) -> bool {
-    f.operation_id.is_none_or(|op| n.operation_id == op)
-        && f.status.is_none_or(|s| n.status == s)
-        && f.provider.is_none_or(|p| n.to.provider == p)
-        && f.user.is_none_or(|u| n.to.user_id == Some(u))
-        && f.start.is_none_or(|s| n.created_at >= s)
-        && f.end.is_none_or(|e| n.created_at <= e)
-        && f.tags.iter().all(|(k, v)| n.tags.get(k) == Some(v))
-}
-
-fn parse_cursor<T>(cursor: &Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
-    cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
 }
 
 impl MemoryPushStore {
@@ -116,7 +102,7 @@ impl PushReader for MemoryPushStore {
             )),
         };
         let range = inner.notifications.range((Bound::Included((account.clone(), low)), upper)).rev();
-        Ok(take_page(range.map(|((_, id), n)| (id, n)), |n| matches(n, filter), page.size))
+        Ok(take_page(range.map(|((_, id), n)| (id, n)), |n| filter.matches(n), page.size))
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -139,39 +125,8 @@ impl PushReader for MemoryPushStore {
                 Bound::Included((account.clone(), OperationId::from_ulid(Ulid::from_parts(u64::MAX >> 16, u128::MAX)))),
             ),
         };
-        let keep = |op: &Operation| {
-            filter.status.is_none_or(|s| op.status == s)
-                && filter.start.is_none_or(|s| op.created_at >= s)
-                && filter.end.is_none_or(|e| op.created_at <= e)
-        };
+        let keep = |op: &Operation| filter.matches(op.status, op.created_at);
         Ok(take_page(inner.operations.range(bounds).rev().map(|((_, id), op)| (id, op)), keep, page.size))
-    }
-
-    async fn list_operation_errors(
-        &self,
-        account: &AccountId,
-        id: OperationId,
-        page: &PageRequest,
-    ) -> Result<Page<OperationErrorEntry>, StoreError> {
-        let filter = NotificationFilter {
-            operation_id: Some(id),
-            status: Some(NotificationStatus::Failed),
-            ..Default::default()
-        };
-        let notifications = self.list_notifications(account, &filter, page).await?;
-        let items = notifications
-            .items
-            .into_iter()
-            .filter_map(|n| {
-                Some(OperationErrorEntry {
-                    notification_id: n.id,
-                    provider: n.to.provider,
-                    error: n.error?,
-                    occurred_at: n.completed_at.unwrap_or(n.updated_at),
-                })
-            })
-            .collect();
-        Ok(Page { items, next: notifications.next })
     }
 }
 

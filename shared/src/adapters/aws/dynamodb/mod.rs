@@ -82,12 +82,13 @@ use ulid::Ulid;
 
 pub use tables::{TableDefinition, create_tables, table_definitions};
 
+use crate::adapters::parse_cursor;
 use crate::app::ports::{
     Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
-    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationErrorEntry, OperationId,
-    OperationStatus, RETENTION, Stats, Timestamp, UserId,
+    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, RETENTION,
+    Stats, Timestamp, UserId,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -270,21 +271,6 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(codec_error)
 }
 
-/// The same predicate as the memory store.
-fn matches(n: &Notification, f: &NotificationFilter) -> bool {
-    f.operation_id.is_none_or(|op| n.operation_id == op)
-        && f.status.is_none_or(|s| n.status == s)
-        && f.provider.is_none_or(|p| n.to.provider == p)
-        && f.user.is_none_or(|u| n.to.user_id == Some(u))
-        && f.start.is_none_or(|s| n.created_at >= s)
-        && f.end.is_none_or(|e| n.created_at <= e)
-        && f.tags.iter().all(|(k, v)| n.tags.get(k) == Some(v))
-}
-
-fn parse_cursor<T>(cursor: &Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
-    cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
-}
-
 /// The newest possible ULID.
 fn max_ulid() -> Ulid {
     Ulid::from_parts(u64::MAX >> 16, u128::MAX)
@@ -433,7 +419,7 @@ impl PushReader for DynamoPushStore {
             high: high.to_string(),
         };
         let skip = cursor.map(|c| c.to_string());
-        self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| matches(n, filter), page.size).await
+        self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -455,41 +441,10 @@ impl PushReader for DynamoPushStore {
             low: OperationId::from_ulid(Ulid::nil()).to_string(),
             high: cursor.unwrap_or(OperationId::from_ulid(max_ulid())).to_string(),
         };
-        let keep = |op: &OperationRecord| {
-            filter.status.is_none_or(|s| op.status == s)
-                && filter.start.is_none_or(|s| op.created_at >= s)
-                && filter.end.is_none_or(|e| op.created_at <= e)
-        };
+        let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
         let page = self.query_page(range, skip, |op: &OperationRecord| op.id.to_string(), keep, page.size).await?;
         Ok(Page { items: page.items.into_iter().map(Into::into).collect(), next: page.next })
-    }
-
-    async fn list_operation_errors(
-        &self,
-        account: &AccountId,
-        id: OperationId,
-        page: &PageRequest,
-    ) -> Result<Page<OperationErrorEntry>, StoreError> {
-        let filter = NotificationFilter {
-            operation_id: Some(id),
-            status: Some(NotificationStatus::Failed),
-            ..Default::default()
-        };
-        let notifications = self.list_notifications(account, &filter, page).await?;
-        let items = notifications
-            .items
-            .into_iter()
-            .filter_map(|n| {
-                Some(OperationErrorEntry {
-                    notification_id: n.id,
-                    provider: n.to.provider,
-                    error: n.error?,
-                    occurred_at: n.completed_at.unwrap_or(n.updated_at),
-                })
-            })
-            .collect();
-        Ok(Page { items, next: notifications.next })
     }
 }
 
