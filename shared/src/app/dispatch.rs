@@ -309,6 +309,10 @@ impl Ctx<'_> {
         }
     }
 
+    /// Records the outcome. If the store fails here after a successful send, the recipient is
+    /// retried: once the claim lease has expired a redelivery can send that one notification
+    /// again. This at-least-once edge needs a store outage between send and record; closing it
+    /// would need the provider's idempotency (APNs `apns-id`, FCM has none).
     async fn finish(&self, id: NotificationId, finish: Finish) -> Result<RecipientResult, StoreError> {
         match self.deps.push.finish(&self.chunk.account_id, id, finish).await {
             Ok(_) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
