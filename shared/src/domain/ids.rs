@@ -133,6 +133,16 @@ macro_rules! ulid_id {
                 self.0
             }
 
+            /// The smallest id (keyset lower bound).
+            pub fn min() -> Self {
+                Self(Ulid::nil())
+            }
+
+            /// The largest id (keyset upper bound).
+            pub fn max() -> Self {
+                Self(Ulid::from_parts(u64::MAX >> 16, u128::MAX))
+            }
+
             /// Milliseconds since the epoch encoded in the ULID.
             pub fn timestamp_ms(&self) -> u64 {
                 self.0.timestamp_ms()
@@ -192,6 +202,18 @@ ulid_id!(
 );
 
 impl NotificationId {
+    /// The inclusive id range holding every notification of `operation` (all derived ids carry
+    /// its timestamp; other operations of the same millisecond share it and are filtered out),
+    /// or the whole id space.
+    pub fn range_of(operation: Option<OperationId>) -> (Self, Self) {
+        match operation {
+            Some(op) => {
+                (Self(Ulid::from_parts(op.timestamp_ms(), 0)), Self(Ulid::from_parts(op.timestamp_ms(), u128::MAX)))
+            }
+            None => (Self::min(), Self::max()),
+        }
+    }
+
     /// The deterministic id of the notification for `slot` of `operation`.
     ///
     /// Redelivered chunks must find the record they created the first time, so the id is derived,
@@ -330,6 +352,19 @@ mod tests {
         assert!(OperationId::parse(long).is_err());
         assert!(OperationId::is_well_formed(long));
         assert!(!OperationId::is_well_formed("comms_operation_91h9krwprkeee8fzqspvwy6nq8"));
+    }
+
+    #[test]
+    fn an_operations_notifications_fall_inside_its_id_range_and_others_outside() {
+        let op = OperationId::from_ulid(Ulid::from_parts(1_800_000_000_000, 5));
+        let later = OperationId::from_ulid(Ulid::from_parts(1_800_000_000_001, 5));
+        let (low, high) = NotificationId::range_of(Some(op));
+        for slot in [0, 1, u32::MAX] {
+            let id = NotificationId::derive(op, slot);
+            assert!(low <= id && id <= high);
+            assert!(NotificationId::derive(later, slot) > high);
+        }
+        assert_eq!(NotificationId::range_of(None), (NotificationId::min(), NotificationId::max()));
     }
 
     #[test]

@@ -3,7 +3,6 @@ use std::ops::Bound;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
-use ulid::Ulid;
 
 use crate::adapters::parse_cursor;
 use crate::app::ports::{
@@ -25,10 +24,6 @@ struct Inner {
 #[derive(Default)]
 pub struct MemoryPushStore {
     inner: RwLock<Inner>,
-}
-
-fn cursor_bound<K: Ord + Clone>(low: K, cursor: Option<K>) -> (Bound<K>, Bound<K>) {
-    (Bound::Included(low), cursor.map_or(Bound::Unbounded, Bound::Excluded))
 }
 
 /// Collects up to `size` items newest-first from `iter`, and the cursor of the next page.
@@ -86,20 +81,10 @@ impl PushReader for MemoryPushStore {
         let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
         let inner = super::read(&self.inner)?;
         // An operation's notification ids all carry its timestamp: scan just that slice.
-        let (low, high) = match filter.operation_id {
-            Some(op) => (
-                NotificationId::from_ulid(Ulid::from_parts(op.timestamp_ms(), 0)),
-                Some(NotificationId::from_ulid(Ulid::from_parts(op.timestamp_ms(), u128::MAX))),
-            ),
-            None => (NotificationId::from_ulid(Ulid::nil()), None),
-        };
-        let upper = match (cursor, high) {
-            (Some(c), _) => Bound::Excluded((account.clone(), c)),
-            (None, Some(h)) => Bound::Included((account.clone(), h)),
-            (None, None) => Bound::Included((
-                account.clone(),
-                NotificationId::from_ulid(Ulid::from_parts(u64::MAX >> 16, u128::MAX)),
-            )),
+        let (low, high) = NotificationId::range_of(filter.operation_id);
+        let upper = match cursor {
+            Some(c) => Bound::Excluded((account.clone(), c)),
+            None => Bound::Included((account.clone(), high)),
         };
         let range = inner.notifications.range((Bound::Included((account.clone(), low)), upper)).rev();
         Ok(take_page(range.map(|((_, id), n)| (id, n)), |n| filter.matches(n), page.size))
@@ -117,13 +102,10 @@ impl PushReader for MemoryPushStore {
     ) -> Result<Page<Operation>, StoreError> {
         let cursor = parse_cursor(&page.cursor, |c| OperationId::parse(c).ok())?;
         let inner = super::read(&self.inner)?;
-        let low = (account.clone(), OperationId::from_ulid(Ulid::nil()));
+        let low = Bound::Included((account.clone(), OperationId::min()));
         let bounds = match cursor {
-            Some(c) => cursor_bound(low, Some((account.clone(), c))),
-            None => (
-                Bound::Included(low),
-                Bound::Included((account.clone(), OperationId::from_ulid(Ulid::from_parts(u64::MAX >> 16, u128::MAX)))),
-            ),
+            Some(c) => (low, Bound::Excluded((account.clone(), c))),
+            None => (low, Bound::Included((account.clone(), OperationId::max()))),
         };
         let keep = |op: &Operation| filter.matches(op.status, op.created_at);
         Ok(take_page(inner.operations.range(bounds).rev().map(|((_, id), op)| (id, op)), keep, page.size))
@@ -203,6 +185,7 @@ impl PushWriter for MemoryPushStore {
 mod tests {
     use super::*;
     use crate::domain::{Content, Destination, Priority, Provider, Senders, Stats};
+    use ulid::Ulid;
 
     fn op(account: &AccountId, created: crate::domain::Timestamp) -> Operation {
         Operation {

@@ -78,7 +78,6 @@ use aws_sdk_dynamodb::types::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
-use ulid::Ulid;
 
 pub use tables::{TableDefinition, create_tables, table_definitions};
 
@@ -271,11 +270,6 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(codec_error)
 }
 
-/// The newest possible ULID.
-fn max_ulid() -> Ulid {
-    Ulid::from_parts(u64::MAX >> 16, u128::MAX)
-}
-
 /// One Query range: the partition and the inclusive `sk` bounds.
 struct Range {
     index: Option<&'static str>,
@@ -395,11 +389,7 @@ impl PushReader for DynamoPushStore {
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError> {
         let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
-        let (low, high) = match filter.operation_id {
-            Some(op) => (Ulid::from_parts(op.timestamp_ms(), 0), Ulid::from_parts(op.timestamp_ms(), u128::MAX)),
-            None => (Ulid::nil(), max_ulid()),
-        };
-        let high = NotificationId::from_ulid(high);
+        let (low, high) = NotificationId::range_of(filter.operation_id);
         let high = cursor.map_or(high, |c| c.min(high));
         let (index, partition_attr, partition, sort_attr) = match &filter.user {
             Some(user) => (
@@ -410,14 +400,7 @@ impl PushReader for DynamoPushStore {
             ),
             None => (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort),
         };
-        let range = Range {
-            index,
-            partition_attr,
-            partition,
-            sort_attr,
-            low: NotificationId::from_ulid(low).to_string(),
-            high: high.to_string(),
-        };
+        let range = Range { index, partition_attr, partition, sort_attr, low: low.to_string(), high: high.to_string() };
         let skip = cursor.map(|c| c.to_string());
         self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
     }
@@ -438,8 +421,8 @@ impl PushReader for DynamoPushStore {
             partition_attr: tables::PUSH_KEY.partition,
             partition: operation_pk(account),
             sort_attr: tables::PUSH_KEY.sort,
-            low: OperationId::from_ulid(Ulid::nil()).to_string(),
-            high: cursor.unwrap_or(OperationId::from_ulid(max_ulid())).to_string(),
+            low: OperationId::min().to_string(),
+            high: cursor.unwrap_or(OperationId::max()).to_string(),
         };
         let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
