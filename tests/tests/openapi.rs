@@ -35,7 +35,7 @@ fn documented_routes() -> BTreeSet<(String, String)> {
 }
 
 fn router_routes() -> BTreeSet<(String, String)> {
-    pushgate::api::ROUTES.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned())).collect()
+    pushgate::api::ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect()
 }
 
 fn listing(routes: &[&(String, String)]) -> String {

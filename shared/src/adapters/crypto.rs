@@ -20,8 +20,9 @@ impl AesGcmBox {
     }
 }
 
+#[async_trait::async_trait]
 impl SecretBox for AesGcmBox {
-    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+    async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let sealed = self
@@ -33,7 +34,7 @@ impl SecretBox for AesGcmBox {
         Ok(out)
     }
 
-    fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
+    async fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError> {
         if sealed.len() < NONCE_LEN {
             return Err(StoreError::Unexpected("sealed secret is truncated".into()));
         }
@@ -48,12 +49,12 @@ impl SecretBox for AesGcmBox {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_sealed_secret_opens_only_with_the_same_key_and_aad() {
-        let sealed = AesGcmBox::new(&[1; 32]).seal(b"private key", b"acct/cred").expect("seals");
+    #[tokio::test]
+    async fn a_sealed_secret_opens_only_with_the_same_key_and_aad() {
+        let sealed = AesGcmBox::new(&[1; 32]).seal(b"private key", b"acct/cred").await.expect("seals");
         assert!(!sealed.windows(11).any(|w| w == b"private key"));
-        assert_eq!(AesGcmBox::new(&[1; 32]).open(&sealed, b"acct/cred").expect("opens"), b"private key");
-        assert!(AesGcmBox::new(&[2; 32]).open(&sealed, b"acct/cred").is_err());
-        assert!(AesGcmBox::new(&[1; 32]).open(&sealed, b"acct/other").is_err());
+        assert_eq!(AesGcmBox::new(&[1; 32]).open(&sealed, b"acct/cred").await.expect("opens"), b"private key");
+        assert!(AesGcmBox::new(&[2; 32]).open(&sealed, b"acct/cred").await.is_err());
+        assert!(AesGcmBox::new(&[1; 32]).open(&sealed, b"acct/other").await.is_err());
     }
 }

@@ -39,42 +39,109 @@ pub(crate) struct ApiState {
     config: Arc<ApiConfig>,
 }
 
-/// Every route the router serves, as (method, path template). The OpenAPI document and the SAM
-/// template are checked against this list.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/v1/PushNotifications"),
-    ("GET", "/v1/PushNotifications"),
-    ("GET", "/v1/PushNotifications/{pushNotificationId}"),
-    ("GET", "/v1/PushNotifications/Operations"),
-    ("GET", "/v1/PushNotifications/Operations/{operationId}"),
-    ("GET", "/v1/PushNotifications/Operations/{operationId}/Errors"),
-    ("POST", "/v1/PushNotifications/Credentials"),
-    ("GET", "/v1/PushNotifications/Credentials"),
-    ("GET", "/v1/PushNotifications/Credentials/{credentialId}"),
-    ("PATCH", "/v1/PushNotifications/Credentials/{credentialId}"),
-    ("DELETE", "/v1/PushNotifications/Credentials/{credentialId}"),
-    ("GET", "/v1/PushNotifications/Apps"),
-    ("GET", "/v1/PushNotifications/Apps/{appName}"),
-    ("PATCH", "/v1/PushNotifications/Apps/{appName}"),
+/// The HTTP Lambda function that serves a route on AWS: one folder in `functions/` each, and
+/// one function resource in `template.yaml` (a test checks the template against [`ROUTES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    /// `functions/send`: `POST /v1/PushNotifications`.
+    Send,
+    /// `functions/fetch`: one notification.
+    Fetch,
+    /// `functions/list`: notifications with filters.
+    List,
+    /// `functions/operations`: operations and their errors.
+    Operations,
+    /// `functions/credentials`: Credentials.
+    Credentials,
+    /// `functions/apps`: Apps.
+    Apps,
+}
+
+impl Function {
+    /// Every HTTP function.
+    pub const ALL: [Function; 6] =
+        [Function::Send, Function::Fetch, Function::List, Function::Operations, Function::Credentials, Function::Apps];
+
+    /// Its folder (and binary) name under `functions/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Send => "send",
+            Function::Fetch => "fetch",
+            Function::List => "list",
+            Function::Operations => "operations",
+            Function::Credentials => "credentials",
+            Function::Apps => "apps",
+        }
+    }
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template (`{name}` for parameters).
+    pub path: &'static str,
+    /// The function serving it on AWS.
+    pub function: Function,
+}
+
+const fn route(method: &'static str, path: &'static str, function: Function) -> Route {
+    Route { method, path, function }
+}
+
+/// Every route the router serves. The OpenAPI document and the SAM template are checked against
+/// this list.
+pub const ROUTES: &[Route] = &[
+    route("POST", "/v1/PushNotifications", Function::Send),
+    route("GET", "/v1/PushNotifications", Function::List),
+    route("GET", "/v1/PushNotifications/{pushNotificationId}", Function::Fetch),
+    route("GET", "/v1/PushNotifications/Operations", Function::Operations),
+    route("GET", "/v1/PushNotifications/Operations/{operationId}", Function::Operations),
+    route("GET", "/v1/PushNotifications/Operations/{operationId}/Errors", Function::Operations),
+    route("POST", "/v1/PushNotifications/Credentials", Function::Credentials),
+    route("GET", "/v1/PushNotifications/Credentials", Function::Credentials),
+    route("GET", "/v1/PushNotifications/Credentials/{credentialId}", Function::Credentials),
+    route("PATCH", "/v1/PushNotifications/Credentials/{credentialId}", Function::Credentials),
+    route("DELETE", "/v1/PushNotifications/Credentials/{credentialId}", Function::Credentials),
+    route("GET", "/v1/PushNotifications/Apps", Function::Apps),
+    route("GET", "/v1/PushNotifications/Apps/{appName}", Function::Apps),
+    route("PATCH", "/v1/PushNotifications/Apps/{appName}", Function::Apps),
 ];
 
-/// The API router over `deps`.
+/// The API router over `deps`: every route (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
+    router_for(deps, config, None)
+}
+
+/// The router of one Lambda function (`Some`): only that function's routes; any other path is
+/// 404 and any other method 405, in Twilio's error shape. `None` serves every route.
+pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Router {
+    use axum::routing::{MethodRouter, delete, patch};
     use handlers::*;
     let state = ApiState { deps: Arc::new(deps), config: Arc::new(config) };
-    Router::new()
-        .route("/v1/PushNotifications", post(send).get(list_notifications))
-        .route("/v1/PushNotifications/Operations", get(list_operations))
-        .route("/v1/PushNotifications/Operations/{operationId}", get(fetch_operation))
-        .route("/v1/PushNotifications/Operations/{operationId}/Errors", get(list_operation_errors))
-        .route("/v1/PushNotifications/Credentials", post(create_credential).get(list_credentials))
-        .route(
-            "/v1/PushNotifications/Credentials/{credentialId}",
-            get(fetch_credential).patch(patch_credential).delete(delete_credential),
-        )
-        .route("/v1/PushNotifications/Apps", get(list_apps))
-        .route("/v1/PushNotifications/Apps/{appName}", get(fetch_app).patch(patch_app))
-        .route("/v1/PushNotifications/{pushNotificationId}", get(fetch_notification))
+    let mut router = Router::new();
+    for r in ROUTES.iter().filter(|r| only.is_none_or(|f| f == r.function)) {
+        let method: MethodRouter<ApiState> = match (r.method, r.path) {
+            ("POST", "/v1/PushNotifications") => post(send),
+            ("GET", "/v1/PushNotifications") => get(list_notifications),
+            ("GET", "/v1/PushNotifications/{pushNotificationId}") => get(fetch_notification),
+            ("GET", "/v1/PushNotifications/Operations") => get(list_operations),
+            ("GET", "/v1/PushNotifications/Operations/{operationId}") => get(fetch_operation),
+            ("GET", "/v1/PushNotifications/Operations/{operationId}/Errors") => get(list_operation_errors),
+            ("POST", "/v1/PushNotifications/Credentials") => post(create_credential),
+            ("GET", "/v1/PushNotifications/Credentials") => get(list_credentials),
+            ("GET", "/v1/PushNotifications/Credentials/{credentialId}") => get(fetch_credential),
+            ("PATCH", "/v1/PushNotifications/Credentials/{credentialId}") => patch(patch_credential),
+            ("DELETE", "/v1/PushNotifications/Credentials/{credentialId}") => delete(delete_credential),
+            ("GET", "/v1/PushNotifications/Apps") => get(list_apps),
+            ("GET", "/v1/PushNotifications/Apps/{appName}") => get(fetch_app),
+            ("PATCH", "/v1/PushNotifications/Apps/{appName}") => patch(patch_app),
+            (method, path) => unreachable!("ROUTES lists {method} {path} without a handler"),
+        };
+        router = router.route(r.path, method);
+    }
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())

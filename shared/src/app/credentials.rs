@@ -120,7 +120,7 @@ pub async fn create_credential(deps: &Deps, account: &AccountId, body: &Value) -
     let now = deps.clock.now();
     let id = CredentialId::from_ulid(deps.ids.ulid(now));
     let plain = serde_json::to_vec(&secret).map_err(|e| AppError::Unexpected(e.to_string()))?;
-    let sealed = deps.secrets.seal(&plain, &secret_aad(account, &id))?;
+    let sealed = deps.secrets.seal(&plain, &secret_aad(account, &id)).await?;
     deps.credentials.put_secret(account, &id, sealed).await?;
     let credential = Credential {
         id: id.clone(),

@@ -114,7 +114,7 @@ async fn resolve_credentials(deps: &Deps, chunk: &Chunk) -> Result<HashMap<Provi
                 match (book.credential(&id), sealed) {
                     (Some(meta), Some(sealed)) => {
                         let aad = secret_aad(&chunk.account_id, &id);
-                        let plain = deps.secrets.open(&sealed, &aad)?;
+                        let plain = deps.secrets.open(&sealed, &aad).await?;
                         let secret: CredentialSecret = serde_json::from_slice(&plain)
                             .map_err(|_| StoreError::Unexpected("stored credential content is unreadable".into()))?;
                         Some((id, meta.credential_type, Arc::new(secret)))

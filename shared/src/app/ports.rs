@@ -218,11 +218,33 @@ pub trait AccountStore: Send + Sync {
 }
 
 /// Authenticated encryption of credential secrets (AES-GCM locally, KMS envelope on AWS).
+#[async_trait]
 pub trait SecretBox: Send + Sync {
     /// Encrypts `plaintext`, bound to `aad`.
-    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
+    async fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
     /// Decrypts what `seal` produced with the same `aad`.
-    fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
+    async fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, StoreError>;
+}
+
+/// A provider token every process shares (Apple throttles keys whose provider token changes more
+/// often than every 20 minutes, and every Lambda instance would otherwise mint its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedToken {
+    /// The token (a secret: never logged).
+    pub token: String,
+    /// When it was minted.
+    pub minted_at: Timestamp,
+}
+
+/// Where shared provider tokens live (DynamoDB on AWS; none locally, where one process is all).
+#[async_trait]
+pub trait TokenCache: Send + Sync {
+    /// The token stored under `key`, if any (however old).
+    async fn get(&self, key: &str) -> Result<Option<SharedToken>, StoreError>;
+    /// Stores `token` under `key` unless the stored token was minted at or after `stale_before`
+    /// (another process refreshed it first). Returns the token stored afterwards: ours, or the
+    /// winner's.
+    async fn put(&self, key: &str, token: SharedToken, stale_before: Timestamp) -> Result<SharedToken, StoreError>;
 }
 
 /// Current time.
