@@ -9,9 +9,15 @@
 //! - [`adapters`]: port implementations — memory stores and queue, AES-GCM secret box, the APNs
 //!   and FCM senders.
 //! - [`local`]: wiring for the one-process `pushgate-local` server.
+//! - `cloud` (feature `aws`): the AWS adapters wired from the environment; `lambda` (feature
+//!   `lambda`): the Lambda entry points of `functions/*`.
 
 pub mod adapters;
 pub mod api;
 pub mod app;
+#[cfg(feature = "aws")]
+pub mod cloud;
 pub mod domain;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod local;

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 pub use pushgate_fakes;
 
+pub mod config_contract;
 pub mod contract;
+pub mod lambda_rig;
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 static INIT: Once = Once::new();

@@ -10,10 +10,11 @@ use a2::request::notification::{DefaultNotificationBuilder, NotificationBuilder,
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use super::http::{HttpSettings, client_builder};
-use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
 use crate::domain::{Content, CredentialId, CredentialSecret, CredentialType, ErrorCode, Priority};
 
 /// Apple's limit on the payload of a (non-VoIP) notification.
@@ -153,9 +154,10 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Deli
     }
 }
 
+#[derive(Clone)]
 struct CachedJwt {
     token: Arc<str>,
-    minted: std::time::Instant,
+    minted_at: DateTime<Utc>,
 }
 
 /// Sends to APNs over one reused HTTP/2 client (token auth) or one client per certificate.
@@ -166,6 +168,10 @@ pub struct ApnsSender {
     client: reqwest::Client,
     cert_clients: Mutex<HashMap<CredentialId, reqwest::Client>>,
     jwts: Mutex<HashMap<CredentialId, CachedJwt>>,
+    /// Credentials whose token Apple refused: the next token replaces any minted at or before
+    /// the refused one's time, in the shared cache too.
+    refused: Mutex<HashMap<CredentialId, DateTime<Utc>>>,
+    shared: Option<Arc<dyn TokenCache>>,
 }
 
 impl ApnsSender {
@@ -174,31 +180,71 @@ impl ApnsSender {
         let production = endpoint.unwrap_or(PRODUCTION).trim_end_matches('/').to_owned();
         let sandbox = endpoint.unwrap_or(SANDBOX).trim_end_matches('/').to_owned();
         let client = client_builder(&production, &settings)?.build()?;
-        Ok(Self { production, sandbox, settings, client, cert_clients: Mutex::default(), jwts: Mutex::default() })
+        Ok(Self {
+            production,
+            sandbox,
+            settings,
+            client,
+            cert_clients: Mutex::default(),
+            jwts: Mutex::default(),
+            refused: Mutex::default(),
+            shared: None,
+        })
     }
 
-    fn jwt(&self, id: &CredentialId, key_id: &str, team_id: &str, pem: &str) -> Result<Arc<str>, String> {
-        let mut jwts = self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?;
-        if let Some(cached) = jwts.get(id)
-            && cached.minted.elapsed() < JWT_LIFETIME
-        {
-            return Ok(cached.token.clone());
+    /// Shares provider tokens with every other process through `cache` (Lambda instances), so a
+    /// key's token changes once per [`JWT_LIFETIME`] however many instances send with it.
+    pub fn with_token_cache(mut self, cache: Arc<dyn TokenCache>) -> Self {
+        self.shared = Some(cache);
+        self
+    }
+
+    async fn jwt(&self, id: &CredentialId, key_id: &str, team_id: &str, pem: &str) -> Result<Arc<str>, String> {
+        let now = Utc::now();
+        let fresh = |t: &CachedJwt| now - t.minted_at < lifetime();
+        let local = self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?.get(id).cloned();
+        if let Some(cached) = local.filter(fresh) {
+            return Ok(cached.token);
         }
-        let key = EncodingKey::from_ec_pem(pem.as_bytes())
-            .map_err(|_| "the APNs signing key is not a valid P-256 key".to_owned())?;
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(key_id.to_owned());
-        let claims = serde_json::json!({ "iss": team_id, "iat": Utc::now().timestamp() });
-        let token: Arc<str> = jsonwebtoken::encode(&header, &claims, &key)
-            .map_err(|_| "could not sign the APNs provider token".to_owned())?
-            .into();
-        jwts.insert(id.clone(), CachedJwt { token: token.clone(), minted: std::time::Instant::now() });
-        Ok(token)
+        let refused = self.refused.lock().map_err(|_| "jwt cache poisoned".to_owned())?.remove(id);
+        let token = match &self.shared {
+            None => mint(key_id, team_id, pem, now)?,
+            Some(cache) => {
+                let key = shared_key(id, key_id, team_id, pem);
+                let stored = match (refused, cache.get(&key).await) {
+                    (None, Ok(Some(t))) => Some(CachedJwt { token: t.token.into(), minted_at: t.minted_at }),
+                    (_, Ok(_)) => None,
+                    (_, Err(e)) => {
+                        warn!(error = %e, "APNs token cache unavailable; using a token of this process");
+                        None
+                    }
+                };
+                match stored.filter(|t| fresh(t) && refused.is_none_or(|r| t.minted_at > r)) {
+                    Some(t) => t,
+                    None => {
+                        let minted = mint(key_id, team_id, pem, now)?;
+                        // Replace only tokens that are stale, or the one Apple refused.
+                        let stale_before = refused.map_or(now - lifetime(), |r| r + chrono::Duration::milliseconds(1));
+                        let ours = SharedToken { token: minted.token.to_string(), minted_at: minted.minted_at };
+                        match cache.put(&key, ours, stale_before).await {
+                            Ok(t) => CachedJwt { token: t.token.into(), minted_at: t.minted_at },
+                            Err(e) => {
+                                warn!(error = %e, "APNs token cache unavailable; using a token of this process");
+                                minted
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?.insert(id.clone(), token.clone());
+        Ok(token.token)
     }
 
     fn forget_jwt(&self, id: &CredentialId) {
-        if let Ok(mut jwts) = self.jwts.lock() {
-            jwts.remove(id);
+        let refused = self.jwts.lock().ok().and_then(|mut jwts| jwts.remove(id));
+        if let (Some(refused), Ok(mut map)) = (refused, self.refused.lock()) {
+            map.insert(id.clone(), refused.minted_at);
         }
     }
 
@@ -221,7 +267,7 @@ impl ApnsSender {
         let base = if d.credential_type == CredentialType::ApnSandbox { &self.sandbox } else { &self.production };
         let (client, auth, topic) = match d.secret.as_ref() {
             CredentialSecret::ApnToken { key_id, team_id, private_key_pem, bundle_id } => {
-                match self.jwt(&d.credential_id, key_id, team_id, private_key_pem) {
+                match self.jwt(&d.credential_id, key_id, team_id, private_key_pem).await {
                     Ok(jwt) => (self.client.clone(), Some(jwt), Some(bundle_id.as_str())),
                     Err(message) => return unusable(message),
                 }
@@ -271,6 +317,37 @@ impl ApnsSender {
         }
         outcome
     }
+}
+
+fn lifetime() -> chrono::Duration {
+    chrono::Duration::from_std(JWT_LIFETIME).unwrap_or(chrono::Duration::minutes(40))
+}
+
+/// Signs a provider token for `team_id` with the key `key_id`.
+fn mint(key_id: &str, team_id: &str, pem: &str, now: DateTime<Utc>) -> Result<CachedJwt, String> {
+    let key = EncodingKey::from_ec_pem(pem.as_bytes())
+        .map_err(|_| "the APNs signing key is not a valid P-256 key".to_owned())?;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key_id.to_owned());
+    let claims = serde_json::json!({ "iss": team_id, "iat": now.timestamp() });
+    let token = jsonwebtoken::encode(&header, &claims, &key)
+        .map_err(|_| "could not sign the APNs provider token".to_owned())?;
+    Ok(CachedJwt { token: token.into(), minted_at: now })
+}
+
+/// The shared-cache key of a credential's token: the credential id (globally unique, so one
+/// account can never pick up another's token) and a fingerprint of the key material (a PATCHed
+/// key gets a new token).
+fn shared_key(id: &CredentialId, key_id: &str, team_id: &str, pem: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(key_id)
+        .chain_update([0])
+        .chain_update(team_id)
+        .chain_update([0])
+        .chain_update(pem)
+        .finalize();
+    let fingerprint: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("apns/{id}/{fingerprint}")
 }
 
 fn unusable(message: String) -> DeliveryOutcome {

@@ -1,11 +1,13 @@
 //! The push gateway: routes each delivery to APNs or FCM by its credential.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::apns::ApnsSender;
 use super::fcm::FcmSender;
 use super::http::HttpSettings;
-use crate::app::ports::{Delivery, DeliveryOutcome, PushGateway};
+use crate::app::ports::{Delivery, DeliveryOutcome, PushGateway, TokenCache};
 use crate::domain::CredentialSecret;
 
 /// Where the providers are.
@@ -32,6 +34,11 @@ impl ProviderGateway {
             apns: ApnsSender::new(config.apns_endpoint.as_deref(), config.http.clone())?,
             fcm: FcmSender::new(config.fcm_endpoint.as_deref(), config.http.clone())?,
         })
+    }
+
+    /// Shares APNs provider tokens with other processes through `cache`.
+    pub fn with_token_cache(self, cache: Arc<dyn TokenCache>) -> Self {
+        Self { apns: self.apns.with_token_cache(cache), fcm: self.fcm }
     }
 }
 

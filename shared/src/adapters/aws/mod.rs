@@ -2,4 +2,5 @@
 //! SQS carries the fan-out chunks; DynamoDB, Scheduler and KMS adapters follow.
 
 pub mod dynamodb;
+pub mod kms;
 pub mod sqs;

@@ -6,11 +6,13 @@ mod accounts;
 mod credentials;
 mod push;
 mod queue;
+mod tokens;
 
 pub use accounts::MemoryAccounts;
 pub use credentials::MemoryCredentials;
 pub use push::MemoryPushStore;
 pub use queue::{MemoryQueue, QueueWorkers};
+pub use tokens::MemoryTokenCache;
 
 use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
 

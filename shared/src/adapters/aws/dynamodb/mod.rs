@@ -62,6 +62,7 @@
 //! SDK errors: a lost condition → `Conflict`; throttling, 5xx, timeouts and dispatch failures →
 //! `Unavailable`; anything else → `Unexpected`. No SDK type leaves `adapters::aws`.
 
+pub mod config;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -79,6 +80,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
+pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
 pub use tables::{TableDefinition, create_tables, table_definitions};
 
 use crate::adapters::parse_cursor;

@@ -41,8 +41,8 @@ pub struct TableDefinition {
     pub key: KeySchema,
     /// Global secondary indexes.
     pub indexes: Vec<IndexDefinition>,
-    /// The numeric attribute (epoch seconds) DynamoDB TTL deletes items by.
-    pub ttl_attribute: &'static str,
+    /// The numeric attribute (epoch seconds) DynamoDB TTL deletes items by, if the table has TTL.
+    pub ttl_attribute: Option<&'static str>,
 }
 
 /// Primary key of the push table.
@@ -50,18 +50,44 @@ pub const PUSH_KEY: KeySchema = KeySchema { partition: "pk", sort: "sk" };
 /// The `byUser` index: a user's notifications, newest first (sparse: only addressed-by-user ones).
 pub const BY_USER: IndexDefinition =
     IndexDefinition { name: "byUser", key: KeySchema { partition: "gsi1pk", sort: "gsi1sk" } };
-/// The TTL attribute (created + 7 days, epoch seconds).
+/// The TTL attribute (epoch seconds): created + 7 days on the push table, minted + 1 hour on
+/// the config table's provider tokens.
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Primary key of the config table (credential books, sealed secrets, accounts, provider tokens).
+pub const CONFIG_KEY: KeySchema = KeySchema { partition: "pk", sort: "sk" };
+/// Primary key of the directory table (users and device registrations).
+pub const DIRECTORY_KEY: KeySchema = KeySchema { partition: "pk", sort: "sk" };
+/// The `byToken` index of the directory table: device registrations by device token.
+pub const BY_TOKEN: IndexDefinition =
+    IndexDefinition { name: "byToken", key: KeySchema { partition: "gsi1pk", sort: "gsi1sk" } };
 
-/// Every table, named `{prefix}{stem}` (the push table's stem is `push`).
+/// Every table, named `{prefix}{stem}`: `push` (notifications and operations), `config`
+/// (credentials, Apps, accounts, provider tokens) and `directory` (users and device
+/// registrations).
 pub fn table_definitions(prefix: &str) -> Vec<TableDefinition> {
-    vec![TableDefinition {
-        logical_id: "PushTable",
-        name: format!("{prefix}push"),
-        key: PUSH_KEY,
-        indexes: vec![BY_USER],
-        ttl_attribute: TTL_ATTRIBUTE,
-    }]
+    vec![
+        TableDefinition {
+            logical_id: "PushTable",
+            name: format!("{prefix}push"),
+            key: PUSH_KEY,
+            indexes: vec![BY_USER],
+            ttl_attribute: Some(TTL_ATTRIBUTE),
+        },
+        TableDefinition {
+            logical_id: "ConfigTable",
+            name: format!("{prefix}config"),
+            key: CONFIG_KEY,
+            indexes: Vec::new(),
+            ttl_attribute: Some(TTL_ATTRIBUTE),
+        },
+        TableDefinition {
+            logical_id: "DirectoryTable",
+            name: format!("{prefix}directory"),
+            key: DIRECTORY_KEY,
+            indexes: vec![BY_TOKEN],
+            ttl_attribute: None,
+        },
+    ]
 }
 
 fn build_error(e: impl std::fmt::Display) -> StoreError {
@@ -93,8 +119,8 @@ async fn wait_until_active(client: &Client, name: &str) -> Result<(), StoreError
     Err(StoreError::Unavailable(format!("table {name} did not become active in 60 s")))
 }
 
-/// Creates `tables` (with their indexes) and turns their TTL on. For test set-up and local use;
-/// on AWS the template creates them.
+/// Creates `tables` (with their indexes) and turns their TTL on (for those that have one). For
+/// test set-up and local use; on AWS the template creates them.
 pub async fn create_tables(client: &Client, tables: &[TableDefinition]) -> Result<(), StoreError> {
     for table in tables {
         let mut attributes: Vec<&str> = vec![table.key.partition, table.key.sort];
@@ -138,12 +164,13 @@ pub async fn create_tables(client: &Client, tables: &[TableDefinition]) -> Resul
             .await
             .map_err(|e| store_error("CreateTable", e))?;
         wait_until_active(client, &table.name).await?;
+        let Some(ttl_attribute) = table.ttl_attribute else { continue };
         client
             .update_time_to_live()
             .table_name(&table.name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
-                    .attribute_name(table.ttl_attribute)
+                    .attribute_name(ttl_attribute)
                     .enabled(true)
                     .build()
                     .map_err(build_error)?,

@@ -1,0 +1,11 @@
+//! Lambda function `send`: `POST /v1/PushNotifications`: validates a send, stores its Operation and queues its chunks.
+//! Wiring only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+
+use pushgate::api::Function;
+use pushgate::lambda::{Error, init_logging, run_http};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    run_http(Function::Send).await
+}

@@ -1,0 +1,236 @@
+//! The Lambda entry points, fed the events AWS sends: API Gateway REST (v1) and HTTP API (v2)
+//! JSON for the HTTP functions, SQS events for dispatch. The first tests run on memory deps; the
+//! end-to-end ones run the AWS adapters on moto (skipped by plain `cargo test`, run by
+//! `tests/run`).
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use pushgate::api::Function;
+use pushgate::app::dispatch::QueueMessage;
+use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
+use pushgate_tests::lambda_rig::{AwsRig, Caller, failures, http_api_event, invoke, rest_api_event};
+use pushgate_tests::{ManualQueue, apn_token, fcm_token, gateway_for, memory_deps, receive_all};
+use serde_json::{Value, json};
+
+async fn memory_caller() -> (pushgate::app::Deps, Caller) {
+    let (apns, fcm) = (FakeApns::start_h2c().await, FakeFcm::start_h2c().await);
+    let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
+    (deps, Caller { account, token })
+}
+
+#[tokio::test]
+async fn a_rest_api_event_with_the_stage_in_front_of_the_path_reaches_its_route() {
+    let (deps, caller) = memory_caller().await;
+    let event = rest_api_event("GET", "/v1/PushNotifications/Operations?pageSize=5", "prod", &caller, None);
+    let (status, _, body) = invoke(&deps, Function::Operations, &event).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["operations"], json!([]));
+    // The query string reaches the handler too: a bad filter is refused.
+    let event = rest_api_event("GET", "/v1/PushNotifications/Operations?status=BOGUS", "prod", &caller, None);
+    let (status, _, body) = invoke(&deps, Function::Operations, &event).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
+async fn an_http_api_event_on_a_named_stage_reaches_its_route() {
+    let (deps, caller) = memory_caller().await;
+    let event = http_api_event("GET", "/v1/PushNotifications/Apps", "staging", &caller, None);
+    let (status, _, body) = invoke(&deps, Function::Apps, &event).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["apps"].is_array(), "{body}");
+}
+
+#[tokio::test]
+async fn a_function_answers_only_its_own_routes_in_twilio_error_shape() {
+    let (deps, caller) = memory_caller().await;
+    let event = http_api_event("GET", "/v1/PushNotifications/Credentials", "$default", &caller, None);
+    assert_eq!(invoke(&deps, Function::Credentials, &event).await.0, StatusCode::OK);
+    let (status, _, body) = invoke(&deps, Function::Send, &event).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["status"], json!(404), "Twilio-shaped: {body}");
+    assert!(body["code"].is_number() && body["message"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_send_through_an_http_api_event_is_accepted_with_a_location() {
+    let (deps, caller) = memory_caller().await;
+    let body = json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "hi"}});
+    let event = http_api_event("POST", "/v1/PushNotifications", "$default", &caller, Some(&body));
+    let (status, headers, answer) = invoke(&deps, Function::Send, &event).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let operation_id = answer["operationId"].as_str().expect("operationId");
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).expect("Location header");
+    assert!(location.ends_with(&format!("/v1/PushNotifications/Operations/{operation_id}")), "{location}");
+}
+
+#[tokio::test]
+async fn a_request_without_credentials_is_refused_before_any_route_runs() {
+    let (deps, _) = memory_caller().await;
+    let stranger = Caller {
+        account: pushgate::domain::AccountId::from_bytes([9; 16]),
+        token: pushgate::domain::AuthToken::new("x".repeat(32)),
+    };
+    let event = http_api_event("GET", "/v1/PushNotifications", "$default", &stranger, None);
+    let (status, _, body) = invoke(&deps, Function::List, &event).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+// ---- end to end on moto ----
+
+fn mixed_send(apns: &[usize], fcms: &[usize]) -> Value {
+    let to: Vec<Value> = apns
+        .iter()
+        .map(|i| json!({"token": apn_token(*i), "provider": "APN", "variables": {"name": format!("A{i}")}}))
+        .chain(
+            fcms.iter()
+                .map(|i| json!({"token": fcm_token(*i), "provider": "FCM", "variables": {"name": format!("F{i}")}})),
+        )
+        .collect();
+    json!({"to": to, "content": {"title": "Hi {{ name }}", "body": "gate B"}, "tags": {"flight": "PG1"}})
+}
+
+async fn send_and_receive(rig: &AwsRig, body: &Value, chunks: usize) -> (String, Vec<QueueMessage>) {
+    let (status, answer) = rig.call(Function::Send, "POST", "/v1/PushNotifications", Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let operation_id = answer["operationId"].as_str().expect("operationId").to_owned();
+    let messages = receive_all(&rig.sqs, &rig.queue_url, chunks, 30).await;
+    assert_eq!(messages.len(), chunks, "the send queued its chunks on SQS");
+    (operation_id, messages)
+}
+
+#[tokio::test]
+async fn a_send_travels_send_handler_to_sqs_to_dispatch_handler_to_the_providers_and_shows_in_every_read() {
+    let Some(rig) = AwsRig::new("e2e", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    rig.apns.script(&apn_token(2), vec![ApnsReply::Unregistered]);
+    rig.fcm.script(&fcm_token(4), vec![FcmReply::Unregistered]);
+    let (operation_id, messages) = send_and_receive(&rig, &mixed_send(&[1, 2], &[3, 4, 5]), 1).await;
+
+    let response = rig.dispatch(&messages).await;
+    assert!(failures(&response).is_empty(), "nothing to retry: {:?}", failures(&response));
+    assert_eq!(rig.apns.delivered_count(), 1);
+    assert_eq!(rig.fcm.delivered_count(), 2);
+    assert_eq!(rig.apns.delivered()[0].payload["aps"]["alert"]["title"], "Hi A1");
+
+    let path = format!("/v1/PushNotifications/Operations/{operation_id}");
+    let (status, operation) = rig.call(Function::Operations, "GET", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{operation}");
+    assert_eq!(operation["status"], "COMPLETED");
+    assert_eq!(operation["stats"]["total"], 5);
+    assert_eq!(operation["stats"]["sent"], 3);
+    assert_eq!(operation["stats"]["failed"], 2);
+    assert_eq!(operation["stats"]["queued"], 0);
+
+    let (status, errors) = rig.call(Function::Operations, "GET", &format!("{path}/Errors"), None).await;
+    assert_eq!(status, StatusCode::OK, "{errors}");
+    assert_eq!(errors["errors"].as_array().map(Vec::len), Some(2), "{errors}");
+
+    let list = format!("/v1/PushNotifications?operationId={operation_id}&status=SENT&pageSize=2");
+    let (status, page) = rig.call(Function::List, "GET", &list, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let sent = page["pushNotifications"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sent.len(), 2, "{page}");
+    let next = page["pagination"]["next"].as_str().expect("a next page");
+    let (_, rest) = rig.call(Function::List, "GET", &format!("{list}&pageToken={next}"), None).await;
+    let rest_len = rest["pushNotifications"].as_array().map(Vec::len);
+    assert_eq!(rest_len, Some(1), "the page token from one instance works on another: {rest}");
+
+    let id = sent[0]["id"].as_str().expect("id");
+    let (status, one) = rig.call(Function::Fetch, "GET", &format!("/v1/PushNotifications/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["status"], "SENT");
+    assert_eq!(one["tags"]["flight"], "PG1");
+}
+
+#[tokio::test]
+async fn the_same_sqs_batch_processed_twice_sends_nothing_twice() {
+    let Some(rig) = AwsRig::new("redeliver", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    let (operation_id, messages) = send_and_receive(&rig, &mixed_send(&[1, 2, 3], &[4, 5]), 1).await;
+
+    assert!(failures(&rig.dispatch(&messages).await).is_empty());
+    let again: Vec<QueueMessage> =
+        messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect();
+    assert!(failures(&rig.dispatch(&again).await).is_empty());
+
+    assert_eq!(rig.apns.received().len(), 3, "each APNs notification was sent once");
+    assert_eq!(rig.fcm.received().len(), 2, "each FCM notification was sent once");
+    let (_, operation) =
+        rig.call(Function::Operations, "GET", &format!("/v1/PushNotifications/Operations/{operation_id}"), None).await;
+    assert_eq!(operation["stats"]["sent"], 5);
+    assert_eq!(operation["stats"]["total"], 5);
+}
+
+#[tokio::test]
+async fn a_retryable_provider_failure_is_a_batch_item_failure_and_succeeds_on_redelivery() {
+    let Some(rig) = AwsRig::new("retry", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    // Apple asks to come back in a minute: longer than a dispatcher waits inline.
+    rig.apns.script(&apn_token(1), vec![ApnsReply::TooManyRequests { retry_after_secs: Some(60) }]);
+    let (operation_id, messages) = send_and_receive(&rig, &mixed_send(&[1], &[2]), 1).await;
+
+    let first = rig.dispatch(&messages).await;
+    assert_eq!(failures(&first), vec![messages[0].id.clone()], "the chunk goes back to the queue");
+    let path = format!("/v1/PushNotifications/Operations/{operation_id}");
+    let (_, operation) = rig.call(Function::Operations, "GET", &path, None).await;
+    assert_eq!(operation["status"], "PROCESSING");
+    assert_eq!(operation["stats"]["queued"], 1, "{operation}");
+
+    let again: Vec<QueueMessage> =
+        messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect();
+    assert!(failures(&rig.dispatch(&again).await).is_empty());
+    let (_, operation) = rig.call(Function::Operations, "GET", &path, None).await;
+    assert_eq!(operation["status"], "COMPLETED");
+    assert_eq!(operation["stats"]["sent"], 2);
+    assert_eq!(rig.fcm.received().len(), 1, "the FCM notification was not resent");
+}
+
+#[tokio::test]
+async fn an_unreadable_sqs_message_is_reported_so_it_ends_in_the_dead_letter_queue() {
+    let Some(rig) = AwsRig::new("garbage", |_| {}).await else { return };
+    let garbage = QueueMessage { id: "m-1".into(), body: "{not a chunk".into(), receive_count: 1 };
+    assert_eq!(failures(&rig.dispatch(&[garbage]).await), vec!["m-1".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_queue_failure_during_send_is_a_503_with_retry_after_and_leaves_no_operation() {
+    let Some(rig) = AwsRig::new("noqueue", |c| {
+        c.queue_url = Some("http://127.0.0.1:1/000000000000/missing-queue".into());
+    })
+    .await
+    else {
+        return;
+    };
+    rig.create_credentials("main").await;
+    let event = http_api_event("POST", "/v1/PushNotifications", "$default", &rig.caller, Some(&mixed_send(&[1], &[2])));
+    let (status, headers, body) = invoke(&rig.deps, Function::Send, &event).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(headers.contains_key("retry-after"), "Retry-After tells the client when to come back");
+    assert_eq!(body["status"], 503);
+    let (_, operations) = rig.call(Function::Operations, "GET", "/v1/PushNotifications/Operations", None).await;
+    assert_eq!(operations["operations"], json!([]), "no operation was left behind: {operations}");
+}
+
+#[tokio::test]
+async fn a_storage_failure_during_send_is_a_503_with_retry_after_and_queues_nothing() {
+    let Some(rig) = AwsRig::new("nostore", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    // The same stack, but DynamoDB is unreachable for the push store (credentials still load).
+    let unreachable = aws_sdk_dynamodb::config::Builder::from(&rig.sdk)
+        .endpoint_url("http://127.0.0.1:9")
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(1))
+        .build();
+    let store = pushgate::adapters::aws::dynamodb::DynamoPushStore::new(
+        aws_sdk_dynamodb::Client::from_conf(unreachable),
+        rig.config.push_table.clone(),
+    );
+    let deps = pushgate::app::Deps { push: Arc::new(store), ..rig.deps.clone() };
+    let event = http_api_event("POST", "/v1/PushNotifications", "$default", &rig.caller, Some(&mixed_send(&[1], &[2])));
+    let (status, headers, body) = invoke(&deps, Function::Send, &event).await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    let queued = receive_all(&rig.sqs, &rig.queue_url, 1, 0).await;
+    assert!(queued.is_empty(), "nothing was queued");
+}
