@@ -9,15 +9,17 @@
 //! - [`adapters`]: port implementations — memory stores and queue, AES-GCM secret box, the APNs
 //!   and FCM senders.
 //! - [`local`]: wiring for the one-process `pushgate-local` server.
-//! - `cloud` (feature `aws`): the AWS adapters wired from the environment; `lambda` (feature
-//!   `lambda`): the Lambda entry points of `functions/*`.
+//! - `cloud` (feature `aws`, = `adapters::aws::runtime`): the AWS adapters wired from the
+//!   environment; `lambda` (feature `lambda`): the Lambda entry points of `functions/*`.
 
 pub mod adapters;
 pub mod api;
 pub mod app;
-#[cfg(feature = "aws")]
-pub mod cloud;
 pub mod domain;
 #[cfg(feature = "lambda")]
 pub mod lambda;
 pub mod local;
+
+/// The AWS runtime (feature `aws`): `adapters::aws::runtime`, named for its callers.
+#[cfg(feature = "aws")]
+pub use adapters::aws::runtime as cloud;

@@ -34,9 +34,22 @@ fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError { var, message: message.into() }
 }
 
+/// Where `pushgate-local` keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// In-memory adapters (the default): nothing to install, nothing survives a restart.
+    #[default]
+    Memory,
+    /// The AWS adapters (DynamoDB, SQS, KMS) at `AWS_ENDPOINT_URL`, e.g. moto: the storage code
+    /// of the Lambda functions, without a cloud account. Needs the `aws` build feature.
+    Aws,
+}
+
 /// Configuration of the local server (all from the environment).
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
+    /// `PUSHGATE_BACKEND`: `memory` (default) or `aws`.
+    pub backend: Backend,
     /// `PUSHGATE_LISTEN` (default `127.0.0.1:3000`).
     pub listen: SocketAddr,
     /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN`; generated when both are unset.
@@ -56,6 +69,7 @@ pub struct LocalConfig {
 impl Default for LocalConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::Memory,
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             account: None,
             data_key: None,
@@ -71,7 +85,12 @@ impl LocalConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut config = Self::default();
+        let backend = match var("PUSHGATE_BACKEND").as_deref() {
+            None | Some("memory") => Backend::Memory,
+            Some("aws") => Backend::Aws,
+            Some(_) => return Err(err("PUSHGATE_BACKEND", "must be memory or aws")),
+        };
+        let mut config = Self { backend, ..Self::default() };
         if let Some(listen) = var("PUSHGATE_LISTEN") {
             config.listen =
                 listen.parse().map_err(|_| err("PUSHGATE_LISTEN", "must be host:port, e.g. 127.0.0.1:3000"))?;
@@ -158,17 +177,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         rand::thread_rng().fill_bytes(&mut key);
         key
     });
-    let (account, token, generated_account) = match &config.account {
-        Some((id, token)) => (id.clone(), token.clone(), false),
-        None => {
-            let mut id = [0u8; 16];
-            let mut token = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut id);
-            rand::thread_rng().fill_bytes(&mut token);
-            let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
-            (AccountId::from_bytes(id), AuthToken::new(token), true)
-        }
-    };
+    let (account, token, generated_account) = account_for(config);
     let accounts = Arc::new(MemoryAccounts::default());
     // A fresh store cannot be poisoned.
     let _ = accounts.insert(Account { id: account.clone(), token_hash: token.hash() });
@@ -191,6 +200,21 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     LocalApp { router: router(deps, config.api.clone()), account, token, generated_account, accounts, queue, workers }
 }
 
+/// The configured account, or a generated one (`true`) when none is configured.
+pub fn account_for(config: &LocalConfig) -> (AccountId, AuthToken, bool) {
+    match &config.account {
+        Some((id, token)) => (id.clone(), token.clone(), false),
+        None => {
+            let mut id = [0u8; 16];
+            let mut token = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut id);
+            rand::thread_rng().fill_bytes(&mut token);
+            let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+            (AccountId::from_bytes(id), AuthToken::new(token), true)
+        }
+    }
+}
+
 /// Applies the 7-day retention to the memory store every ten minutes.
 fn spawn_retention(push: Arc<MemoryPushStore>) {
     tokio::spawn(async move {
@@ -204,6 +228,17 @@ fn spawn_retention(push: Arc<MemoryPushStore>) {
             }
         }
     });
+}
+
+/// Prints how to call the server: the generated account (terminal only, once) and the address.
+pub fn print_banner(account: &AccountId, token: &AuthToken, generated: bool, addr: SocketAddr) {
+    if generated {
+        println!("pushgate-local generated an account for this run:");
+        println!("  PUSHGATE_ACCOUNT_ID={account}");
+        println!("  PUSHGATE_AUTH_TOKEN={}", token.expose());
+    }
+    println!("pushgate-local listening on http://{addr}");
+    info!(%addr, account_id = %account, "pushgate-local started");
 }
 
 impl LocalApp {

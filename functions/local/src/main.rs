@@ -1,14 +1,18 @@
-//! `pushgate-local`: the Twilio-compatible push API in one process, on in-memory adapters.
+//! `pushgate-local`: the Twilio-compatible push API in one process, on in-memory adapters or
+//! (`PUSHGATE_BACKEND=aws`, built with `--features aws`) on DynamoDB, SQS and KMS at
+//! `AWS_ENDPOINT_URL`.
 
 use std::time::Duration;
 
-use pushgate::local::{LocalConfig, build};
+use pushgate::local::{Backend, LocalConfig, build, print_banner};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: fan-out allocates many small, short-lived objects per notification; glibc malloc
 /// spent ~30% of CPU there in the benchmark and kept freed memory resident.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const DRAIN: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,18 +22,23 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = LocalConfig::from_env()?;
-    let app = build(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    if app.generated_account {
-        // Printed once, to the terminal only, so the developer can call the API.
-        println!("pushgate-local generated an account for this run:");
-        println!("  PUSHGATE_ACCOUNT_ID={}", app.account);
-        println!("  PUSHGATE_AUTH_TOKEN={}", app.token.expose());
+    match config.backend {
+        Backend::Memory => {
+            let app = build(&config)?;
+            print_banner(&app.account, &app.token, app.generated_account, addr);
+            app.serve(listener, shutdown_signal(), DRAIN).await?;
+        }
+        #[cfg(feature = "aws")]
+        Backend::Aws => {
+            let app = pushgate::cloud::build_local(&config, &pushgate::cloud::LocalResources::from_env()).await?;
+            print_banner(&app.account, &app.token, app.generated_account, addr);
+            app.serve(listener, shutdown_signal(), DRAIN).await?;
+        }
+        #[cfg(not(feature = "aws"))]
+        Backend::Aws => anyhow::bail!("PUSHGATE_BACKEND=aws needs a build with `--features aws`"),
     }
-    println!("pushgate-local listening on http://{addr}");
-    tracing::info!(%addr, account_id = %app.account, "pushgate-local started");
-    app.serve(listener, shutdown_signal(), Duration::from_secs(30)).await?;
     Ok(())
 }
 

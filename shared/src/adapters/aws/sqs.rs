@@ -3,9 +3,10 @@
 //! per batch), all batches in parallel.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use futures::future::try_join_all;
 
+use crate::app::dispatch::QueueMessage;
 use crate::app::ports::{Chunk, FanoutQueue, QueueError};
 
 /// SQS's limit on one message and on one batch, in bytes.
@@ -55,6 +56,80 @@ impl SqsQueue {
                 failed.message().unwrap_or("no message")
             ))),
         }
+    }
+}
+
+/// A message received from SQS, with the handle that deletes it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The message as the dispatcher sees it.
+    pub message: QueueMessage,
+    receipt: String,
+}
+
+impl SqsQueue {
+    /// Long-polls for up to `max` (≤ 10) messages, waiting at most `wait_secs` (what the Lambda
+    /// event source mapping does for the dispatch function; `pushgate-local` in its AWS mode
+    /// does it itself).
+    pub async fn receive(&self, max: i32, wait_secs: i32) -> Result<Vec<Received>, QueueError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait_secs.clamp(0, 20))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| {
+                QueueError(format!("ReceiveMessage failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+            })?;
+        Ok(output
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                let receive_count = m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                Some(Received {
+                    message: QueueMessage {
+                        id: m.message_id()?.to_owned(),
+                        body: m.body().unwrap_or_default().to_owned(),
+                        receive_count,
+                    },
+                    receipt: m.receipt_handle()?.to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes messages that are done (at most 10 per call, as SQS allows).
+    pub async fn delete(&self, done: &[&Received]) -> Result<(), QueueError> {
+        for batch in done.chunks(MAX_BATCH_ENTRIES) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(&r.receipt)
+                        .build()
+                        .map_err(|e| QueueError(format!("invalid SQS entry: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| {
+                    QueueError(format!("DeleteMessageBatch failed: {}", aws_sdk_sqs::error::DisplayErrorContext(&e)))
+                })?;
+        }
+        Ok(())
     }
 }
 

@@ -179,6 +179,145 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
     })
 }
 
+/// `pushgate-local` on the AWS adapters (`PUSHGATE_BACKEND=aws`): the same router as the
+/// Lambda functions, over DynamoDB, SQS and KMS at `AWS_ENDPOINT_URL` (moto, or a sandbox
+/// account), with in-process consumers of the fan-out queue doing what the event source mapping
+/// does for the dispatch function.
+pub struct AwsLocalApp {
+    /// The API router (every route).
+    pub router: axum::Router,
+    /// The account configured or generated at start (stored in the config table).
+    pub account: AccountId,
+    /// Its token.
+    pub token: crate::domain::AuthToken,
+    /// Whether the account was generated.
+    pub generated_account: bool,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Names of the local AWS mode's resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResources {
+    /// `PUSHGATE_TABLE_PREFIX` (default `pushgate-local-`): tables are `{prefix}push` etc.
+    pub table_prefix: String,
+    /// `PUSHGATE_QUEUE_NAME` (default `pushgate-local-fanout`; the DLQ is `{name}-dlq`).
+    pub queue_name: String,
+    /// `PUSHGATE_KMS_KEY_ID` (default: the key behind `alias/pushgate-local`, created if missing).
+    pub kms_key_id: Option<String>,
+}
+
+impl LocalResources {
+    /// Reads the names from the environment.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self {
+            table_prefix: var("PUSHGATE_TABLE_PREFIX").unwrap_or_else(|| "pushgate-local-".into()),
+            queue_name: var("PUSHGATE_QUEUE_NAME").unwrap_or_else(|| "pushgate-local-fanout".into()),
+            kms_key_id: var("PUSHGATE_KMS_KEY_ID"),
+        }
+    }
+}
+
+/// Builds `pushgate-local`'s AWS mode: creates what is missing (tables from the shared
+/// definitions, queue + dead-letter queue, KMS key), stores the account, wires the adapters
+/// exactly as a function does, and starts `config.workers` queue consumers.
+pub async fn build_local(
+    config: &crate::local::LocalConfig,
+    names: &LocalResources,
+) -> Result<AwsLocalApp, ConfigError> {
+    use super::dynamodb::table_definitions;
+    use super::provision::{ensure_key, ensure_queue, ensure_tables};
+    let unavailable = |what: &'static str| move |e: StoreError| err(what, format!("cannot prepare it: {e}"));
+    let (prefix, queue_name, key_id) = (&names.table_prefix, &names.queue_name, names.kms_key_id.clone());
+    let sdk = sdk_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let tables = table_definitions(prefix);
+    ensure_tables(&dynamo, &tables).await.map_err(unavailable("PUSHGATE_TABLE_PREFIX"))?;
+    let queue_url = ensure_queue(&sqs, queue_name, config.settings.max_receives)
+        .await
+        .map_err(unavailable("PUSHGATE_QUEUE_NAME"))?;
+    let key_id = match key_id {
+        Some(id) => id,
+        None => ensure_key(&aws_sdk_kms::Client::new(&sdk), "alias/pushgate-local")
+            .await
+            .map_err(unavailable("PUSHGATE_KMS_KEY_ID"))?,
+    };
+    let (account, token, generated_account) = crate::local::account_for(config);
+    let mut cloud = CloudConfig::new(format!("{prefix}push"), format!("{prefix}config"));
+    cloud.queue_url = Some(queue_url.clone());
+    cloud.kms_key_id = Some(key_id);
+    cloud.api = config.api.clone();
+    cloud.providers = config.providers.clone();
+    cloud.settings = config.settings.clone();
+    let mut deps = build_deps(&cloud, &sdk)?;
+    if let Some(key) = config.data_key {
+        deps.pages = PageTokens::new(crate::local::page_token_key(&key));
+    }
+    DynamoAccountStore::new(dynamo, cloud.config_table.clone())
+        .put_account(&Account { id: account.clone(), token_hash: token.hash() })
+        .await
+        .map_err(unavailable("PUSHGATE_ACCOUNT_ID"))?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let queue = SqsQueue::new(sqs, queue_url);
+    let consumers =
+        (0..config.workers).map(|_| tokio::spawn(consume(deps.clone(), queue.clone(), stopped.clone()))).collect();
+    Ok(AwsLocalApp {
+        router: crate::api::router(deps, config.api.clone()),
+        account,
+        token,
+        generated_account,
+        consumers,
+        stop,
+    })
+}
+
+/// One queue consumer: receive, process, delete what is done; messages to retry stay on the
+/// queue and come back after their visibility timeout (the dead-letter queue takes them after
+/// the redrive policy's receives).
+async fn consume(deps: Deps, queue: SqsQueue, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    while !*stopped.borrow() {
+        let received = tokio::select! {
+            r = queue.receive(10, 2) => r,
+            _ = stopped.changed() => break,
+        };
+        let received = match received {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "fan-out queue receive failed; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if received.is_empty() {
+            continue;
+        }
+        let messages: Vec<_> = received.iter().map(|r| r.message.clone()).collect();
+        let retry = crate::app::dispatch::process_messages(&deps, &messages).await;
+        let done: Vec<_> = received.iter().filter(|r| !retry.contains(&r.message.id)).collect();
+        if let Err(e) = queue.delete(&done).await {
+            warn!(error = %e, "could not delete processed messages; they will be redelivered and skipped");
+        }
+    }
+}
+
+impl AwsLocalApp {
+    /// Serves on `listener` until `shutdown`, then lets the consumers finish their batch (up to
+    /// `drain`).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        drain: std::time::Duration,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await?;
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(drain, futures::future::join_all(self.consumers)).await;
+        Ok(())
+    }
+}
+
 /// Accounts: the bootstrap account from the environment, then the table.
 struct Bootstrapped {
     bootstrap: Option<Account>,
