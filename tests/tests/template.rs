@@ -1,0 +1,729 @@
+//! `template.yaml` (the SAM template at the repository root) agrees with the code:
+//!
+//! - every route of the router (`pushgate::api::ROUTES`) is exactly one `HttpApi` event, on the
+//!   function that serves it, and the template has no route the router lacks;
+//! - the DynamoDB tables equal `table_definitions` (keys, indexes, projection, TTL, attributes);
+//! - the dispatch function consumes the fan-out queue with partial batch failures and bounded
+//!   concurrency, and the queue redrives to its dead-letter queue after as many receives as the
+//!   dispatcher allows;
+//! - every folder in `functions/` (but `local`) is a function resource and back;
+//! - the read-only functions cannot write, no IAM policy grants `Resource: "*"`, and KMS use is
+//!   bound to the encryption context the KMS adapter sets.
+//!
+//! The template is read with a plain YAML parser; short-form tags (`!Ref X`, `!GetAtt A.B`,
+//! `!Sub s`) are first rewritten to their long forms, so either spelling is understood.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pushgate::adapters::aws::dynamodb::{TableDefinition, table_definitions};
+use pushgate::api::{Function, ROUTES};
+use serde_norway::{Mapping, Value};
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+const FUNCTIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions");
+
+/// The folder in `functions/` that is not a Lambda function (the one-process local server).
+const LOCAL_ONLY: &str = "local";
+/// The SQS consumer (not in `Function`, which lists the HTTP functions).
+const DISPATCH: &str = "dispatch";
+/// Functions that only read.
+const READ_ONLY: [Function; 3] = [Function::Fetch, Function::List, Function::Operations];
+/// What the read-only functions must not be allowed (lowercase; IAM actions are case-insensitive).
+const WRITE_ACTIONS: &[&str] = &[
+    "dynamodb:putitem",
+    "dynamodb:updateitem",
+    "dynamodb:deleteitem",
+    "dynamodb:batchwriteitem",
+    "dynamodb:transactwriteitems",
+    "sqs:sendmessage",
+];
+/// SAM policy templates that only read.
+const READ_ONLY_TEMPLATES: &[&str] = &["DynamoDBReadPolicy"];
+/// Managed policies a read-only function may carry (SAM attaches the first to generated roles).
+const HARMLESS_MANAGED_POLICIES: &[&str] = &["AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"];
+
+// ---------------------------------------------------------------------------------------------
+// Reading the template
+// ---------------------------------------------------------------------------------------------
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("cannot read {TEMPLATE}: {e}"));
+    let value: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("template.yaml is not valid YAML: {e}"));
+    long_form(value)
+}
+
+/// Rewrites short-form intrinsic functions (`!Ref X`, `!GetAtt A.B`, `!Sub s`, ...) to their long
+/// forms (`{Ref: X}`, `{Fn::GetAtt: [A, B]}`, `{Fn::Sub: s}`).
+fn long_form(value: Value) -> Value {
+    match value {
+        Value::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let key = match name {
+                "Ref" | "Condition" => name.to_owned(),
+                _ => format!("Fn::{name}"),
+            };
+            let mut inner = long_form(tagged.value);
+            if key == "Fn::GetAtt"
+                && let Value::String(dotted) = &inner
+                && let Some((resource, attribute)) = dotted.split_once('.')
+            {
+                inner = Value::Sequence(vec![resource.into(), attribute.into()]);
+            }
+            let mut mapping = Mapping::new();
+            mapping.insert(Value::String(key), inner);
+            Value::Mapping(mapping)
+        }
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(long_form).collect()),
+        Value::Mapping(mapping) => Value::Mapping(mapping.into_iter().map(|(k, v)| (k, long_form(v))).collect()),
+        other => other,
+    }
+}
+
+fn resources(t: &Value) -> &Mapping {
+    t["Resources"].as_mapping().expect("template.yaml has a Resources mapping")
+}
+
+fn resource<'t>(t: &'t Value, logical_id: &str) -> &'t Value {
+    let found = &t["Resources"][logical_id];
+    assert!(!found.is_null(), "template.yaml has no resource {logical_id}");
+    found
+}
+
+/// `(logical id, resource)` of every resource of type `kind`.
+fn resources_of_type<'t>(t: &'t Value, kind: &str) -> Vec<(&'t str, &'t Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(id, r)| (id.as_str().expect("logical ids are strings"), r))
+        .collect()
+}
+
+/// The logical id `{Ref: X}` points at.
+fn ref_target(v: &Value) -> Option<&str> {
+    v["Ref"].as_str()
+}
+
+/// The `(logical id, attribute)` of `{Fn::GetAtt: [X, Attr]}`.
+fn get_att(v: &Value) -> Option<(&str, &str)> {
+    match v["Fn::GetAtt"].as_sequence().map(Vec::as_slice) {
+        Some([resource, attribute]) => Some((resource.as_str()?, attribute.as_str()?)),
+        _ => None,
+    }
+}
+
+/// A string or a list of strings, as IAM and many properties allow.
+fn strings(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+/// A number written as a number or as a string (CloudFormation accepts both).
+fn number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// A number given literally, or as `{Ref: Parameter}` whose default and bounds all lie in `allowed`.
+fn number_in(t: &Value, v: &Value, allowed: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+    let check = |what: String, n: Option<u64>| match n {
+        Some(n) if allowed.contains(&n) => Ok(n),
+        Some(n) => Err(format!("{what} {n} is outside {allowed:?}")),
+        None => Err(format!("{what} is missing or not a number")),
+    };
+    if let Some(n) = number(v) {
+        return check("the value".to_owned(), Some(n));
+    }
+    let Some(name) = ref_target(v) else { return Err(format!("{v:?} is neither a number nor a Ref")) };
+    let parameter = &t["Parameters"][name];
+    check(format!("parameter {name}'s MinValue"), number(&parameter["MinValue"]))?;
+    check(format!("parameter {name}'s MaxValue"), number(&parameter["MaxValue"]))?;
+    check(format!("parameter {name}'s Default"), number(&parameter["Default"]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions
+// ---------------------------------------------------------------------------------------------
+
+/// One `AWS::Serverless::Function`.
+struct LambdaFunction<'t> {
+    logical_id: &'t str,
+    /// The binary it runs: `Metadata.BuildProperties.Binary`, else the last folder of `CodeUri`.
+    binary: String,
+    resource: &'t Value,
+}
+
+impl<'t> LambdaFunction<'t> {
+    fn properties(&self) -> &'t Value {
+        &self.resource["Properties"]
+    }
+
+    /// `(event name, event)` of every event of type `kind`.
+    fn events(&self, kind: &str) -> Vec<(&'t str, &'t Value)> {
+        self.properties()["Events"]
+            .as_mapping()
+            .map(|events| {
+                events
+                    .iter()
+                    .filter(|(_, e)| e["Type"].as_str() == Some(kind))
+                    .map(|(name, e)| (name.as_str().unwrap_or("?"), e))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn functions(t: &Value) -> Vec<LambdaFunction<'_>> {
+    resources_of_type(t, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(logical_id, resource)| {
+            let from_build = resource["Metadata"]["BuildProperties"]["Binary"].as_str();
+            let from_code_uri = resource["Properties"]["CodeUri"]
+                .as_str()
+                .map(|uri| uri.trim_end_matches('/'))
+                .and_then(|uri| uri.rsplit('/').next())
+                .filter(|folder| !folder.is_empty() && *folder != ".");
+            let binary = from_build
+                .or(from_code_uri)
+                .unwrap_or_else(|| panic!("{logical_id} names no binary (Metadata.BuildProperties.Binary)"));
+            LambdaFunction { logical_id, binary: binary.to_owned(), resource }
+        })
+        .collect()
+}
+
+fn function<'t>(all: &'t [LambdaFunction<'t>], binary: &str) -> &'t LambdaFunction<'t> {
+    let matching: Vec<_> = all.iter().filter(|f| f.binary == binary).collect();
+    match matching.as_slice() {
+        [one] => one,
+        [] => panic!("template.yaml has no function resource for functions/{binary}"),
+        many => panic!(
+            "functions/{binary} is the binary of several resources: {}",
+            many.iter().map(|f| f.logical_id).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// One `HttpApi` event: `(METHOD, path, binary of its function, event name)`.
+fn http_api_events<'t>(all: &'t [LambdaFunction<'t>]) -> Vec<(String, String, &'t str, &'t str)> {
+    let mut out = Vec::new();
+    for f in all {
+        for (name, event) in f.events("HttpApi") {
+            let method = event["Properties"]["Method"].as_str().unwrap_or("<no method>").to_ascii_uppercase();
+            let path = event["Properties"]["Path"].as_str().unwrap_or("<no path>").to_owned();
+            out.push((method, path, f.binary.as_str(), name));
+        }
+    }
+    out
+}
+
+fn folders_in_functions_dir() -> BTreeSet<String> {
+    std::fs::read_dir(FUNCTIONS_DIR)
+        .unwrap_or_else(|e| panic!("cannot list {FUNCTIONS_DIR}: {e}"))
+        .map(|entry| entry.expect("a readable directory entry"))
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name != LOCAL_ONLY)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM
+// ---------------------------------------------------------------------------------------------
+
+/// What grants a function permissions.
+#[derive(Debug)]
+enum Grant<'t> {
+    /// A statement of an inline policy document (its own `Policies` or its explicit role's).
+    Statement(&'t Value),
+    /// A SAM policy template, by name.
+    Template(String),
+    /// A managed policy, by name or ARN (intrinsics shown as debug text).
+    Managed(String),
+}
+
+fn statements_of_document(document: &Value) -> Vec<&Value> {
+    strings(&document["Statement"])
+}
+
+fn managed(v: &Value) -> Grant<'_> {
+    Grant::Managed(v.as_str().map(str::to_owned).unwrap_or_else(|| format!("{v:?}")))
+}
+
+/// Everything that grants `f` permissions: its `Policies`, or with an explicit `Role`, that role's
+/// inline policies, managed policies and the `AWS::IAM::Policy` resources attached to it.
+fn grants<'t>(t: &'t Value, f: &LambdaFunction<'t>) -> Vec<Grant<'t>> {
+    let mut out = Vec::new();
+    for policy in strings(&f.properties()["Policies"]) {
+        match policy {
+            Value::String(_) => out.push(managed(policy)),
+            Value::Mapping(m) if m.contains_key("Statement") => {
+                out.extend(statements_of_document(policy).into_iter().map(Grant::Statement));
+            }
+            Value::Mapping(m) => {
+                out.extend(m.keys().map(|k| Grant::Template(k.as_str().unwrap_or("?").to_owned())));
+            }
+            other => out.push(managed(other)),
+        }
+    }
+    let role = &f.properties()["Role"];
+    if role.is_null() {
+        return out;
+    }
+    let role_id = get_att(role)
+        .map(|(id, _)| id)
+        .unwrap_or_else(|| panic!("{}: Role must be Fn::GetAtt of a role in the template", f.logical_id));
+    let role_resource = resource(t, role_id);
+    for policy in strings(&role_resource["Properties"]["Policies"]) {
+        out.extend(statements_of_document(&policy["PolicyDocument"]).into_iter().map(Grant::Statement));
+    }
+    out.extend(strings(&role_resource["Properties"]["ManagedPolicyArns"]).into_iter().map(managed));
+    for (_, policy) in resources_of_type(t, "AWS::IAM::Policy") {
+        if strings(&policy["Properties"]["Roles"]).iter().any(|r| ref_target(r) == Some(role_id)) {
+            out.extend(
+                statements_of_document(&policy["Properties"]["PolicyDocument"]).into_iter().map(Grant::Statement),
+            );
+        }
+    }
+    out
+}
+
+/// Every statement of an identity policy in the template: functions' `Policies` and the inline
+/// and standalone policies of roles.
+fn all_identity_statements(t: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for f in functions(t) {
+        for policy in strings(&f.resource["Properties"]["Policies"]) {
+            if policy.get("Statement").is_some() {
+                out.extend(statements_of_document(policy).into_iter().map(|s| (f.logical_id.to_owned(), s)));
+            }
+        }
+    }
+    for (id, role) in resources_of_type(t, "AWS::IAM::Role") {
+        for policy in strings(&role["Properties"]["Policies"]) {
+            out.extend(statements_of_document(&policy["PolicyDocument"]).into_iter().map(|s| (id.to_owned(), s)));
+        }
+    }
+    for kind in ["AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"] {
+        for (id, policy) in resources_of_type(t, kind) {
+            let document = &policy["Properties"]["PolicyDocument"];
+            out.extend(statements_of_document(document).into_iter().map(|s| (id.to_owned(), s)));
+        }
+    }
+    out
+}
+
+fn is_allow(statement: &Value) -> bool {
+    statement["Effect"].as_str() == Some("Allow")
+}
+
+fn actions(statement: &Value) -> Vec<String> {
+    strings(&statement["Action"]).into_iter().map(|a| a.as_str().unwrap_or("?").to_ascii_lowercase()).collect()
+}
+
+/// IAM wildcard matching (`*` any run, `?` one character) of a lowercase pattern.
+fn glob_matches(pattern: &[u8], text: &[u8]) -> bool {
+    match (pattern.split_first(), text.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => glob_matches(rest, text) || (!text.is_empty() && glob_matches(pattern, &text[1..])),
+        (Some((b'?', rest)), Some((_, text_rest))) => glob_matches(rest, text_rest),
+        (Some((p, rest)), Some((c, text_rest))) if p == c => glob_matches(rest, text_rest),
+        _ => false,
+    }
+}
+
+/// Whether an allowed action pattern grants a write or any KMS action.
+fn grants_a_write(action: &str) -> bool {
+    action.starts_with("kms:")
+        || glob_matches(action.as_bytes(), b"kms:decrypt")
+        || WRITE_ACTIONS.iter().any(|w| glob_matches(action.as_bytes(), w.as_bytes()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_route_is_exactly_one_http_api_event_on_the_function_that_serves_it() {
+    let t = template();
+    let all = functions(&t);
+    let events = http_api_events(&all);
+    let mut problems = Vec::new();
+    for route in ROUTES {
+        let matching: Vec<_> = events.iter().filter(|(m, p, _, _)| m == route.method && p == route.path).collect();
+        match matching.as_slice() {
+            [(_, _, binary, _)] if *binary == route.function.name() => {}
+            [(_, _, binary, name)] => problems.push(format!(
+                "{} {} is served by functions/{} but event {name} puts it on functions/{binary}",
+                route.method,
+                route.path,
+                route.function.name()
+            )),
+            [] => problems.push(format!(
+                "{} {} (functions/{}) has no HttpApi event",
+                route.method,
+                route.path,
+                route.function.name()
+            )),
+            many => problems.push(format!(
+                "{} {} is routed {} times: {}",
+                route.method,
+                route.path,
+                many.len(),
+                many.iter().map(|(_, _, b, n)| format!("{b}/{n}")).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+    assert!(problems.is_empty(), "template.yaml and pushgate::api::ROUTES disagree:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_template_routes_nothing_that_the_router_does_not_serve() {
+    let t = template();
+    let all = functions(&t);
+    let served: BTreeSet<(&str, &str)> = ROUTES.iter().map(|r| (r.method, r.path)).collect();
+    let extra: Vec<String> = http_api_events(&all)
+        .into_iter()
+        .filter(|(m, p, _, _)| !served.contains(&(m.as_str(), p.as_str())))
+        .map(|(m, p, binary, name)| format!("{m} {p} (event {name} of functions/{binary})"))
+        .collect();
+    assert!(extra.is_empty(), "HttpApi events the router does not serve:\n  {}", extra.join("\n  "));
+}
+
+#[test]
+fn every_http_api_event_is_on_the_templates_http_api_with_payload_format_2_0() {
+    let t = template();
+    let apis: BTreeSet<&str> =
+        resources_of_type(&t, "AWS::Serverless::HttpApi").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(apis.len(), 1, "template.yaml should declare exactly one AWS::Serverless::HttpApi, found {apis:?}");
+    let mut problems = Vec::new();
+    for f in functions(&t) {
+        for (name, event) in f.events("HttpApi") {
+            let properties = &event["Properties"];
+            if !ref_target(&properties["ApiId"]).is_some_and(|id| apis.contains(id)) {
+                problems.push(format!("{}/{name}: ApiId must be a Ref to the HttpApi", f.logical_id));
+            }
+            let format = &properties["PayloadFormatVersion"];
+            if !(format.is_null() || format.as_str() == Some("2.0")) {
+                problems.push(format!("{}/{name}: PayloadFormatVersion {format:?}, expected 2.0", f.logical_id));
+            }
+        }
+        if !f.events("Api").is_empty() {
+            problems.push(format!("{} has REST (Api) events; the API is an HTTP API", f.logical_id));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions and folders
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_function_folder_has_a_function_resource_and_every_function_resource_has_a_folder() {
+    let t = template();
+    let all = functions(&t);
+    let mut resources: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for f in &all {
+        resources.entry(f.binary.as_str()).or_default().push(f.logical_id);
+    }
+    let folders = folders_in_functions_dir();
+    let without_resource: Vec<_> = folders.iter().filter(|f| !resources.contains_key(f.as_str())).collect();
+    let without_folder: Vec<_> = resources.keys().filter(|b| !folders.contains(**b)).collect();
+    let shared: Vec<_> = resources.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(
+        without_resource.is_empty() && without_folder.is_empty() && shared.is_empty(),
+        "functions/ and template.yaml disagree:\n  folders without a function resource: {without_resource:?}\n  \
+         function resources without a folder in functions/: {without_folder:?}\n  \
+         binaries used by several resources: {shared:?}"
+    );
+}
+
+#[test]
+fn every_function_is_built_by_cargo_lambda_from_its_own_binary() {
+    let t = template();
+    let mut problems = Vec::new();
+    for f in functions(&t) {
+        if f.resource["Metadata"]["BuildMethod"].as_str() != Some("rust-cargolambda") {
+            problems.push(format!("{}: Metadata.BuildMethod must be rust-cargolambda", f.logical_id));
+        }
+        if f.resource["Metadata"]["BuildProperties"]["Binary"].as_str() != Some(f.binary.as_str()) {
+            problems.push(format!("{}: Metadata.BuildProperties.Binary must name its binary", f.logical_id));
+        }
+    }
+    let globals = &t["Globals"]["Function"];
+    for (key, expected) in [("Runtime", "provided.al2023"), ("Handler", "bootstrap")] {
+        if globals[key].as_str() != Some(expected) {
+            problems.push(format!("Globals.Function.{key} must be {expected}"));
+        }
+    }
+    if strings(&globals["Architectures"]).iter().map(|a| a.as_str()).collect::<Vec<_>>() != [Some("arm64")] {
+        problems.push("Globals.Function.Architectures must be [arm64]".to_owned());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------------------------
+
+/// A table as both sides can state it.
+#[derive(Debug, PartialEq, Eq)]
+struct TableShape {
+    /// `(KeyType, attribute)` in order.
+    key: Vec<(String, String)>,
+    /// Index name → (its key, projection type).
+    indexes: BTreeMap<String, (Vec<(String, String)>, String)>,
+    /// The TTL attribute, if TTL is enabled.
+    ttl: Option<String>,
+    /// Attribute name → type.
+    attributes: BTreeMap<String, String>,
+}
+
+fn key_pairs(partition: &str, sort: &str) -> Vec<(String, String)> {
+    vec![("HASH".to_owned(), partition.to_owned()), ("RANGE".to_owned(), sort.to_owned())]
+}
+
+fn expected_shape(def: &TableDefinition) -> TableShape {
+    let mut attributes = BTreeMap::new();
+    for name in [def.key.partition, def.key.sort] {
+        attributes.insert(name.to_owned(), "S".to_owned());
+    }
+    let mut indexes = BTreeMap::new();
+    for index in &def.indexes {
+        for name in [index.key.partition, index.key.sort] {
+            attributes.insert(name.to_owned(), "S".to_owned());
+        }
+        indexes.insert(index.name.to_owned(), (key_pairs(index.key.partition, index.key.sort), "ALL".to_owned()));
+    }
+    TableShape {
+        key: key_pairs(def.key.partition, def.key.sort),
+        indexes,
+        ttl: def.ttl_attribute.map(str::to_owned),
+        attributes,
+    }
+}
+
+fn template_key(v: &Value) -> Vec<(String, String)> {
+    strings(v)
+        .into_iter()
+        .map(|k| {
+            let kind = k["KeyType"].as_str().unwrap_or("?").to_owned();
+            (kind, k["AttributeName"].as_str().unwrap_or("?").to_owned())
+        })
+        .collect()
+}
+
+fn template_shape(table: &Value) -> TableShape {
+    let p = &table["Properties"];
+    let indexes = strings(&p["GlobalSecondaryIndexes"])
+        .into_iter()
+        .map(|index| {
+            let name = index["IndexName"].as_str().unwrap_or("?").to_owned();
+            let projection = index["Projection"]["ProjectionType"].as_str().unwrap_or("<none>").to_owned();
+            (name, (template_key(&index["KeySchema"]), projection))
+        })
+        .collect();
+    let ttl_spec = &p["TimeToLiveSpecification"];
+    let ttl = (ttl_spec["Enabled"].as_bool() == Some(true) || ttl_spec["Enabled"].as_str() == Some("true"))
+        .then(|| ttl_spec["AttributeName"].as_str().unwrap_or("?").to_owned());
+    let attributes = strings(&p["AttributeDefinitions"])
+        .into_iter()
+        .map(|a| {
+            let name = a["AttributeName"].as_str().unwrap_or("?").to_owned();
+            (name, a["AttributeType"].as_str().unwrap_or("?").to_owned())
+        })
+        .collect();
+    TableShape { key: template_key(&p["KeySchema"]), indexes, ttl, attributes }
+}
+
+#[test]
+fn the_templates_tables_are_exactly_the_codes_table_definitions() {
+    let t = template();
+    let expected: BTreeMap<&str, TableShape> =
+        table_definitions("any-").iter().map(|def| (def.logical_id, expected_shape(def))).collect();
+    let actual: BTreeMap<&str, TableShape> = resources_of_type(&t, "AWS::DynamoDB::Table")
+        .into_iter()
+        .map(|(id, table)| (id, template_shape(table)))
+        .collect();
+    assert_eq!(
+        actual, expected,
+        "template.yaml's tables (left) differ from pushgate::adapters::aws::dynamodb::table_definitions (right)"
+    );
+}
+
+#[test]
+fn every_table_is_on_demand_encrypted_recoverable_and_retained() {
+    let t = template();
+    let mut problems = Vec::new();
+    for (id, table) in resources_of_type(&t, "AWS::DynamoDB::Table") {
+        let p = &table["Properties"];
+        if p["BillingMode"].as_str() != Some("PAY_PER_REQUEST") {
+            problems.push(format!("{id}: BillingMode must be PAY_PER_REQUEST"));
+        }
+        if p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool() != Some(true) {
+            problems.push(format!("{id}: point-in-time recovery must be on"));
+        }
+        if p["SSESpecification"]["SSEEnabled"].as_bool() != Some(true) {
+            problems.push(format!("{id}: SSE must be on"));
+        }
+        for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
+            if table[policy].as_str() != Some("Retain") {
+                problems.push(format!("{id}: {policy} must be Retain"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out queue and dispatch
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_dispatch_function_consumes_the_fanout_queue_reporting_batch_item_failures_with_bounded_concurrency() {
+    let t = template();
+    let all = functions(&t);
+    let dispatch = function(&all, DISPATCH);
+    let sqs = dispatch.events("SQS");
+    let [(name, event)] = sqs.as_slice() else {
+        panic!("{} must have exactly one SQS event, has {}", dispatch.logical_id, sqs.len());
+    };
+    let p = &event["Properties"];
+    assert_eq!(get_att(&p["Queue"]), Some(("FanoutQueue", "Arn")), "event {name} must consume FanoutQueue");
+    assert!(
+        strings(&p["FunctionResponseTypes"]).iter().any(|v| v.as_str() == Some("ReportBatchItemFailures")),
+        "event {name} must have FunctionResponseTypes [ReportBatchItemFailures]"
+    );
+    // SQS event sources allow a MaximumConcurrency of 2 to 1000.
+    if let Err(e) = number_in(&t, &p["ScalingConfig"]["MaximumConcurrency"], 2..=1000) {
+        panic!("event {name}: ScalingConfig.MaximumConcurrency: {e}");
+    }
+    let batch = number(&p["BatchSize"]).unwrap_or_else(|| panic!("event {name} must set BatchSize"));
+    assert!((1..=10).contains(&batch), "BatchSize {batch}: at most 10 chunks per invocation");
+}
+
+#[test]
+fn the_fanout_queue_redrives_to_its_dead_letter_queue_after_the_receives_dispatch_allows() {
+    let t = template();
+    let queue = resource(&t, "FanoutQueue");
+    let redrive = &queue["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        get_att(&redrive["deadLetterTargetArn"]),
+        Some(("FanoutDeadLetterQueue", "Arn")),
+        "FanoutQueue's RedrivePolicy must target FanoutDeadLetterQueue"
+    );
+    let dlq = resource(&t, "FanoutDeadLetterQueue");
+    assert_eq!(dlq["Type"].as_str(), Some("AWS::SQS::Queue"));
+    let max_receives = pushgate::app::Settings::default().max_receives;
+    assert_eq!(
+        number(&redrive["maxReceiveCount"]),
+        Some(u64::from(max_receives)),
+        "maxReceiveCount must equal Settings::max_receives: the dispatcher fails a notification on that receive"
+    );
+    let retention = |q: &Value| number(&q["Properties"]["MessageRetentionPeriod"]).unwrap_or(345_600);
+    assert!(
+        retention(dlq) >= retention(queue),
+        "the dead-letter queue must keep messages at least as long as the queue it serves"
+    );
+}
+
+#[test]
+fn the_fanout_queues_visibility_timeout_is_at_least_six_times_the_dispatch_timeout() {
+    let t = template();
+    let all = functions(&t);
+    let dispatch = function(&all, DISPATCH);
+    let timeout =
+        number(&dispatch.properties()["Timeout"]).or_else(|| number(&t["Globals"]["Function"]["Timeout"])).unwrap_or(3);
+    let visibility = number(&resource(&t, "FanoutQueue")["Properties"]["VisibilityTimeout"]).unwrap_or(30);
+    assert!(visibility >= 6 * timeout, "VisibilityTimeout {visibility} s < 6 × the dispatch timeout of {timeout} s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// IAM
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn read_only_functions_have_no_write_permission() {
+    let t = template();
+    let all = functions(&t);
+    let mut problems = Vec::new();
+    for read_only in READ_ONLY {
+        let f = function(&all, read_only.name());
+        for grant in grants(&t, f) {
+            match grant {
+                Grant::Statement(s) if is_allow(s) => {
+                    if !s["NotAction"].is_null() {
+                        problems.push(format!("{}: an Allow with NotAction grants almost everything", f.logical_id));
+                    }
+                    for action in actions(s).into_iter().filter(|a| grants_a_write(a)) {
+                        problems.push(format!("{}: allows {action}", f.logical_id));
+                    }
+                }
+                Grant::Statement(_) => {}
+                Grant::Template(name) if READ_ONLY_TEMPLATES.contains(&name.as_str()) => {}
+                Grant::Template(name) => problems.push(format!("{}: policy template {name} may write", f.logical_id)),
+                Grant::Managed(name) if HARMLESS_MANAGED_POLICIES.iter().any(|h| name.ends_with(h)) => {}
+                Grant::Managed(name) => problems.push(format!("{}: managed policy {name} may write", f.logical_id)),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "read-only functions can write:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn the_write_check_recognises_writes_and_wildcards() {
+    for write in ["dynamodb:PutItem", "dynamodb:*", "dynamodb:Update*", "*", "sqs:Send*", "kms:Decrypt", "kms:*"] {
+        assert!(grants_a_write(&write.to_ascii_lowercase()), "{write} should count as a write");
+    }
+    for read in
+        ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "sqs:ReceiveMessage", "logs:PutLogEvents"]
+    {
+        assert!(!grants_a_write(&read.to_ascii_lowercase()), "{read} should not count as a write");
+    }
+}
+
+#[test]
+fn no_iam_policy_allows_every_resource() {
+    let t = template();
+    let mut problems = Vec::new();
+    for (owner, statement) in all_identity_statements(&t) {
+        if !statement["NotResource"].is_null() {
+            problems.push(format!("{owner}: NotResource grants every other resource"));
+        }
+        if strings(&statement["Resource"]).iter().any(|r| r.as_str() == Some("*")) {
+            problems.push(format!("{owner}: Resource \"*\" for {:?}", actions(statement)));
+        }
+    }
+    assert!(problems.is_empty(), "IAM statements not scoped to resources:\n  {}", problems.join("\n  "));
+}
+
+#[test]
+fn kms_use_requires_the_encryption_context_the_kms_adapter_sets() {
+    let t = template();
+    let context_key = pushgate::adapters::aws::kms::CONTEXT_KEY;
+    let mut problems = Vec::new();
+    let mut kms_statements = 0;
+    for (owner, statement) in all_identity_statements(&t) {
+        if !is_allow(statement) || !actions(statement).iter().any(|a| a.starts_with("kms:")) {
+            continue;
+        }
+        kms_statements += 1;
+        let condition = &statement["Condition"];
+        let keys: Vec<_> = strings(&condition["ForAllValues:StringEquals"]["kms:EncryptionContextKeys"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if keys != [context_key] {
+            problems
+                .push(format!("{owner}: ForAllValues:StringEquals kms:EncryptionContextKeys must be [{context_key}]"));
+        }
+        let present = &condition["Null"]["kms:EncryptionContextKeys"];
+        if !(present.as_str() == Some("false") || present.as_bool() == Some(false)) {
+            problems.push(format!("{owner}: Null kms:EncryptionContextKeys must be false (a context is required)"));
+        }
+    }
+    assert!(kms_statements > 0, "no statement allows KMS: the credentials and dispatch functions need it");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
