@@ -44,6 +44,10 @@ macro_rules! push_store_contract_tests {
             another_account_sees_nothing_and_changes_nothing,
             notifications_are_listed_newest_first_in_pages_that_visit_each_once,
             notification_filters_combine_with_and,
+            a_tags_filter_pages_exactly_through_matches_among_many_that_do_not_match,
+            a_tags_filter_with_two_tags_keeps_only_notifications_carrying_both,
+            a_tag_holding_separators_matches_only_itself,
+            a_redelivered_create_does_not_duplicate_list_results,
             operations_are_listed_newest_first_with_filters_and_pages,
             operation_errors_list_the_failed_notifications_with_their_errors,
             a_discarded_operation_is_gone,
@@ -135,6 +139,21 @@ fn notification(op: &Operation, slot: u32) -> Notification {
         updated_at: op.created_at,
         error: None,
         completed_at: None,
+    }
+}
+
+/// Notification `slot` of `op` carrying exactly `tags`.
+fn tagged(op: &Operation, slot: u32, tags: &[(&str, &str)]) -> Notification {
+    let mut n = notification(op, slot);
+    n.tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    n
+}
+
+/// A filter on `tags` only.
+fn by_tags(tags: &[(&str, &str)]) -> NotificationFilter {
+    NotificationFilter {
+        tags: tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        ..Default::default()
     }
 }
 
@@ -497,6 +516,173 @@ pub async fn notification_filters_combine_with_and(store: Store) {
         assert_eq!(ids(&got.items), want, "{filter:?}");
         assert_eq!(walk(&store, &account, &filter, 2).await, want, "paged by 2: {filter:?}");
     }
+}
+
+/// A `tags` filter pages exactly through matches spread among many notifications that do not
+/// match (another value, a value the wanted one is a prefix of, no such tag, another operation):
+/// every page but the last is full, the last has no `next`, a page that holds exactly the last
+/// matches is the last, and candidates that fail the rest of the filter do not end a page early.
+pub async fn a_tags_filter_pages_exactly_through_matches_among_many_that_do_not_match(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 45);
+    let later = operation(&account, t + Duration::seconds(1), 3);
+    store.create_operation(&op).await.expect("created");
+    store.create_operation(&later).await.expect("created");
+    let mut all = Vec::new();
+    for slot in 0..45 {
+        let mut n = notification(&op, slot);
+        match slot % 3 {
+            0 => n.tags.insert("flight".into(), "PG1".into()),
+            1 => n.tags.insert("flight".into(), "PG10".into()),
+            _ => None,
+        };
+        store.create_notification(n.clone()).await.expect("created");
+        all.push(n);
+    }
+    for slot in 0..3 {
+        let n = tagged(&later, slot, &[("flight", "PG1")]);
+        store.create_notification(n.clone()).await.expect("created");
+        all.push(n);
+    }
+    let pg1 = by_tags(&[("flight", "PG1")]);
+    let want = expected(&all, |n| n.tags.get("flight").is_some_and(|v| v == "PG1"));
+    assert_eq!(want.len(), 18);
+
+    let (mut sizes, mut got, mut cursor) = (Vec::new(), Vec::new(), None);
+    loop {
+        let Page { items, next } =
+            store.list_notifications(&account, &pg1, &page(4, cursor.take())).await.expect("listed");
+        sizes.push(items.len());
+        got.extend(ids(&items));
+        match next {
+            Some(next) if sizes.len() < 10 => cursor = Some(next),
+            _ => break,
+        }
+    }
+    assert_eq!(sizes, vec![4, 4, 4, 4, 2], "pageSize 4 is honoured and the last page has no next");
+    assert_eq!(got, want);
+
+    let exact = store.list_notifications(&account, &pg1, &page(18, None)).await.expect("listed");
+    assert_eq!(ids(&exact.items), want);
+    assert_eq!(exact.next, None, "a page that holds exactly the last matches is the last");
+    assert_eq!(exact.items.iter().find(|n| n.id == all[3].id), Some(&all[3]), "items come back whole");
+    let short = store.list_notifications(&account, &pg1, &page(17, None)).await.expect("listed");
+    assert_eq!((short.items.len(), short.next.is_some()), (17, true), "one match left means a next page");
+    let rest = store.list_notifications(&account, &pg1, &page(17, short.next)).await.expect("listed");
+    assert_eq!((ids(&rest.items), rest.next), (vec![want[17]], None));
+    for size in [1, 2, 7, 1000] {
+        assert_eq!(walk(&store, &account, &pg1, size).await, want, "pageSize {size}");
+    }
+    let of_op = NotificationFilter { operation_id: Some(op.id), ..pg1.clone() };
+    let want_of_op = expected(&all, |n| n.operation_id == op.id && n.tags.get("flight").is_some_and(|v| v == "PG1"));
+    assert_eq!(walk(&store, &account, &of_op, 4).await, want_of_op, "within one operation");
+
+    // Every PG1 notification but the newest and the oldest of `op` stays QUEUED: a page must read
+    // past all of them to find the second match and to know there is none after it.
+    for i in [0, 42, 1] {
+        deliver(&store, &all[i], NotificationStatus::Sent, t + Duration::seconds(5)).await;
+    }
+    let sent = NotificationFilter { status: Some(NotificationStatus::Sent), ..pg1.clone() };
+    assert_eq!(walk(&store, &account, &sent, 1).await, vec![all[42].id, all[0].id]);
+    let pg10 = NotificationFilter { status: Some(NotificationStatus::Sent), ..by_tags(&[("flight", "PG10")]) };
+    assert_eq!(walk(&store, &account, &pg10, 1).await, vec![all[1].id], "PG1 is not a prefix match");
+}
+
+/// Two tags are ANDed, whichever comes first: a notification must carry both.
+pub async fn a_tags_filter_with_two_tags_keeps_only_notifications_carrying_both(store: Store) {
+    let account = account();
+    let op = operation(&account, now(), 13);
+    store.create_operation(&op).await.expect("created");
+    let mut all = Vec::new();
+    for slot in 0..13 {
+        let n = match slot {
+            0 => tagged(&op, slot, &[("flight", "PG1")]),
+            2 | 5 | 11 => tagged(&op, slot, &[("flight", "PG1"), ("gate", "B7"), ("slot", &slot.to_string())]),
+            12 => tagged(&op, slot, &[("flight", "PG2"), ("gate", "B7")]),
+            _ => tagged(&op, slot, &[("flight", "PG1"), ("gate", "C2")]),
+        };
+        store.create_notification(n.clone()).await.expect("created");
+        all.push(n);
+    }
+    let both = vec![all[11].id, all[5].id, all[2].id];
+    let cases = [
+        (by_tags(&[("flight", "PG1"), ("gate", "B7")]), both.clone()),
+        (by_tags(&[("gate", "B7"), ("flight", "PG1")]), both),
+        (by_tags(&[("flight", "PG1"), ("gate", "B7"), ("slot", "5")]), vec![all[5].id]),
+        (by_tags(&[("gate", "B7"), ("flight", "PG2")]), vec![all[12].id]),
+        (by_tags(&[("flight", "PG2"), ("gate", "C2")]), vec![]),
+        (by_tags(&[("flight", "PG1"), ("flight", "PG2")]), vec![]),
+    ];
+    for (filter, want) in cases {
+        let got = store.list_notifications(&account, &filter, &page(1000, None)).await.expect("listed");
+        assert_eq!((ids(&got.items), got.next), (want.clone(), None), "{filter:?}");
+        assert_eq!(walk(&store, &account, &filter, 1).await, want, "paged by 1: {filter:?}");
+    }
+}
+
+/// A tag matches only itself, whatever `=`, `:` or `#` its key and value hold (no two tags
+/// are confused by where a separator falls, and a value is never matched by its prefix).
+pub async fn a_tag_holding_separators_matches_only_itself(store: Store) {
+    let account = account();
+    let tags = [
+        ("a", "b=c"),
+        ("a=b", "c"),
+        ("a", "b:c"),
+        ("a:b", "c"),
+        ("a#b", "c"),
+        ("a", "b#c"),
+        ("a", "b"),
+        ("1:a", "b"),
+        ("a", "1:a=b"),
+    ];
+    let op = operation(&account, now(), tags.len() as u64);
+    store.create_operation(&op).await.expect("created");
+    let mut all = Vec::new();
+    for (slot, tag) in (0..).zip(tags) {
+        let n = tagged(&op, slot, &[tag]);
+        store.create_notification(n.clone()).await.expect("created");
+        all.push(n);
+    }
+    for (n, tag) in all.iter().zip(tags) {
+        let filter = by_tags(&[tag]);
+        let got = store.list_notifications(&account, &filter, &page(1000, None)).await.expect("listed");
+        assert_eq!(ids(&got.items), vec![n.id], "{tag:?}");
+        assert_eq!(walk(&store, &account, &filter, 1).await, vec![n.id], "paged by 1: {tag:?}");
+    }
+    for tag in [("a", "b="), ("a=b=c", ""), ("a", "b=c#"), ("a:b", ""), ("a", "")] {
+        let got = store.list_notifications(&account, &by_tags(&[tag]), &page(1000, None)).await.expect("listed");
+        assert!(got.items.is_empty(), "{tag:?} matches nothing: {:?}", ids(&got.items));
+    }
+}
+
+/// Creating the same notification again (a redelivered chunk), before and after it is final,
+/// lists it once, with or without a `tags` filter, as it is stored.
+pub async fn a_redelivered_create_does_not_duplicate_list_results(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 2);
+    store.create_operation(&op).await.expect("created");
+    let ns: Vec<_> = (0..2).map(|slot| tagged(&op, slot, &[("flight", "PG1"), ("gate", "B7")])).collect();
+    for n in ns.iter().chain(&ns) {
+        assert_eq!(store.create_notification(n.clone()).await.expect("created"), NotificationStatus::Queued);
+    }
+    let pg1 = by_tags(&[("flight", "PG1")]);
+    let want = vec![ns[1].id, ns[0].id];
+    for filter in [&pg1, &by_tags(&[("gate", "B7"), ("flight", "PG1")]), &NotificationFilter::default()] {
+        let got = store.list_notifications(&account, filter, &page(1000, None)).await.expect("listed");
+        assert_eq!((ids(&got.items), got.next), (want.clone(), None), "{filter:?}");
+        assert_eq!(walk(&store, &account, filter, 1).await, want, "paged by 1: {filter:?}");
+    }
+
+    deliver(&store, &ns[0], NotificationStatus::Sent, t + Duration::seconds(1)).await;
+    assert_eq!(store.create_notification(ns[0].clone()).await.expect("idempotent"), NotificationStatus::Sent);
+    let got = store.list_notifications(&account, &pg1, &page(1000, None)).await.expect("listed");
+    assert_eq!(ids(&got.items), want);
+    assert_eq!(got.items[1].status, NotificationStatus::Sent, "the stored record is listed");
+    let sent = NotificationFilter { status: Some(NotificationStatus::Sent), ..pg1.clone() };
+    assert_eq!(walk(&store, &account, &sent, 1).await, vec![ns[0].id]);
+    assert_eq!(walk(&store, &account, &NotificationFilter::default(), 1).await, want);
 }
 
 /// Operations are listed newest first, filtered by status and dates, in pages.

@@ -133,7 +133,9 @@ async fn run() -> Result<()> {
     let rss_after_start = proc_status_kib(service.child.id(), "VmRSS")?;
     create_credentials(&client, &service, &apns, &fcm).await?;
 
-    let body = bytes::Bytes::from(serde_json::to_vec(&send_body(options.recipients)).context("serializing")?);
+    let body = bytes::Bytes::from(
+        serde_json::to_vec(&pushgate_tests::bench_send_body(options.recipients)).context("serializing")?,
+    );
     let mut results = Vec::with_capacity(options.runs);
     let mut hwm_first = 0;
     for run in 1..=options.runs {
@@ -318,30 +320,6 @@ async fn create_credentials(client: &reqwest::Client, service: &Service, apns: &
 
 /// The send request: `recipients` recipients alternating APN / FCM, each with unique tokens and
 /// its own template variables.
-fn send_body(recipients: usize) -> Value {
-    let to: Vec<Value> = (0..recipients)
-        .map(|i| {
-            let variables = json!({ "name": format!("User {i}"), "gate": "A12", "seat": "14C" });
-            if i % 2 == 0 {
-                json!({ "token": format!("{:032x}{:032x}", 0xbe9c_u128, i), "provider": "APN", "variables": variables })
-            } else {
-                // ~150 characters, shaped like a real FCM registration token.
-                let token = format!("fcm-token-{i:06}:APA91b{}", "Xk7pQ2vN9mR4tL8wZ3cF6hJ1yB5dG0sE".repeat(4));
-                json!({ "token": token, "provider": "FCM", "variables": variables })
-            }
-        })
-        .collect();
-    json!({
-        "to": to,
-        "content": {
-            "title": "Hi {{ name }}",
-            "body": "Boarding at gate {{ gate }}, seat {{ seat }}",
-            "data": { "seat": "{{ seat }}" },
-        },
-        "tags": { "campaign": "bench" },
-    })
-}
-
 /// Sends `body` once and follows its Operation to `COMPLETED`.
 async fn timed_send(
     client: &reqwest::Client,

@@ -8,6 +8,7 @@
 //! |---|---|---|---|
 //! | notification | `NOTIFICATION#{account}` | notification id | `USER#{account}#{user}` / notification id, only when addressed to a User |
 //! | operation | `OPERATION#{account}` | operation id | — |
+//! | tag index | `TAG#{account}#{len(key)}:{key}={value}` | notification id | — |
 //!
 //! - Every key starts with the account id: another account's record is simply not found.
 //! - Ids are `prefix` + lowercase ULID; the Crockford alphabet is in ASCII order and the length
@@ -17,9 +18,15 @@
 //!   operation's ULID timestamp, so the operation's notifications are the `sk` range
 //!   `BETWEEN id(ts, 0) AND id(ts, max)` of the account's partition (other operations of the same
 //!   millisecond are filtered out on the item). No index needed.
+//! - `tags` filter: one small tag index item per tag of a notification (keys and `expiresAt`
+//!   only, no copy of the notification). The key is prefixed with its length in bytes, so keys
+//!   and values holding `=`, `:` or `#` cannot make two tags share a partition. Tags never
+//!   change after create, so the index items are never updated.
 //! - `user` filter: the sparse `byUser` GSI. GSIs are eventually consistent on AWS (moto is
 //!   consistent); base-table reads and Queries are `ConsistentRead`, so a writer sees its writes.
 //! - `expiresAt` (number, epoch seconds) = `createdAt` + 7 days on every item: the TTL attribute.
+//!   A tag index item carries its notification's. TTL deletes the two independently, so an
+//!   index item may outlive its notification for a while: reads skip it.
 //! - Items are the serde form of the domain records (`serde_dynamo`) plus the key attributes;
 //!   operations store their counters as top-level numbers so `finish` can `ADD` to them.
 //!   A claim is a `claimUntil` number (epoch ms) on the notification item.
@@ -30,15 +37,28 @@
 //! `sk BETWEEN low AND cursor` (skipping the cursor item itself), keeps going with
 //! `ExclusiveStartKey` until `size` matching items plus one more are found or the range is
 //! exhausted, so `pageSize` is honoured exactly and `next` is `None` on the last page. Filters
-//! that are not keys (status, provider, dates, tags, and operationId within its millisecond) are
-//! applied in code on the decoded item, with the same predicate as the memory store. The `tags`
-//! filter reads every candidate item for now; tag index items (`account#key:value`) are a later step.
+//! that are not keys (status, provider, dates, the other tags, and operationId within its
+//! millisecond) are applied in code on the decoded item, with the same predicate as the memory
+//! store.
+//!
+//! Which partition a page Queries: with tags, the tag index partition of the first tag (exact
+//! and read consistently, so it wins over `user`); else with `user`, the `byUser` GSI; else the
+//! account's notification partition. The tag index holds ids, not notifications: each Query page
+//! of index items is resolved with `BatchGetItem` (≤ 100 keys per call, the calls in parallel,
+//! `ConsistentRead`, unprocessed keys retried with backoff), in the Query's order, skipping ids
+//! whose notification is gone; then the page loop above goes on unchanged, with the same
+//! cursor, the same `sk` bounds and the same predicate.
 //!
 //! # Writes
 //!
 //! - `create_operation`: `PutItem` with `attribute_not_exists(pk)` → `Conflict` if it exists.
 //! - `create_notification`: the same, with `ReturnValuesOnConditionCheckFailure = ALL_OLD`; on a
 //!   lost condition the stored status is returned (read consistently if the error carries no item).
+//!   Then the tag index items of the stored notification are put with `BatchWriteItem` (≤ 25 per
+//!   call, unprocessed items retried with backoff; still unprocessed → `Unavailable`). They are
+//!   written on the `Conflict` path too: index writes are idempotent, so a redelivered chunk
+//!   repairs an index write that was interrupted after the notification was stored. Until then
+//!   the notification is missing from `tags` lists only.
 //! - `claim`: `UpdateItem SET claimUntil` if `status = QUEUED` and the claim is absent or expired.
 //! - `release`: `UpdateItem REMOVE claimUntil` (a missing notification is fine).
 //! - `finish`: reads the notification (its status is the `from` of the transition), then one
@@ -66,6 +86,7 @@ pub mod config;
 pub mod tables;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -74,8 +95,11 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update, WriteRequest,
 };
+use futures::future::try_join_all;
+use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
@@ -103,6 +127,15 @@ const RETRYABLE: [&str; 6] = [
     "ServiceUnavailable",
     "TransactionInProgressException",
 ];
+
+/// Most keys one `BatchGetItem` call may read.
+const BATCH_GET_KEYS: usize = 100;
+/// Most items one `BatchWriteItem` call may write.
+const BATCH_WRITE_ITEMS: usize = 25;
+/// Calls per batch (the first and its retries) before leftovers are `Unavailable`.
+const BATCH_ATTEMPTS: u32 = 5;
+/// The longest partition key DynamoDB accepts (bytes): nothing is stored under a longer one.
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
 
 /// Maps an SDK error to what the ports can say about it.
 pub(crate) fn store_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> StoreError
@@ -155,12 +188,56 @@ fn user_pk(account: &AccountId, user: &UserId) -> String {
     format!("USER#{account}#{user}")
 }
 
+/// The tag index partition of the tag `(key, value)`. The key's length (bytes) comes first, so
+/// the key ends at a known place whatever `=`, `:` or `#` the key and the value hold.
+fn tag_pk(account: &AccountId, key: &str, value: &str) -> String {
+    format!("TAG#{account}#{}:{key}={value}", key.len())
+}
+
 fn key(pk: String, sk: impl ToString) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk.to_string()))])
 }
 
 fn expires_at(created: &Timestamp) -> i64 {
     (*created + RETENTION).timestamp()
+}
+
+/// The string sort key of an item.
+fn sort_key(item: &Item) -> Option<&str> {
+    match item.get(tables::PUSH_KEY.sort) {
+        Some(AttributeValue::S(sk)) => Some(sk),
+        _ => None,
+    }
+}
+
+/// The pause before retry `attempt` (1, 2, …) of a batch's leftovers: full jitter under
+/// 25 ms × 2^attempt.
+fn backoff(attempt: u32) -> Duration {
+    let cap = 25u64 << attempt.min(6);
+    Duration::from_millis(rand::thread_rng().gen_range(0..=cap))
+}
+
+/// Sends `request`, then what each call left unprocessed, at most [`BATCH_ATTEMPTS`] times with
+/// [`backoff`] in between; returns the items all calls returned. `send` makes one call and
+/// returns its items and its leftovers (`None` when everything was processed).
+async fn until_processed<R, Fut>(what: &str, request: R, send: impl Fn(R) -> Fut) -> Result<Vec<Item>, StoreError>
+where
+    Fut: Future<Output = Result<(Vec<Item>, Option<R>), StoreError>>,
+{
+    let mut found = Vec::new();
+    let mut pending = request;
+    for attempt in 0..BATCH_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        let (items, left) = send(pending).await?;
+        found.extend(items);
+        match left {
+            Some(left) => pending = left,
+            None => return Ok(found),
+        }
+    }
+    Err(StoreError::Unavailable(format!("DynamoDB {what} left work unprocessed after {BATCH_ATTEMPTS} calls")))
 }
 
 /// The counter attribute a status is counted in.
@@ -185,6 +262,20 @@ struct NotificationKeys {
     gsi1sk: Option<String>,
     #[serde(rename = "expiresAt")]
     expires_at: i64,
+}
+
+/// The tag index items of `notification`: one per tag, its keys and `expiresAt` only.
+fn tag_index_items(notification: &Notification) -> Vec<Item> {
+    let expires = expires_at(&notification.created_at);
+    notification
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            let mut item = key(tag_pk(&notification.account_id, k, v), notification.id);
+            item.insert(tables::TTL_ATTRIBUTE.to_owned(), n(expires));
+            item
+        })
+        .collect()
 }
 
 fn notification_item(n: &Notification) -> Result<Item, StoreError> {
@@ -272,7 +363,15 @@ fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(codec_error)
 }
 
-/// One Query range: the partition and the inclusive `sk` bounds.
+/// What the items of a Query range are.
+enum Hits {
+    /// The records themselves.
+    Records,
+    /// Index items whose sort key is the sort key of a record in this partition (of the table).
+    PointersInto(String),
+}
+
+/// One Query range: the partition, the inclusive `sk` bounds, and what it holds.
 struct Range {
     index: Option<&'static str>,
     partition_attr: &'static str,
@@ -280,6 +379,7 @@ struct Range {
     sort_attr: &'static str,
     low: String,
     high: String,
+    hits: Hits,
 }
 
 /// Notifications and operations in one DynamoDB table (see the module docs).
@@ -345,7 +445,12 @@ impl DynamoPushStore {
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            for raw in out.items.unwrap_or_default() {
+            let found = out.items.unwrap_or_default();
+            let found = match &range.hits {
+                Hits::Records => found,
+                Hits::PointersInto(partition) => self.resolve(partition, found, skip.as_deref()).await?,
+            };
+            for raw in found {
                 let item: T = decode(raw)?;
                 let id = id_of(&item);
                 if skip.as_deref() == Some(id.as_str()) || !keep(&item) {
@@ -362,6 +467,63 @@ impl DynamoPushStore {
                 _ => return Ok(Page { items, next: None }),
             }
         }
+    }
+
+    /// The records of `partition` the index items `hits` point to, in the order of `hits`,
+    /// without the cursor record `skip` and without those that are gone (expired).
+    async fn resolve(&self, partition: &str, hits: Vec<Item>, skip: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut ids = hits
+            .iter()
+            .map(|hit| sort_key(hit).map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::Unexpected("an index item without a string sort key".into()))?;
+        ids.retain(|id| Some(id.as_str()) != skip);
+        let batches = try_join_all(ids.chunks(BATCH_GET_KEYS).map(|chunk| self.batch_get(partition, chunk))).await?;
+        let mut by_id: HashMap<String, Item> =
+            batches.into_iter().flatten().filter_map(|item| Some((sort_key(&item)?.to_owned(), item))).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// The records of `partition` with the sort keys `sks` (at most [`BATCH_GET_KEYS`]), read
+    /// consistently, in any order; missing ones are left out.
+    async fn batch_get(&self, partition: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        let keys = sks.iter().map(|sk| key(partition.to_owned(), sk)).collect();
+        let request =
+            KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
+        until_processed("BatchGetItem", request, |request| {
+            let call = self.client.batch_get_item().request_items(&self.table, request).send();
+            async move {
+                let out = call.await.map_err(|e| store_error("BatchGetItem", e))?;
+                let items = out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
+                let left =
+                    out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
+                Ok((items, left))
+            }
+        })
+        .await
+    }
+
+    /// Puts the tag index items of `notification` (idempotent: the same items every time).
+    async fn index_tags(&self, notification: &Notification) -> Result<(), StoreError> {
+        let writes = tag_index_items(notification)
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let batches = writes.chunks(BATCH_WRITE_ITEMS).map(|batch| {
+            until_processed("BatchWriteItem", batch.to_vec(), |writes| {
+                let call = self.client.batch_write_item().request_items(&self.table, writes).send();
+                async move {
+                    let out = call.await.map_err(|e| store_error("BatchWriteItem", e))?;
+                    let left = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).filter(|w| !w.is_empty());
+                    Ok((Vec::new(), left))
+                }
+            })
+        });
+        try_join_all(batches).await?;
+        Ok(())
     }
 
     async fn update(
@@ -393,16 +555,31 @@ impl PushReader for DynamoPushStore {
         let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
         let (low, high) = NotificationId::range_of(filter.operation_id);
         let high = cursor.map_or(high, |c| c.min(high));
-        let (index, partition_attr, partition, sort_attr) = match &filter.user {
-            Some(user) => (
+        let (index, partition_attr, partition, sort_attr, hits) = match (filter.tags.first(), &filter.user) {
+            (Some((k, v)), _) => (
+                None,
+                tables::PUSH_KEY.partition,
+                tag_pk(account, k, v),
+                tables::PUSH_KEY.sort,
+                Hits::PointersInto(notification_pk(account)),
+            ),
+            (None, Some(user)) => (
                 Some(tables::BY_USER.name),
                 tables::BY_USER.key.partition,
                 user_pk(account, user),
                 tables::BY_USER.key.sort,
+                Hits::Records,
             ),
-            None => (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort),
+            (None, None) => {
+                (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort, Hits::Records)
+            }
         };
-        let range = Range { index, partition_attr, partition, sort_attr, low: low.to_string(), high: high.to_string() };
+        if partition.len() > MAX_PARTITION_KEY_BYTES {
+            // A tag too long to be a key was never stored (and DynamoDB would refuse the Query).
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let (low, high) = (low.to_string(), high.to_string());
+        let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
         let skip = cursor.map(|c| c.to_string());
         self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
     }
@@ -425,6 +602,7 @@ impl PushReader for DynamoPushStore {
             sort_attr: tables::PUSH_KEY.sort,
             low: OperationId::min().to_string(),
             high: cursor.unwrap_or(OperationId::max()).to_string(),
+            hits: Hits::Records,
         };
         let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
@@ -470,18 +648,21 @@ impl PushWriter for DynamoPushStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        let err = match result {
-            Ok(_) => return Ok(n.status),
-            Err(err) => err,
+        let stored = match result {
+            Ok(_) => n,
+            Err(err) => {
+                let Some(PutItemError::ConditionalCheckFailedException(lost)) = err.as_service_error() else {
+                    return Err(store_error("PutItem", err));
+                };
+                let stored = match lost.item() {
+                    Some(old) => Some(old.clone()),
+                    None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
+                };
+                decode(stored.ok_or(StoreError::Conflict)?)?
+            }
         };
-        let Some(PutItemError::ConditionalCheckFailedException(lost)) = err.as_service_error() else {
-            return Err(store_error("PutItem", err));
-        };
-        let stored = match lost.item() {
-            Some(old) => Some(old.clone()),
-            None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
-        };
-        let stored: Notification = decode(stored.ok_or(StoreError::Conflict)?)?;
+        // Also after a lost condition: a redelivery repairs an index write that was interrupted.
+        self.index_tags(&stored).await?;
         Ok(stored.status)
     }
 
@@ -608,5 +789,39 @@ impl PushWriter for DynamoPushStore {
             Err(StoreError::Conflict) => read(self.get(op_key).await?),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn a_tag_index_partition_is_the_account_then_the_length_prefixed_key_and_the_value() {
+        let account = AccountId::from_bytes([7; 16]);
+        assert_eq!(tag_pk(&account, "flight", "PG1"), format!("TAG#{account}#6:flight=PG1"));
+    }
+
+    #[test]
+    fn tags_that_differ_never_share_an_index_partition_whatever_separators_they_hold() {
+        let account = AccountId::from_bytes([7; 16]);
+        let tags = [
+            ("a", "b=c"),
+            ("a=b", "c"),
+            ("a", "b:c"),
+            ("a:b", "c"),
+            ("a#b", "c"),
+            ("a", "b#c"),
+            ("1:a", "b"),
+            ("a", "1:a=b"),
+            ("3:a", "b"),
+            ("a", "3:a=b"),
+            ("a", ""),
+            ("a=", ""),
+        ];
+        let partitions: HashSet<_> = tags.iter().map(|(k, v)| tag_pk(&account, k, v)).collect();
+        assert_eq!(partitions.len(), tags.len());
     }
 }
