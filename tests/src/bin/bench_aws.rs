@@ -3,9 +3,10 @@
 //! bound of pushgate's own cost plus the emulator's).
 //!
 //! Per run: one send of 10,000 recipients (half APN, half FCM, with variables) as an HTTP API
-//! event through the `send` handler — time to 202 (event parsing included) — then the queued
-//! chunks received from SQS and processed by the `dispatch` handler against the in-process fakes,
-//! as notifications per second.
+//! event through the `send` handler — time to 202, event parsing included — and the chunks it
+//! queued, received back from SQS as a cross-check. Dispatch throughput is not measured here:
+//! moto deep-copies its tables on every `TransactWriteItems` (to roll back), so its cost grows with
+//! the data and says nothing about DynamoDB (`pushgate-bench` measures the dispatcher in memory).
 //!
 //! Needs moto: `AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=test
 //! AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 cargo run --release -p pushgate-tests --bin
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use pushgate::api::Function;
-use pushgate_tests::lambda_rig::{AwsRig, failures, http_api_event, invoke};
+use pushgate_tests::lambda_rig::{AwsRig, http_api_event, invoke};
 use pushgate_tests::{bench_send_body, receive_all};
 
 const RECIPIENTS: usize = 10_000;
@@ -35,7 +36,7 @@ async fn main() -> Result<()> {
     let body = bench_send_body(RECIPIENTS);
     let event = http_api_event("POST", "/v1/PushNotifications", "$default", &rig.caller, Some(&body));
     println!("event: {} bytes, {RECIPIENTS} recipients", event.len());
-    let (mut to_202, mut fanout) = (Vec::new(), Vec::new());
+    let mut to_202 = Vec::new();
     for run in 1..=runs {
         let started = Instant::now();
         let (status, _, answer) = invoke(&rig.deps, Function::Send, &event).await;
@@ -44,31 +45,20 @@ async fn main() -> Result<()> {
             bail!("send answered {status}: {answer}");
         }
         let expected = RECIPIENTS.div_ceil(rig.deps.settings.chunk_size);
-        let messages = receive_all(&rig.sqs, &rig.queue_url, expected, 300).await;
-        let dispatch_started = Instant::now();
-        let mut retried = 0;
-        for batch in messages.chunks(10) {
-            retried += failures(&rig.dispatch(batch).await).len();
-        }
-        let dispatched = dispatch_started.elapsed();
-        let rate = RECIPIENTS as f64 / dispatched.as_secs_f64();
+        let messages = receive_all(&rig.sqs, &rig.queue_url, expected, 3600).await; // invisible for the later runs
         println!(
-            "run {run}: 202 in {:.1} ms; {} chunks; dispatch handler {:.1} s = {rate:.0} notifications/s ({retried} retried)",
+            "run {run}: 202 in {:.1} ms; {} of {expected} chunks received back from SQS",
             accepted.as_secs_f64() * 1000.0,
-            messages.len(),
-            dispatched.as_secs_f64()
+            messages.len()
         );
         to_202.push(accepted.as_secs_f64() * 1000.0);
-        fanout.push(rate);
     }
     to_202.sort_by(f64::total_cmp);
-    fanout.sort_by(f64::total_cmp);
     println!(
         "time to 202 through the send handler on moto: median {:.1} ms (min {:.1}, max {:.1})",
         to_202[to_202.len() / 2],
         to_202[0],
         to_202[to_202.len() - 1]
     );
-    println!("dispatch handler on moto: median {:.0} notifications/s", fanout[fanout.len() / 2]);
     Ok(())
 }
