@@ -13,7 +13,9 @@ use tracing::{info, warn};
 use crate::adapters::crypto::AesGcmBox;
 use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
 use crate::adapters::http::HttpSettings;
-use crate::adapters::memory::{MemoryAccounts, MemoryCredentials, MemoryPushStore, MemoryQueue, QueueWorkers};
+use crate::adapters::memory::{
+    MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, QueueWorkers,
+};
 use crate::adapters::system::{RandomIds, SystemClock};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
 use crate::app::ports::PushGateway;
@@ -188,6 +190,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         push: push.clone(),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts: accounts.clone(),
+        directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&data_key)),

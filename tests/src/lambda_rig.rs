@@ -216,7 +216,11 @@ impl AwsRig {
 
         let apns = FakeApns::start_h2c().await;
         let fcm = FakeFcm::start_h2c().await;
-        let mut config = pushgate::cloud::CloudConfig::new(format!("{prefix}push"), format!("{prefix}config"));
+        let mut config = pushgate::cloud::CloudConfig::new(
+            format!("{prefix}push"),
+            format!("{prefix}config"),
+            format!("{prefix}directory"),
+        );
         config.queue_url = Some(queue_url.clone());
         config.kms_key_id = Some(key_id);
         config.page_token_key = Some("a-page-token-secret-of-at-least-32-characters".into());

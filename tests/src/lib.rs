@@ -20,6 +20,7 @@ pub use pushgate_fakes;
 
 pub mod config_contract;
 pub mod contract;
+pub mod directory_contract;
 pub mod lambda_rig;
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
@@ -248,7 +249,7 @@ pub fn memory_deps(
     queue: Arc<dyn pushgate::app::ports::FanoutQueue>,
 ) -> (pushgate::app::Deps, AccountId, AuthToken) {
     use pushgate::adapters::crypto::AesGcmBox;
-    use pushgate::adapters::memory::{MemoryCredentials, MemoryPushStore};
+    use pushgate::adapters::memory::{MemoryCredentials, MemoryDirectory, MemoryPushStore};
     use pushgate::adapters::system::{RandomIds, SystemClock};
     let accounts = Arc::new(MemoryAccounts::default());
     let account = AccountId::from_bytes(rand_bytes());
@@ -258,6 +259,7 @@ pub fn memory_deps(
         push: Arc::new(MemoryPushStore::default()),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts,
+        directory: Arc::new(MemoryDirectory::default()),
         queue,
         gateway,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),

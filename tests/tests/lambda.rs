@@ -10,7 +10,7 @@ use pushgate::api::Function;
 use pushgate::app::dispatch::QueueMessage;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
 use pushgate_tests::lambda_rig::{AwsRig, Caller, failures, http_api_event, invoke, rest_api_event};
-use pushgate_tests::{ManualQueue, apn_token, fcm_token, gateway_for, memory_deps, receive_all};
+use pushgate_tests::{ManualQueue, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps, receive_all};
 use serde_json::{Value, json};
 
 async fn memory_caller() -> (pushgate::app::Deps, Caller) {
@@ -74,6 +74,60 @@ async fn a_request_without_credentials_is_refused_before_any_route_runs() {
     let event = http_api_event("GET", "/v1/PushNotifications", "$default", &stranger, None);
     let (status, _, body) = invoke(&deps, Function::List, &event).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+#[tokio::test]
+async fn a_device_registration_through_an_http_api_event_is_accepted_and_fetched_by_its_function() {
+    let (apns, fcm) = (FakeApns::start_h2c().await, FakeFcm::start_h2c().await);
+    let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
+    let caller = Caller { account, token };
+    let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
+    pushgate::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+        .await
+        .expect("credential");
+    let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
+    let event = http_api_event("POST", "/v1/PushNotifications/DeviceRegistrations", "$default", &caller, Some(&body));
+    let (status, headers, answer) = invoke(&deps, Function::DeviceRegistrations, &event).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let id = answer["resourceId"].as_str().expect("resourceId");
+    let location = headers.get("location").and_then(|v| v.to_str().ok()).expect("Location header");
+    assert!(location.ends_with(&format!("/v1/PushNotifications/DeviceRegistrations/{id}")), "{location}");
+    let path = format!("/v1/PushNotifications/DeviceRegistrations/{id}");
+    let event = http_api_event("GET", &path, "$default", &caller, None);
+    let (status, _, registration) = invoke(&deps, Function::DeviceRegistrations, &event).await;
+    assert_eq!(status, StatusCode::OK, "{registration}");
+    assert_eq!(registration["devices"][0]["token"], fcm_token(1));
+    // The users function does not serve registrations.
+    assert_eq!(invoke(&deps, Function::Users, &event).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_user_deleted_through_an_http_api_event_on_the_users_function_loses_its_registrations() {
+    let (apns, fcm) = (FakeApns::start_h2c().await, FakeFcm::start_h2c().await);
+    let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
+    let caller = Caller { account, token };
+    let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
+    pushgate::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+        .await
+        .expect("credential");
+    let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
+    let registration = pushgate::app::directory::register(&deps, &caller.account, &body).await.expect("registered");
+    let user = format!("/v1/PushNotifications/Users/{}", registration.user_id);
+    let (status, _, listed) =
+        invoke(&deps, Function::Users, &http_api_event("GET", "/v1/PushNotifications/Users", "prod", &caller, None))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["users"][0]["id"], registration.user_id.to_string());
+    let (status, _, deleted) =
+        invoke(&deps, Function::Users, &http_api_event("DELETE", &user, "prod", &caller, None)).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let (status, _, fetched) =
+        invoke(&deps, Function::Users, &http_api_event("GET", &user, "prod", &caller, None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(fetched["deletedAt"].is_string(), "{fetched}");
+    let path = format!("/v1/PushNotifications/DeviceRegistrations/{}", registration.id);
+    let event = http_api_event("GET", &path, "prod", &caller, None);
+    assert_eq!(invoke(&deps, Function::DeviceRegistrations, &event).await.0, StatusCode::NOT_FOUND);
 }
 
 // ---- end to end on moto ----
@@ -233,4 +287,57 @@ async fn a_storage_failure_during_send_is_a_503_with_retry_after_and_queues_noth
     assert!(headers.contains_key("retry-after"));
     let queued = receive_all(&rig.sqs, &rig.queue_url, 1, 0).await;
     assert!(queued.is_empty(), "nothing was queued");
+}
+
+#[tokio::test]
+async fn registrations_on_moto_move_between_users_and_go_with_their_app() {
+    let Some(rig) = AwsRig::new("directory", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    let registrations = "/v1/PushNotifications/DeviceRegistrations";
+    let rig = &rig;
+    let register = |body: Value| async move {
+        let (status, answer) = rig.call(Function::DeviceRegistrations, "POST", registrations, Some(&body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let path = format!("{registrations}/{}", answer["resourceId"].as_str().expect("resourceId"));
+        let (status, fetched) = rig.call(Function::DeviceRegistrations, "GET", &path, None).await;
+        assert_eq!(status, StatusCode::OK, "{fetched}");
+        fetched
+    };
+    let alice = register(json!({"appName": "main", "token": apn_token(1), "provider": "APN"})).await;
+    let alice_user = alice["userId"].as_str().expect("userId").to_owned();
+    register(json!({"appName": "main", "token": fcm_token(2), "provider": "FCM", "userId": alice_user})).await;
+    let bob = register(json!({"appName": "main", "token": apn_token(1), "provider": "APN"})).await;
+    let (_, alice_now) =
+        rig.call(Function::DeviceRegistrations, "GET", &format!("{registrations}?userId={alice_user}"), None).await;
+    let devices = &alice_now["deviceRegistrations"][0]["devices"];
+    assert_eq!(devices.as_array().map(Vec::len), Some(1), "{alice_now}");
+    assert_eq!(devices[0]["token"], fcm_token(2), "the APN token moved to Bob");
+
+    let bob_user = format!("/v1/PushNotifications/Users/{}", bob["userId"].as_str().expect("userId"));
+    let (status, user) = rig.call(Function::Users, "GET", &bob_user, None).await;
+    assert_eq!((status, user["deletedAt"].clone()), (StatusCode::OK, Value::Null), "{user}");
+
+    // Deleting the App's credentials deletes the App and its registrations.
+    let (_, credentials) = rig.call(Function::Credentials, "GET", "/v1/PushNotifications/Credentials", None).await;
+    for c in credentials["credentials"].as_array().cloned().unwrap_or_default() {
+        let path = format!("/v1/PushNotifications/Credentials/{}", c["id"].as_str().expect("id"));
+        assert_eq!(rig.call(Function::Credentials, "DELETE", &path, None).await.0, StatusCode::OK);
+    }
+    for r in [&alice, &bob] {
+        let path = format!("{registrations}/{}", r["id"].as_str().expect("id"));
+        assert_eq!(rig.call(Function::DeviceRegistrations, "GET", &path, None).await.0, StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_token_on_moto_leave_it_in_exactly_one_registration() {
+    let Some(rig) = AwsRig::new("contest", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    pushgate_tests::directory_contract::concurrent_registrations_of_one_token_leave_it_in_exactly_one_registration(
+        &rig.deps,
+        &rig.caller.account,
+        "main",
+        8,
+    )
+    .await;
 }

@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::{App, Credential, Notification, Operation, OperationErrorEntry, Stats, wire_time};
+use crate::domain::{
+    App, Credential, DeviceRegistration, Notification, Operation, OperationErrorEntry, Stats, User, wire_time,
+};
 
 fn to(n: &Notification) -> Value {
     match n.to.user_id {
@@ -94,5 +96,29 @@ pub fn app(a: &App) -> Value {
             .collect::<Vec<_>>(),
         "createdAt": wire_time(&a.created_at),
         "updatedAt": wire_time(&a.updated_at),
+    })
+}
+
+/// A DeviceRegistration.
+pub fn device_registration(r: &DeviceRegistration) -> Value {
+    json!({
+        "id": r.id,
+        "appName": r.app_name,
+        "userId": r.user_id,
+        "devices": r.devices.iter()
+            .map(|d| json!({ "token": d.token, "provider": d.provider, "createdAt": wire_time(&d.created_at) }))
+            .collect::<Vec<_>>(),
+        "createdAt": wire_time(&r.created_at),
+        "updatedAt": wire_time(&r.updated_at),
+    })
+}
+
+/// A User.
+pub fn user(u: &User) -> Value {
+    json!({
+        "id": u.id,
+        "createdAt": wire_time(&u.created_at),
+        "updatedAt": wire_time(&u.updated_at),
+        "deletedAt": u.deleted_at.as_ref().map(wire_time),
     })
 }

@@ -13,10 +13,10 @@ use super::query::ListQuery;
 use super::{ApiError, ApiState, dto};
 use crate::app::credentials::{AppFilter, CredentialFilter};
 use crate::app::ports::{NotificationFilter, OperationFilter};
-use crate::app::{AppError, auth, credentials, queries, send as send_uc};
+use crate::app::{AppError, auth, credentials, directory, queries, send as send_uc};
 use crate::domain::{
-    AccountId, AppName, AuthToken, CredentialId, CredentialType, NotificationId, NotificationStatus, OperationId,
-    OperationStatus, Provider, UserId,
+    AccountId, AppName, AuthToken, CredentialId, CredentialType, DeviceRegistrationId, NotificationId,
+    NotificationStatus, OperationId, OperationStatus, Provider, UserId,
 };
 
 /// The raw query string; parsed leniently (bad percent-encoding cannot produce a non-Twilio
@@ -123,6 +123,14 @@ fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
 
 fn credential_id(raw: &str) -> Result<CredentialId, ApiError> {
     path_id(raw, "credentialId", CredentialId::PATTERN, CredentialId::parse)
+}
+
+fn registration_id(raw: &str) -> Result<DeviceRegistrationId, ApiError> {
+    path_id(raw, "deviceRegistrationId", DeviceRegistrationId::PATTERN, DeviceRegistrationId::parse)
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    ulid_path_id(raw, "userId", UserId::PATTERN, UserId::parse, UserId::is_well_formed, "User")
 }
 
 fn app_name(raw: &str) -> Result<AppName, ApiError> {
@@ -372,6 +380,97 @@ pub(super) async fn patch_app(
         format!("/v1/PushNotifications/Apps/{}", app.name),
         app.name.to_string(),
     ))
+}
+
+// ---- DeviceRegistrations ----
+
+fn registration_location(id: &DeviceRegistrationId) -> String {
+    format!("/v1/PushNotifications/DeviceRegistrations/{id}")
+}
+
+pub(super) async fn register_device(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let body = json_body(&state, &headers, body).await?;
+    let r = directory::register(&state.deps, &account, &body).await?;
+    Ok(resource(&state, &headers, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
+}
+
+pub(super) async fn list_registrations(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let mut q = ListQuery::new("device-registrations", pairs(params), &["userId", "appName"]);
+    q.require("userId");
+    let user = q.parsed("userId", &format!("must match {}", UserId::PATTERN), |s| UserId::parse(s).ok());
+    let app = q.parsed("appName", &format!("must match {}", AppName::PATTERN), |s| AppName::parse(s).ok());
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let Some(user) = user else { return Err(AppError::field("userId", "is required").into()) };
+    let result = directory::list_registrations(&state.deps, &account, user, app.as_ref(), &page).await?;
+    Ok(list_response(
+        &state,
+        &account,
+        "deviceRegistrations",
+        &result.items,
+        dto::device_registration,
+        &paging,
+        result.next.as_deref(),
+    ))
+}
+
+pub(super) async fn fetch_registration(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = registration_id(&id)?;
+    let r = directory::fetch_registration(&state.deps, &account, &id).await?;
+    Ok(Json(dto::device_registration(&r)).into_response())
+}
+
+pub(super) async fn delete_registration(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = registration_id(&id)?;
+    let r = directory::delete_registration(&state.deps, &account, &id).await?;
+    Ok(resource(&state, &headers, StatusCode::OK, registration_location(&r.id), r.id.to_string()))
+}
+
+// ---- Users ----
+
+pub(super) async fn list_users(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(params): Params,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let q = ListQuery::new("users", pairs(params), &[]);
+    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let result = directory::list_users(&state.deps, &account, &page).await?;
+    Ok(list_response(&state, &account, "users", &result.items, dto::user, &paging, result.next.as_deref()))
+}
+
+pub(super) async fn fetch_user(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = user_id(&id)?;
+    let u = directory::fetch_user(&state.deps, &account, id).await?;
+    Ok(Json(dto::user(&u)).into_response())
+}
+
+pub(super) async fn delete_user(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = user_id(&id)?;
+    let u = directory::delete_user(&state.deps, &account, id).await?;
+    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/Users/{}", u.id), u.id.to_string()))
 }
 
 // ---- fallbacks ----

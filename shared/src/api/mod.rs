@@ -55,12 +55,24 @@ pub enum Function {
     Credentials,
     /// `functions/apps`: Apps.
     Apps,
+    /// `functions/device-registrations`: DeviceRegistrations.
+    DeviceRegistrations,
+    /// `functions/users`: Users.
+    Users,
 }
 
 impl Function {
     /// Every HTTP function.
-    pub const ALL: [Function; 6] =
-        [Function::Send, Function::Fetch, Function::List, Function::Operations, Function::Credentials, Function::Apps];
+    pub const ALL: [Function; 8] = [
+        Function::Send,
+        Function::Fetch,
+        Function::List,
+        Function::Operations,
+        Function::Credentials,
+        Function::Apps,
+        Function::DeviceRegistrations,
+        Function::Users,
+    ];
 
     /// Its folder (and binary) name under `functions/`.
     pub fn name(self) -> &'static str {
@@ -71,6 +83,8 @@ impl Function {
             Function::Operations => "operations",
             Function::Credentials => "credentials",
             Function::Apps => "apps",
+            Function::DeviceRegistrations => "device-registrations",
+            Function::Users => "users",
         }
     }
 }
@@ -107,6 +121,13 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/PushNotifications/Apps", Function::Apps),
     route("GET", "/v1/PushNotifications/Apps/{appName}", Function::Apps),
     route("PATCH", "/v1/PushNotifications/Apps/{appName}", Function::Apps),
+    route("POST", "/v1/PushNotifications/DeviceRegistrations", Function::DeviceRegistrations),
+    route("GET", "/v1/PushNotifications/DeviceRegistrations", Function::DeviceRegistrations),
+    route("GET", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}", Function::DeviceRegistrations),
+    route("DELETE", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}", Function::DeviceRegistrations),
+    route("GET", "/v1/PushNotifications/Users", Function::Users),
+    route("GET", "/v1/PushNotifications/Users/{userId}", Function::Users),
+    route("DELETE", "/v1/PushNotifications/Users/{userId}", Function::Users),
 ];
 
 /// The API router over `deps`: every route (the local process).
@@ -137,6 +158,15 @@ pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Rout
             ("GET", "/v1/PushNotifications/Apps") => get(list_apps),
             ("GET", "/v1/PushNotifications/Apps/{appName}") => get(fetch_app),
             ("PATCH", "/v1/PushNotifications/Apps/{appName}") => patch(patch_app),
+            ("POST", "/v1/PushNotifications/DeviceRegistrations") => post(register_device),
+            ("GET", "/v1/PushNotifications/DeviceRegistrations") => get(list_registrations),
+            ("GET", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}") => get(fetch_registration),
+            ("DELETE", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}") => {
+                delete(delete_registration)
+            }
+            ("GET", "/v1/PushNotifications/Users") => get(list_users),
+            ("GET", "/v1/PushNotifications/Users/{userId}") => get(fetch_user),
+            ("DELETE", "/v1/PushNotifications/Users/{userId}") => delete(delete_user),
             (method, path) => unreachable!("ROUTES lists {method} {path} without a handler"),
         };
         router = router.route(r.path, method);

@@ -57,6 +57,13 @@ impl ListQuery {
         self.params.get(name).map(String::as_str)
     }
 
+    /// Records an error unless the parameter `name` is given (a filter the list cannot do without).
+    pub fn require(&mut self, name: &str) {
+        if !self.params.contains_key(name) {
+            self.errors.push(FieldError::new(name, "is required"));
+        }
+    }
+
     /// A parameter parsed with `parse`, or an error naming it.
     pub fn parsed<T>(&mut self, name: &str, expected: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
         let raw = self.params.get(name)?;

@@ -176,11 +176,15 @@ pub async fn patch_credential(
     update_book(deps, account, |book| book.set_default(&id, now)).await
 }
 
-/// Deletes a credential; its App goes with its last credential.
+/// Deletes a credential; its App goes with its last credential, and the App's DeviceRegistrations
+/// with the App.
 pub async fn delete_credential(deps: &Deps, account: &AccountId, id: CredentialId) -> Result<Credential, AppError> {
     let now = deps.clock.now();
     let removal = update_book(deps, account, |book| book.remove(&id, now)).await?;
     deps.credentials.delete_secret(account, &id).await?;
+    if let Some(app) = &removal.app_removed {
+        super::directory::delete_app_registrations(deps, account, app).await?;
+    }
     Ok(removal.credential)
 }
 
@@ -228,7 +232,7 @@ fn require_is_default_true(body: &Value) -> Result<(), AppError> {
 }
 
 /// Keyset paging over an in-memory list keyed by sortable strings, newest (largest key) first.
-fn page_newest_first<T>(mut items: Vec<(String, T)>, page: &PageRequest) -> Page<T> {
+pub(crate) fn page_newest_first<T>(mut items: Vec<(String, T)>, page: &PageRequest) -> Page<T> {
     items.sort_by(|a, b| b.0.cmp(&a.0));
     let start = match &page.cursor {
         Some(cursor) => items.iter().position(|(k, _)| k < cursor).unwrap_or(items.len()),

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod credentials;
+pub mod directory;
 pub mod dispatch;
 pub mod error;
 pub mod paging;
@@ -14,7 +15,9 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use paging::PageTokens;
-use ports::{AccountStore, Clock, CredentialStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, SecretBox};
+use ports::{
+    AccountStore, Clock, CredentialStore, DirectoryStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, SecretBox,
+};
 
 /// Tunables of the use cases.
 #[derive(Debug, Clone)]
@@ -61,6 +64,8 @@ pub struct Deps {
     pub credentials: Arc<dyn CredentialStore>,
     /// Accounts.
     pub accounts: Arc<dyn AccountStore>,
+    /// Users and DeviceRegistrations.
+    pub directory: Arc<dyn DirectoryStore>,
     /// The fan-out queue.
     pub queue: Arc<dyn FanoutQueue>,
     /// APNs and FCM.

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod credential;
+pub mod directory;
 pub mod ids;
 pub mod model;
 pub mod send;
@@ -10,6 +11,7 @@ pub mod template;
 
 pub use account::{Account, AuthToken, TokenHash};
 pub use credential::{App, Credential, CredentialSecret, CredentialType};
+pub use directory::{Device, DeviceRegistration, User};
 pub use ids::{AccountId, AppName, CredentialId, DeviceRegistrationId, InvalidId, NotificationId, OperationId, UserId};
 pub use model::*;
 pub use send::{CompiledContent, FieldError, Recipient, SendRequest, SenderSpec};

@@ -13,8 +13,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use crate::adapters::aws::dynamodb::DynamoPushStore;
 use crate::adapters::aws::dynamodb::config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
+use crate::adapters::aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use crate::adapters::aws::kms::KmsEnvelopeBox;
 use crate::adapters::aws::sqs::SqsQueue;
 use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
@@ -36,6 +36,8 @@ pub struct CloudConfig {
     pub push_table: String,
     /// `PUSHGATE_CONFIG_TABLE`: accounts, credential books and secrets, provider tokens.
     pub config_table: String,
+    /// `PUSHGATE_DIRECTORY_TABLE`: users and device registrations.
+    pub directory_table: String,
     /// `PUSHGATE_QUEUE_URL`: the fan-out queue (the send function).
     pub queue_url: Option<String>,
     /// `PUSHGATE_KMS_KEY_ID`: the key credential secrets are enveloped with.
@@ -53,11 +55,17 @@ pub struct CloudConfig {
 }
 
 impl CloudConfig {
-    /// A configuration with the given tables and nothing else (tests fill in the rest).
-    pub fn new(push_table: impl Into<String>, config_table: impl Into<String>) -> Self {
+    /// A configuration with the given tables (push, config, directory) and nothing else (tests
+    /// fill in the rest).
+    pub fn new(
+        push_table: impl Into<String>,
+        config_table: impl Into<String>,
+        directory_table: impl Into<String>,
+    ) -> Self {
         Self {
             push_table: push_table.into(),
             config_table: config_table.into(),
+            directory_table: directory_table.into(),
             queue_url: None,
             kms_key_id: None,
             page_token_key: None,
@@ -78,7 +86,11 @@ impl CloudConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let required = |name: &'static str| var(name).ok_or_else(|| err(name, "must be set"));
-        let mut config = Self::new(required("PUSHGATE_PUSH_TABLE")?, required("PUSHGATE_CONFIG_TABLE")?);
+        let mut config = Self::new(
+            required("PUSHGATE_PUSH_TABLE")?,
+            required("PUSHGATE_CONFIG_TABLE")?,
+            required("PUSHGATE_DIRECTORY_TABLE")?,
+        );
         config.queue_url = var("PUSHGATE_QUEUE_URL");
         config.kms_key_id = var("PUSHGATE_KMS_KEY_ID");
         config.page_token_key = var("PUSHGATE_PAGE_TOKEN_KEY");
@@ -167,8 +179,9 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
     };
     Ok(Deps {
         push: Arc::new(DynamoPushStore::new(dynamo.clone(), config.push_table.clone())),
-        credentials: Arc::new(DynamoCredentialStore::new(dynamo, config.config_table.clone())),
+        credentials: Arc::new(DynamoCredentialStore::new(dynamo.clone(), config.config_table.clone())),
         accounts: Arc::new(accounts),
+        directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
         gateway: Arc::new(gateway),
         secrets,
@@ -245,7 +258,7 @@ pub async fn build_local(
             .map_err(unavailable("PUSHGATE_KMS_KEY_ID"))?,
     };
     let (account, token, generated_account) = crate::local::account_for(config);
-    let mut cloud = CloudConfig::new(format!("{prefix}push"), format!("{prefix}config"));
+    let mut cloud = CloudConfig::new(format!("{prefix}push"), format!("{prefix}config"), format!("{prefix}directory"));
     cloud.queue_url = Some(queue_url.clone());
     cloud.kms_key_id = Some(key_id);
     cloud.api = config.api.clone();
@@ -369,6 +382,16 @@ mod tests {
     fn the_tables_are_required_and_named_in_the_error() {
         let e = CloudConfig::from_lookup(lookup(&[("PUSHGATE_PUSH_TABLE", "p")])).expect_err("config table missing");
         assert_eq!(e.var, "PUSHGATE_CONFIG_TABLE");
+        let e = CloudConfig::from_lookup(lookup(&[("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c")]))
+            .expect_err("directory table missing");
+        assert_eq!(e.var, "PUSHGATE_DIRECTORY_TABLE");
+        let ok = CloudConfig::from_lookup(lookup(&[
+            ("PUSHGATE_PUSH_TABLE", "p"),
+            ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
+        ]))
+        .expect("all three tables given");
+        assert_eq!(ok.directory_table, "d");
     }
 
     #[test]
@@ -376,6 +399,7 @@ mod tests {
         let config = CloudConfig::from_lookup(lookup(&[
             ("PUSHGATE_PUSH_TABLE", "p"),
             ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
             ("APNS_ENDPOINT", ""),
             ("PUSHGATE_QUEUE_URL", "  "),
         ]))
@@ -386,12 +410,13 @@ mod tests {
 
     #[test]
     fn the_bootstrap_account_needs_an_id_and_a_sha256_of_its_token() {
-        let base = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c")];
+        let base = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
         let id = "AC0123456789abcdef0123456789abcdef";
         let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
         let ok = CloudConfig::from_lookup(lookup(&[
             base[0],
             base[1],
+            base[2],
             ("PUSHGATE_ACCOUNT_ID", id),
             ("PUSHGATE_AUTH_TOKEN_SHA256", hash),
         ]))
@@ -401,12 +426,13 @@ mod tests {
         let bad = CloudConfig::from_lookup(lookup(&[
             base[0],
             base[1],
+            base[2],
             ("PUSHGATE_ACCOUNT_ID", id),
             ("PUSHGATE_AUTH_TOKEN_SHA256", "not-hex"),
         ]))
         .expect_err("bad hash");
         assert_eq!(bad.var, "PUSHGATE_AUTH_TOKEN_SHA256");
-        let alone = CloudConfig::from_lookup(lookup(&[base[0], base[1], ("PUSHGATE_ACCOUNT_ID", id)]))
+        let alone = CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_ACCOUNT_ID", id)]))
             .expect_err("hash missing");
         assert_eq!(alone.var, "PUSHGATE_AUTH_TOKEN_SHA256");
     }
@@ -416,6 +442,7 @@ mod tests {
         let e = CloudConfig::from_lookup(lookup(&[
             ("PUSHGATE_PUSH_TABLE", "p"),
             ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
             ("PUSHGATE_PAGE_TOKEN_KEY", "short"),
         ]))
         .expect_err("too short");

@@ -4,12 +4,14 @@
 
 mod accounts;
 mod credentials;
+mod directory;
 mod push;
 mod queue;
 mod tokens;
 
 pub use accounts::MemoryAccounts;
 pub use credentials::MemoryCredentials;
+pub use directory::MemoryDirectory;
 pub use push::MemoryPushStore;
 pub use queue::{MemoryQueue, QueueWorkers};
 pub use tokens::MemoryTokenCache;

@@ -83,6 +83,7 @@
 //! `Unavailable`; anything else → `Unexpected`. No SDK type leaves `adapters::aws`.
 
 pub mod config;
+pub mod directory;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -105,6 +106,7 @@ use serde::{Deserialize, Serialize};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
 pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
+pub use directory::DynamoDirectoryStore;
 pub use tables::{TableDefinition, create_tables, table_definitions};
 
 use crate::adapters::parse_cursor;
