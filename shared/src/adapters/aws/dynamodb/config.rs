@@ -43,7 +43,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::DateTime;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
 
-use super::{Item, codec_error, key, n, store_error};
+use super::{Item, codec_error, delete_item, get_item, key, n, store_error};
 use crate::app::ports::{AccountStore, CredentialStore, SecretBox, SharedToken, StoreError, TokenCache};
 use crate::domain::credential::CredentialBook;
 use crate::domain::{Account, AccountId, CredentialId, Timestamp, TokenHash};
@@ -89,19 +89,6 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
         Some(AttributeValue::N(value)) => value.parse().map_err(|_| malformed(&format!("`{name}` is out of range"))),
         _ => Err(malformed(&format!("`{name}` is not a number"))),
     }
-}
-
-/// Reads one item consistently.
-async fn get_item(client: &Client, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
-    let out = client
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| store_error("GetItem", e))?;
-    Ok(out.item)
 }
 
 /// Credential books and sealed credential secrets in the config table (see the module docs).
@@ -164,14 +151,7 @@ impl CredentialStore for DynamoCredentialStore {
     }
 
     async fn delete_secret(&self, account: &AccountId, id: &CredentialId) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(secret_pk(account), id)))
-            .send()
-            .await
-            .map_err(|e| store_error("DeleteItem (secret)", e))?;
-        Ok(())
+        delete_item(&self.client, &self.table, key(secret_pk(account), id), "DeleteItem (secret)").await
     }
 }
 

@@ -49,7 +49,7 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use super::tables::BY_TOKEN;
-use super::{Item, codec_error, key, n, s, store_error};
+use super::{Item, codec_error, delete_item, get_item, key, n, s, store_error};
 use crate::adapters::parse_cursor;
 use crate::app::ports::{DirectoryStore, Page, PageRequest, StoreError};
 use crate::domain::directory::token_hash;
@@ -132,16 +132,7 @@ impl DynamoDirectoryStore {
     }
 
     async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, key).await
     }
 
     /// Every item of a Query (following `LastEvaluatedKey`): the registrations of one User
@@ -173,14 +164,7 @@ impl DynamoDirectoryStore {
     }
 
     async fn delete(&self, key: Item, what: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .send()
-            .await
-            .map_err(|e| store_error(what, e))?;
-        Ok(())
+        delete_item(&self.client, &self.table, key, what).await
     }
 }
 

@@ -162,6 +162,25 @@ where
     }
 }
 
+/// Reads one item consistently (every store's reads are `ConsistentRead`).
+pub(crate) async fn get_item(client: &Client, table: &str, key: Item) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| store_error("GetItem", e))?;
+    Ok(out.item)
+}
+
+/// Deletes one item (a missing one is fine); `what` names the call in errors.
+pub(crate) async fn delete_item(client: &Client, table: &str, key: Item, what: &str) -> Result<(), StoreError> {
+    client.delete_item().table_name(table).set_key(Some(key)).send().await.map_err(|e| store_error(what, e))?;
+    Ok(())
+}
+
 fn codec_error(e: serde_dynamo::Error) -> StoreError {
     StoreError::Unexpected(format!("cannot map a DynamoDB item: {e}"))
 }
@@ -398,16 +417,7 @@ impl DynamoPushStore {
     }
 
     async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| store_error("GetItem", e))?;
-        Ok(out.item)
+        get_item(&self.client, &self.table, key).await
     }
 
     /// Up to `size` items of `range` newest first that `keep` accepts, skipping the cursor item
@@ -629,14 +639,7 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn discard_operation(&self, account: &AccountId, id: OperationId) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(operation_pk(account), id)))
-            .send()
-            .await
-            .map_err(|e| store_error("DeleteItem", e))?;
-        Ok(())
+        delete_item(&self.client, &self.table, key(operation_pk(account), id), "DeleteItem").await
     }
 
     async fn create_notification(&self, n: Notification) -> Result<NotificationStatus, StoreError> {
