@@ -144,6 +144,11 @@ fn mixed_send(apns: &[usize], fcms: &[usize]) -> Value {
     json!({"to": to, "content": {"title": "Hi {{ name }}", "body": "gate B"}, "tags": {"flight": "PG1"}})
 }
 
+/// The same messages as SQS delivers them again (one more receive).
+fn redelivered(messages: &[QueueMessage]) -> Vec<QueueMessage> {
+    messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect()
+}
+
 async fn send_and_receive(rig: &AwsRig, body: &Value, chunks: usize) -> (String, Vec<QueueMessage>) {
     let (status, answer) = rig.call(Function::Send, "POST", "/v1/PushNotifications", Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
@@ -204,8 +209,7 @@ async fn the_same_sqs_batch_processed_twice_sends_nothing_twice() {
     let (operation_id, messages) = send_and_receive(&rig, &mixed_send(&[1, 2, 3], &[4, 5]), 1).await;
 
     assert!(failures(&rig.dispatch(&messages).await).is_empty());
-    let again: Vec<QueueMessage> =
-        messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect();
+    let again = redelivered(&messages);
     assert!(failures(&rig.dispatch(&again).await).is_empty());
 
     assert_eq!(rig.apns.received().len(), 3, "each APNs notification was sent once");
@@ -231,8 +235,7 @@ async fn a_retryable_provider_failure_is_a_batch_item_failure_and_succeeds_on_re
     assert_eq!(operation["status"], "PROCESSING");
     assert_eq!(operation["stats"]["queued"], 1, "{operation}");
 
-    let again: Vec<QueueMessage> =
-        messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect();
+    let again = redelivered(&messages);
     assert!(failures(&rig.dispatch(&again).await).is_empty());
     let (_, operation) = rig.call(Function::Operations, "GET", &path, None).await;
     assert_eq!(operation["status"], "COMPLETED");

@@ -118,3 +118,23 @@ async fn a_shared_token_apple_refuses_is_replaced_and_every_process_moves_to_the
     assert_eq!(bearers.len(), 1, "both processes sent with the replacement");
     assert_eq!(apns.distinct_jwts(), 2, "the refused token and its one replacement");
 }
+
+#[tokio::test]
+async fn two_credentials_with_the_same_apple_key_ids_never_share_a_cached_token() {
+    // Another account uploading the same key id and team id (with whatever key) must not be
+    // handed the first account's token from the shared cache.
+    let apns = FakeApns::start_h2c().await;
+    let key = apns_signing_key("KEY1234567", "TEAM123456");
+    apns.register_signing_key(&key);
+    let cache = Arc::new(MemoryTokenCache::default());
+    let (first, second) = (gateway(&apns, &cache), gateway(&apns, &cache));
+    let (mine, theirs) =
+        (CredentialId::from_ulid(ulid::Ulid::generate()), CredentialId::from_ulid(ulid::Ulid::generate()));
+    let stranger = apns_signing_key("KEY1234567", "TEAM123456");
+
+    assert_eq!(deliver(&first, &mine, &secret_for(&key), 1).await, DeliveryOutcome::Sent);
+    let outcome = deliver(&second, &theirs, &secret_for(&stranger), 2).await;
+
+    assert!(!matches!(outcome, DeliveryOutcome::Sent), "the stranger's own token is refused: {outcome:?}");
+    assert_eq!(apns.distinct_jwts(), 2, "the stranger signed its own token instead of reusing the cached one");
+}

@@ -163,6 +163,21 @@ impl DynamoDirectoryStore {
         }
     }
 
+    /// Writes a User item if `condition` holds (`Conflict` otherwise).
+    async fn put_user(&self, user: &User, condition: &str) -> Result<(), StoreError> {
+        let mut item: Item = to_item(user).map_err(codec_error)?;
+        item.extend(key(users_pk(&user.account_id), user.id));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem (user)", e))?;
+        Ok(())
+    }
+
     async fn delete(&self, key: Item, what: &str) -> Result<(), StoreError> {
         delete_item(&self.client, &self.table, key, what).await
     }
@@ -171,17 +186,7 @@ impl DynamoDirectoryStore {
 #[async_trait]
 impl DirectoryStore for DynamoDirectoryStore {
     async fn create_user(&self, user: &User) -> Result<(), StoreError> {
-        let mut item: Item = to_item(user).map_err(codec_error)?;
-        item.extend(key(users_pk(&user.account_id), user.id));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem (user)", e))?;
-        Ok(())
+        self.put_user(user, "attribute_not_exists(pk)").await
     }
 
     async fn get_user(&self, account: &AccountId, id: UserId) -> Result<Option<User>, StoreError> {
@@ -226,17 +231,7 @@ impl DirectoryStore for DynamoDirectoryStore {
     }
 
     async fn save_user(&self, user: &User) -> Result<(), StoreError> {
-        let mut item: Item = to_item(user).map_err(codec_error)?;
-        item.extend(key(users_pk(&user.account_id), user.id));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem (user)", e))?;
-        Ok(())
+        self.put_user(user, "attribute_exists(pk)").await
     }
 
     async fn registration(
