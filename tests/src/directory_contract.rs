@@ -31,6 +31,7 @@ macro_rules! directory_store_contract_tests {
             a_second_registration_for_the_same_user_and_app_is_a_conflict,
             a_registration_saved_against_a_stale_version_is_a_conflict,
             registrations_are_listed_by_user_and_by_app,
+            the_registrations_of_many_users_in_one_app_are_read_in_one_call,
             a_deleted_registration_is_gone_and_a_stale_delete_is_a_conflict,
             registrations_are_scoped_by_account,
             the_first_claim_wins_and_a_claim_naming_the_holder_moves_the_token,
@@ -203,6 +204,37 @@ pub async fn registrations_are_listed_by_user_and_by_app(store: Directory) {
         ids(store.registrations_in_app(&account, &app("one")).await.expect("listed")),
         sorted(vec![a.id.to_string(), c.id.to_string()])
     );
+}
+
+/// A send's user recipients are resolved in one call: the registrations in the App of each
+/// listed User (150 Users: more than one `BatchGetItem`), none of another App, another account or
+/// an unlisted User; Users without one are left out.
+pub async fn the_registrations_of_many_users_in_one_app_are_read_in_one_call(store: Directory) {
+    let (account, other) = (account(), account());
+    let users: Vec<UserId> = (0..150).map(|_| UserId::from_ulid(Ulid::generate())).collect();
+    let mut expected = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        if i % 3 == 2 {
+            continue; // no registration in "one"
+        }
+        let r = registration(&account, *user, "one", &[&format!("tok{i}")]);
+        store.save_registration(&r, 0).await.expect("created");
+        expected.push(r.id.to_string());
+    }
+    for r in [
+        registration(&account, users[0], "two", &["elsewhere"]),
+        registration(&other, users[1], "one", &["foreign"]),
+        registration(&account, UserId::from_ulid(Ulid::generate()), "one", &["unlisted"]),
+    ] {
+        store.save_registration(&r, 0).await.expect("created");
+    }
+    let found = store.registrations_of_users(&account, &app("one"), &users).await.expect("read");
+    let mut ids: Vec<_> = found.iter().map(|r| r.id.to_string()).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(found.iter().all(|r| r.devices.len() == 1 && r.app_name == app("one")));
+    assert_eq!(store.registrations_of_users(&account, &app("one"), &[]).await, Ok(vec![]));
 }
 
 /// A deleted registration is gone by every key; a delete at a stale version is a `Conflict`;

@@ -203,6 +203,55 @@ async fn a_send_travels_send_handler_to_sqs_to_dispatch_handler_to_the_providers
 }
 
 #[tokio::test]
+async fn a_send_to_a_user_on_moto_reaches_each_device_and_the_dispatcher_forgets_the_dead_one() {
+    let Some(rig) = AwsRig::new("users", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    let register = async |user: Option<&str>, token: String, provider: &str| {
+        let mut body = json!({"appName": "main", "token": token, "provider": provider});
+        if let Some(user) = user {
+            body["userId"] = json!(user);
+        }
+        let path = "/v1/PushNotifications/DeviceRegistrations";
+        let (status, created) = rig.call(Function::DeviceRegistrations, "POST", path, Some(&body)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+        let id = created["resourceId"].as_str().expect("resourceId").to_owned();
+        let (_, registration) = rig.call(Function::DeviceRegistrations, "GET", &format!("{path}/{id}"), None).await;
+        registration
+    };
+    let user = register(None, apn_token(1), "APN").await["userId"].as_str().expect("userId").to_owned();
+    register(Some(&user), apn_token(2), "APN").await;
+    register(Some(&user), fcm_token(3), "FCM").await;
+    rig.fcm.script(&fcm_token(3), vec![FcmReply::Unregistered]);
+    let body = json!({"to": [{"userId": user}, {"userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}});
+    let (operation_id, messages) = send_and_receive(&rig, &body, 1).await;
+    assert!(failures(&rig.dispatch(&messages).await).is_empty());
+    assert_eq!((rig.apns.delivered_count(), rig.fcm.received().len()), (2, 1));
+
+    let path = format!("/v1/PushNotifications/Operations/{operation_id}");
+    let (_, operation) = rig.call(Function::Operations, "GET", &path, None).await;
+    let stats = &operation["stats"];
+    assert_eq!(
+        [&stats["recipients"], &stats["total"], &stats["unaddressable"], &stats["sent"], &stats["failed"]],
+        [&json!(2), &json!(3), &json!(1), &json!(2), &json!(1)],
+        "{operation}"
+    );
+    let list = format!("/v1/PushNotifications?user={user}");
+    let (_, page) = rig.call(Function::List, "GET", &list, None).await;
+    assert_eq!(page["pushNotifications"].as_array().map(Vec::len), Some(3), "the byUser index finds all three: {page}");
+
+    let path = format!("/v1/PushNotifications/DeviceRegistrations?userId={user}");
+    let (_, registrations) = rig.call(Function::DeviceRegistrations, "GET", &path, None).await;
+    let mut tokens: Vec<&str> = registrations["deviceRegistrations"][0]["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|d| d["token"].as_str())
+        .collect();
+    tokens.sort();
+    assert_eq!(tokens, vec![apn_token(1), apn_token(2)], "the dead FCM token is gone");
+}
+
+#[tokio::test]
 async fn the_same_sqs_batch_processed_twice_sends_nothing_twice() {
     let Some(rig) = AwsRig::new("redeliver", |_| {}).await else { return };
     rig.create_credentials("main").await;

@@ -203,6 +203,25 @@ async fn remove_device(
     Err(exhausted())
 }
 
+/// Forgets a device its provider reported dead (APNs 410/BadDeviceToken, FCM UNREGISTERED):
+/// removes it from the registration of `app` that holds it (the last device takes the
+/// registration with it) and releases the claim. A token nobody holds changes nothing.
+#[instrument(skip_all, fields(account_id = %account, app = %app))]
+pub async fn forget_dead_device(
+    deps: &Deps,
+    account: &AccountId,
+    app: &AppName,
+    provider: Provider,
+    token: &str,
+) -> Result<(), AppError> {
+    let Some(holder) = deps.directory.token_holder(account, app, provider, token).await? else {
+        return Ok(());
+    };
+    remove_device(deps, account, &holder, provider, token, deps.clock.now()).await?;
+    deps.directory.release_token(account, app, provider, token, &holder).await?;
+    Ok(())
+}
+
 /// Releases the claims `registration` has on `devices`.
 async fn release_all(deps: &Deps, registration: &DeviceRegistration, devices: &[Device]) -> Result<(), AppError> {
     for d in devices {

@@ -211,7 +211,11 @@ impl Ctx<'_> {
             id,
             account_id: account.clone(),
             operation_id: chunk.operation_id,
-            to: Destination { token: recipient.token.clone(), provider: recipient.provider, user_id: None },
+            to: Destination {
+                token: recipient.token.clone(),
+                provider: recipient.provider,
+                user_id: recipient.user_id,
+            },
             from: from.clone(),
             content: content.clone(),
             priority: chunk.priority,
@@ -277,11 +281,20 @@ impl Ctx<'_> {
                 DeliveryOutcome::Sent => {
                     Finish { status: NotificationStatus::Sent, from: from.clone(), error: None, at: deps.clock.now() }
                 }
-                DeliveryOutcome::InvalidToken { reason } => fail(
-                    ErrorCode::InvalidToken,
-                    "the provider reports the device token as invalid".into(),
-                    Some(reason),
-                ),
+                DeliveryOutcome::InvalidToken { reason } => {
+                    let result = self
+                        .finish(
+                            id,
+                            fail(
+                                ErrorCode::InvalidToken,
+                                "the provider reports the device token as invalid".into(),
+                                Some(reason),
+                            ),
+                        )
+                        .await?;
+                    self.forget_dead_device(recipient).await;
+                    return Ok(result);
+                }
                 DeliveryOutcome::Permanent { code, message, reason } => fail(code, message, reason),
                 DeliveryOutcome::Retryable { after, reason } => {
                     let backoff = self.backoff(attempt);
@@ -317,6 +330,24 @@ impl Ctx<'_> {
         match self.deps.push.finish(&self.chunk.account_id, id, finish).await {
             Ok(_) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Removes a dead device from the registration of the send's App that holds it. Best
+    /// effort: the notification is final already, so a store failure here is logged and the
+    /// device stays registered until its next send reports it again.
+    async fn forget_dead_device(&self, recipient: &ChunkRecipient) {
+        let Some(app) = &self.chunk.app else { return };
+        let forgotten = super::directory::forget_dead_device(
+            self.deps,
+            &self.chunk.account_id,
+            app,
+            recipient.provider,
+            &recipient.token,
+        )
+        .await;
+        if let Err(e) = forgotten {
+            warn!(error = %e, slot = recipient.slot, "could not remove a dead device from its registration");
         }
     }
 

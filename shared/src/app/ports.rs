@@ -242,6 +242,15 @@ pub trait DirectoryStore: Send + Sync {
         account: &AccountId,
         user: UserId,
     ) -> Result<Vec<(DeviceRegistration, u64)>, StoreError>;
+    /// The registrations in `app` of each of `users` (a send's user recipients; up to 10,000
+    /// ids, distinct), read consistently, in no particular order; Users without one are left
+    /// out.
+    async fn registrations_of_users(
+        &self,
+        account: &AccountId,
+        app: &AppName,
+        users: &[UserId],
+    ) -> Result<Vec<DeviceRegistration>, StoreError>;
     /// Every registration in an App (for the App deletion cascade), in no particular order.
     async fn registrations_in_app(
         &self,
@@ -346,6 +355,9 @@ pub struct ChunkRecipient {
     /// Template variables.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub variables: Map<String, Value>,
+    /// The User whose device this is, for a user recipient.
+    #[serde(default, rename = "userId", skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
 }
 
 /// A slice of an operation's recipients, as queued for dispatch. Versioned: producer and
@@ -372,6 +384,10 @@ pub struct Chunk {
     pub sound: Option<String>,
     /// Credentials resolved at send time.
     pub senders: Senders,
+    /// The App the send resolved to (its registrations lose the devices a provider reports
+    /// dead), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppName>,
     /// The recipients.
     pub recipients: Vec<ChunkRecipient>,
 }
@@ -445,4 +461,34 @@ pub enum DeliveryOutcome {
 pub trait PushGateway: Send + Sync {
     /// Sends once (no retries: the dispatcher owns the retry policy) and classifies the answer.
     async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryOutcome;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunk_queued_before_user_recipients_existed_still_reads_and_round_trips() {
+        let old = serde_json::json!({
+            "v": 1,
+            "accountId": "AC0123456789abcdef0123456789abcdef",
+            "operationId": "comms_operation_01h9krwprkeee8fzqspvwy6nq8",
+            "createdAt": "2026-11-27T10:00:00Z",
+            "content": {"title": "x"},
+            "priority": "HIGH",
+            "sound": null,
+            "senders": {},
+            "recipients": [{"slot": 0, "token": "t", "provider": "FCM"}]
+        });
+        let chunk: Chunk = serde_json::from_value(old).expect("an old chunk reads");
+        assert_eq!((chunk.app.as_ref(), chunk.recipients[0].user_id), (None, None));
+
+        let mut chunk = chunk;
+        chunk.app = Some(AppName::parse("main").expect("name"));
+        chunk.recipients[0].user_id =
+            Some(UserId::parse("comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8").expect("id"));
+        let wire = serde_json::to_value(&chunk).expect("serializes");
+        assert_eq!(wire["recipients"][0]["userId"], "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8");
+        assert_eq!(serde_json::from_value::<Chunk>(wire).expect("reads back"), chunk);
+    }
 }

@@ -7,10 +7,13 @@
 use serde_json::Value;
 use tracing::{instrument, warn};
 
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::directory::Device;
 use crate::domain::send::parse_send;
 use crate::domain::{
-    AccountId, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient, SendRequest, SenderSpec,
-    Senders, Stats,
+    AccountId, AppName, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient, SendRequest,
+    SenderSpec, Senders, Stats, UserId,
 };
 
 use super::ports::{Chunk, ChunkRecipient};
@@ -24,25 +27,34 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
     if !request.send_at.is_empty() {
         return Err(AppError::field("schedule", "scheduled sends are not available yet in this version of pushgate"));
     }
-    let senders = resolve_senders(deps, account, &request.from).await?;
+    let has_users = request.to.iter().any(|r| matches!(r, Recipient::User { .. }));
+    let (senders, app) = resolve_senders(deps, account, &request.from, has_users).await?;
+    let recipient_count = request.to.len() as u64;
+    let SendRequest { to, content, priority, sound, tags, .. } = request;
+    let (recipients, unaddressable) = expand(deps, account, app.as_ref(), to).await?;
 
     let id = OperationId::from_ulid(deps.ids.ulid(now));
     tracing::Span::current().record("operation_id", tracing::field::display(id));
-    let direct = request.to.iter().filter(|r| matches!(r, Recipient::Device { .. })).count() as u64;
-    let stats = Stats {
-        total: direct,
-        recipients: request.to.len() as u64,
-        // Users and device registrations arrive with the next issue: until then no User has a
-        // device, so a user recipient is unaddressable (spec §5).
-        unaddressable: request.to.len() as u64 - direct,
-        queued: direct,
-        ..Stats::default()
-    };
-    let status = if direct == 0 { OperationStatus::Completed } else { OperationStatus::Processing };
+    let total = recipients.len() as u64;
+    let stats = Stats { total, recipients: recipient_count, unaddressable, queued: total, ..Stats::default() };
+    let status = if total == 0 { OperationStatus::Completed } else { OperationStatus::Processing };
     let operation = Operation { id, account_id: account.clone(), status, stats, created_at: now, updated_at: now };
     deps.push.create_operation(&operation).await?;
 
-    let chunks = chunks(deps, account, id, request, &senders, now);
+    let template = Chunk {
+        v: Chunk::VERSION,
+        account_id: account.clone(),
+        operation_id: id,
+        created_at: now,
+        content,
+        tags,
+        priority,
+        sound,
+        senders,
+        app,
+        recipients: Vec::new(),
+    };
+    let chunks = chunks(deps, template, recipients);
     if let Err(e) = deps.queue.enqueue(chunks).await {
         warn!(error = %e, "enqueue failed; discarding the operation");
         if let Err(e) = deps.push.discard_operation(account, id).await {
@@ -53,13 +65,21 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
     Ok(id)
 }
 
-/// Resolves the credential per provider: explicit ids → the named App's defaults → the
-/// account's default App. Explicit ids and App names that do not exist are a 400.
-async fn resolve_senders(deps: &Deps, account: &AccountId, from: &SenderSpec) -> Result<Senders, AppError> {
+/// Resolves the credential per provider (explicit ids → the named App's defaults → the
+/// account's default App) and the App whose registrations user recipients reach (the named or
+/// default App, or the App of the explicit credentials). Explicit ids and App names that do not
+/// exist are a 400, and so are user recipients with explicit credentials of two Apps.
+async fn resolve_senders(
+    deps: &Deps,
+    account: &AccountId,
+    from: &SenderSpec,
+    has_users: bool,
+) -> Result<(Senders, Option<AppName>), AppError> {
     let (book, _) = deps.credentials.load_book(account).await?;
     match from {
         SenderSpec::Credentials(senders) => {
             let mut errors = Vec::new();
+            let mut apps: Vec<AppName> = Vec::new();
             for (field, provider, id) in
                 [("from.apn", Provider::Apn, &senders.apn), ("from.fcm", Provider::Fcm, &senders.fcm)]
             {
@@ -71,59 +91,103 @@ async fn resolve_senders(deps: &Deps, account: &AccountId, from: &SenderSpec) ->
                     Some(c) if c.credential_type.provider() != provider => {
                         errors.push(FieldError::new(field, format!("is a {} credential", c.credential_type.as_str())))
                     }
+                    Some(c) if !apps.contains(&c.app_name) => apps.push(c.app_name.clone()),
                     Some(_) => {}
                 }
             }
-            if errors.is_empty() { Ok(senders.clone()) } else { Err(AppError::Validation(errors)) }
+            if has_users && apps.len() > 1 {
+                errors.push(FieldError::new(
+                    "from",
+                    format!(
+                        "names credentials of two Apps ({} and {}): user recipients are reached through one App",
+                        apps[0], apps[1]
+                    ),
+                ));
+            }
+            if errors.is_empty() { Ok((senders.clone(), apps.pop())) } else { Err(AppError::Validation(errors)) }
         }
         SenderSpec::App(name) => {
             let app = book.app(name).ok_or_else(|| AppError::field("from.appName", "no such App"))?;
-            Ok(Senders { apn: app.default_for(Provider::Apn), fcm: app.default_for(Provider::Fcm) })
+            Ok((Senders { apn: app.default_for(Provider::Apn), fcm: app.default_for(Provider::Fcm) }, Some(app.name)))
         }
         SenderSpec::DefaultApp => Ok(book
             .default_app()
-            .map(|app| Senders { apn: app.default_for(Provider::Apn), fcm: app.default_for(Provider::Fcm) })
+            .map(|app| {
+                (Senders { apn: app.default_for(Provider::Apn), fcm: app.default_for(Provider::Fcm) }, Some(app.name))
+            })
             .unwrap_or_default()),
     }
 }
 
-/// Splits the direct recipients into chunks bounded by count and by estimated message size.
-fn chunks(
+/// Turns `to` into one chunk recipient per notification, in request order: a direct recipient
+/// is one; a user recipient is one per device of the User's registration in `app` (all of them
+/// read in one store call). Slots number the notifications from 0. Returns them and how many
+/// recipients reached no device (unknown or deleted Users, Users without a registration in the
+/// App, every User when no App resolved).
+async fn expand(
     deps: &Deps,
     account: &AccountId,
-    operation_id: OperationId,
-    request: SendRequest,
-    senders: &Senders,
-    now: crate::domain::Timestamp,
-) -> Vec<Chunk> {
+    app: Option<&AppName>,
+    to: Vec<Recipient>,
+) -> Result<(Vec<ChunkRecipient>, u64), AppError> {
+    let mut users: Vec<UserId> = Vec::new();
+    let mut seen = HashSet::new();
+    for r in &to {
+        if let Recipient::User { user_id, .. } = r
+            && seen.insert(*user_id)
+        {
+            users.push(*user_id);
+        }
+    }
+    let mut devices: HashMap<UserId, Vec<Device>> = HashMap::new();
+    if let (Some(app), false) = (app, users.is_empty()) {
+        for registration in deps.directory.registrations_of_users(account, app, &users).await? {
+            devices.insert(registration.user_id, registration.devices);
+        }
+    }
+    let mut out = Vec::with_capacity(to.len());
+    let mut unaddressable = 0;
+    for recipient in to {
+        let slot = out.len() as u32;
+        match recipient {
+            Recipient::Device { token, provider, variables } => {
+                out.push(ChunkRecipient { slot, token, provider, variables, user_id: None })
+            }
+            Recipient::User { user_id, variables } => match devices.get(&user_id) {
+                Some(found) if !found.is_empty() => {
+                    out.extend(found.iter().enumerate().map(|(i, d)| ChunkRecipient {
+                        slot: slot + i as u32,
+                        token: d.token.clone(),
+                        provider: d.provider,
+                        variables: variables.clone(),
+                        user_id: Some(user_id),
+                    }));
+                }
+                _ => unaddressable += 1,
+            },
+        }
+    }
+    Ok((out, unaddressable))
+}
+
+/// Splits the recipients into copies of `template` bounded by count and by estimated message
+/// size.
+fn chunks(deps: &Deps, template: Chunk, recipients: Vec<ChunkRecipient>) -> Vec<Chunk> {
     let settings = &deps.settings;
-    let base_bytes = json_len(&request.content) + json_len(&request.tags) + 512;
-    let empty = || Chunk {
-        v: Chunk::VERSION,
-        account_id: account.clone(),
-        operation_id,
-        created_at: now,
-        content: request.content.clone(),
-        tags: request.tags.clone(),
-        priority: request.priority,
-        sound: request.sound.clone(),
-        senders: senders.clone(),
-        recipients: Vec::new(),
-    };
+    let base_bytes = json_len(&template.content) + json_len(&template.tags) + 512;
     let mut out = Vec::new();
-    let mut current = empty();
+    let mut current = template.clone();
     let mut bytes = base_bytes;
-    for (slot, recipient) in request.to.into_iter().enumerate() {
-        let Recipient::Device { token, provider, variables } = recipient else { continue };
-        let size = token.len() + json_len(&variables) + 64;
+    for recipient in recipients {
+        let size = recipient.token.len() + json_len(&recipient.variables) + 128;
         if !current.recipients.is_empty()
             && (current.recipients.len() >= settings.chunk_size || bytes + size > settings.chunk_bytes)
         {
-            out.push(std::mem::replace(&mut current, empty()));
+            out.push(std::mem::replace(&mut current, template.clone()));
             bytes = base_bytes;
         }
         bytes += size;
-        current.recipients.push(ChunkRecipient { slot: slot as u32, token, provider, variables });
+        current.recipients.push(recipient);
     }
     if !current.recipients.is_empty() {
         out.push(current);

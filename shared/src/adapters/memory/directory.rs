@@ -106,6 +106,20 @@ impl DirectoryStore for MemoryDirectory {
             .collect())
     }
 
+    async fn registrations_of_users(
+        &self,
+        account: &AccountId,
+        app: &AppName,
+        users: &[UserId],
+    ) -> Result<Vec<DeviceRegistration>, StoreError> {
+        let state = super::read(&self.state)?;
+        Ok(users
+            .iter()
+            .filter_map(|user| state.registrations.get(&(account.clone(), *user, app.clone())))
+            .map(|(r, _)| r.clone())
+            .collect())
+    }
+
     async fn registrations_in_app(
         &self,
         account: &AccountId,

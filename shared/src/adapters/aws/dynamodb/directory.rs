@@ -49,7 +49,7 @@ use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
 use super::tables::BY_TOKEN;
-use super::{Item, codec_error, delete_item, get_item, key, n, s, store_error};
+use super::{Item, batch_get_items, codec_error, delete_item, get_item, key, n, s, store_error};
 use crate::adapters::parse_cursor;
 use crate::app::ports::{DirectoryStore, Page, PageRequest, StoreError};
 use crate::domain::directory::token_hash;
@@ -263,6 +263,17 @@ impl DirectoryStore for DynamoDirectoryStore {
         user: UserId,
     ) -> Result<Vec<(DeviceRegistration, u64)>, StoreError> {
         self.query_all(None, user_pk(account, user)).await?.into_iter().map(decode_registration).collect()
+    }
+
+    async fn registrations_of_users(
+        &self,
+        account: &AccountId,
+        app: &AppName,
+        users: &[UserId],
+    ) -> Result<Vec<DeviceRegistration>, StoreError> {
+        let keys = users.iter().map(|user| key(user_pk(account, *user), registration_sk(app))).collect();
+        let items = batch_get_items(&self.client, &self.table, keys).await?;
+        items.into_iter().map(|item| decode_registration(item).map(|(r, _)| r)).collect()
     }
 
     async fn registrations_in_app(

@@ -100,6 +100,7 @@ use aws_sdk_dynamodb::types::{
     Update, WriteRequest,
 };
 use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use rand::Rng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,8 @@ const RETRYABLE: [&str; 6] = [
 
 /// Most keys one `BatchGetItem` call may read.
 const BATCH_GET_KEYS: usize = 100;
+/// Most `BatchGetItem` calls in flight for one read.
+const BATCH_GET_CONCURRENCY: usize = 16;
 /// Most items one `BatchWriteItem` call may write.
 const BATCH_WRITE_ITEMS: usize = 25;
 /// Calls per batch (the first and its retries) before leftovers are `Unavailable`.
@@ -259,6 +262,40 @@ where
         }
     }
     Err(StoreError::Unavailable(format!("DynamoDB {what} left work unprocessed after {BATCH_ATTEMPTS} calls")))
+}
+
+/// The items of `table` with the keys `keys` (any number), read consistently with
+/// `BatchGetItem` ([`BATCH_GET_KEYS`] per call, [`BATCH_GET_CONCURRENCY`] calls at a time), in any
+/// order; missing ones are left out.
+pub(crate) async fn batch_get_items(client: &Client, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    let mut keys = keys;
+    let mut batches = Vec::with_capacity(keys.len().div_ceil(BATCH_GET_KEYS));
+    while !keys.is_empty() {
+        let rest = keys.split_off(keys.len().min(BATCH_GET_KEYS));
+        batches.push(std::mem::replace(&mut keys, rest));
+    }
+    let found: Vec<Vec<Item>> = futures::stream::iter(batches)
+        .map(|keys| batch_get_call(client, table, keys))
+        .buffer_unordered(BATCH_GET_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// One `BatchGetItem` of at most [`BATCH_GET_KEYS`] keys, repeated for what it left unprocessed.
+async fn batch_get_call(client: &Client, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    let request =
+        KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
+    until_processed("BatchGetItem", request, |request| {
+        let call = client.batch_get_item().request_items(table, request).send();
+        async move {
+            let out = call.await.map_err(|e| store_error("BatchGetItem", e))?;
+            let items = out.responses.and_then(|mut r| r.remove(table)).unwrap_or_default();
+            let left = out.unprocessed_keys.and_then(|mut u| u.remove(table)).filter(|k| !k.keys().is_empty());
+            Ok((items, left))
+        }
+    })
+    .await
 }
 
 /// The counter attribute a status is counted in.
@@ -490,29 +527,16 @@ impl DynamoPushStore {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| StoreError::Unexpected("an index item without a string sort key".into()))?;
         ids.retain(|id| Some(id.as_str()) != skip);
-        let batches = try_join_all(ids.chunks(BATCH_GET_KEYS).map(|chunk| self.batch_get(partition, chunk))).await?;
+        let found = self.batch_get(partition, &ids).await?;
         let mut by_id: HashMap<String, Item> =
-            batches.into_iter().flatten().filter_map(|item| Some((sort_key(&item)?.to_owned(), item))).collect();
+            found.into_iter().filter_map(|item| Some((sort_key(&item)?.to_owned(), item))).collect();
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
-    /// The records of `partition` with the sort keys `sks` (at most [`BATCH_GET_KEYS`]), read
-    /// consistently, in any order; missing ones are left out.
+    /// The records of `partition` with the sort keys `sks`, read consistently, in any order;
+    /// missing ones are left out.
     async fn batch_get(&self, partition: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
-        let keys = sks.iter().map(|sk| key(partition.to_owned(), sk)).collect();
-        let request =
-            KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(build_error)?;
-        until_processed("BatchGetItem", request, |request| {
-            let call = self.client.batch_get_item().request_items(&self.table, request).send();
-            async move {
-                let out = call.await.map_err(|e| store_error("BatchGetItem", e))?;
-                let items = out.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default();
-                let left =
-                    out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).filter(|k| !k.keys().is_empty());
-                Ok((items, left))
-            }
-        })
-        .await
+        batch_get_items(&self.client, &self.table, sks.iter().map(|sk| key(partition.to_owned(), sk)).collect()).await
     }
 
     /// Puts the tag index items of `notification` (idempotent: the same items every time).
