@@ -52,9 +52,12 @@ macro_rules! push_store_contract_tests {
             operation_errors_list_the_failed_notifications_with_their_errors,
             a_discarded_operation_is_gone,
             a_malformed_cursor_is_refused,
+            an_api_cancel_takes_an_unclaimed_notification_but_never_one_a_dispatcher_holds,
+            a_canceled_operation_is_never_completed_and_cannot_be_canceled_twice,
         );
         $crate::push_store_contract_tests!(@checks $factory; [$(#[$race])*];
             concurrent_finishes_move_a_notification_once,
+            a_claim_and_an_api_cancel_racing_on_one_notification_let_exactly_one_win,
         );
     };
     (@checks $factory:path; $attrs:tt; $($check:ident),* $(,)?) => {
@@ -160,7 +163,7 @@ fn by_tags(tags: &[(&str, &str)]) -> NotificationFilter {
 fn outcome(status: NotificationStatus, at: Timestamp) -> Finish {
     let error = (status == NotificationStatus::Failed)
         .then(|| DeliveryError::new(ErrorCode::InvalidToken, "the token is not valid", Some("Unregistered".into())));
-    Finish { status, from: senders(), error, at }
+    Finish::by_dispatcher(status, senders(), error, at)
 }
 
 /// Creates `op` and `count` notifications of it; returns them.
@@ -830,4 +833,84 @@ pub async fn finish_without_its_operation_fails_and_changes_nothing(store: Store
     let result = store.finish(&account, n.id, outcome(NotificationStatus::Sent, t)).await;
     assert!(matches!(result, Err(StoreError::Unexpected(_))), "{result:?}");
     assert_eq!(store.get_notification(&account, n.id).await.expect("read"), Some(n));
+}
+
+/// An API cancel.
+fn cancel(at: Timestamp) -> Finish {
+    Finish { status: NotificationStatus::Canceled, from: Senders::default(), error: None, at, unclaimed: true }
+}
+
+/// An API cancel moves an unclaimed (or expired-claim) QUEUED notification to CANCELED with its
+/// counters; one a dispatcher holds is a `Conflict` and stays as it was.
+pub async fn an_api_cancel_takes_an_unclaimed_notification_but_never_one_a_dispatcher_holds(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 3);
+    let ns = seed(&store, &op, 3).await;
+    store.claim(&account, ns[0].id, t + Duration::seconds(30), t).await.expect("claimed");
+    assert_eq!(store.finish(&account, ns[0].id, cancel(t)).await, Err(StoreError::Conflict));
+    let held = store.get_notification(&account, ns[0].id).await.expect("read").expect("exists");
+    assert_eq!(held.status, NotificationStatus::Queued);
+
+    let after = store.finish(&account, ns[1].id, cancel(t)).await.expect("canceled");
+    assert_eq!((after.stats.queued, after.stats.canceled, after.status), (2, 1, OperationStatus::Processing));
+    assert_eq!(store.claim(&account, ns[1].id, t + Duration::seconds(30), t).await, Err(StoreError::Conflict));
+    assert_eq!(store.finish(&account, ns[1].id, cancel(t)).await, Err(StoreError::Conflict), "final already");
+
+    // A claim whose lease ran out no longer protects the notification.
+    store.claim(&account, ns[2].id, t + Duration::seconds(1), t).await.expect("claimed");
+    store.finish(&account, ns[2].id, cancel(t + Duration::seconds(2))).await.expect("the lease expired");
+    let stored = store.get_notification(&account, ns[2].id).await.expect("read").expect("exists");
+    assert_eq!(stored.status, NotificationStatus::Canceled);
+}
+
+/// A CANCELED operation stays CANCELED when its last notification finishes; canceling it again,
+/// canceling a COMPLETED one, or one whose notifications are all final is a `Conflict`; a
+/// missing one is `None`.
+pub async fn a_canceled_operation_is_never_completed_and_cannot_be_canceled_twice(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 2);
+    let ns = seed(&store, &op, 2).await;
+    let canceled = store.cancel_operation(&account, op.id, t).await.expect("canceled").expect("exists");
+    assert_eq!((canceled.status, canceled.stats.queued), (OperationStatus::Canceled, 2));
+    assert_eq!(store.cancel_operation(&account, op.id, t).await, Err(StoreError::Conflict));
+    deliver(&store, &ns[0], NotificationStatus::Sent, t).await;
+    let last = store.finish(&account, ns[1].id, cancel(t)).await.expect("canceled");
+    assert_eq!(last.status, OperationStatus::Canceled);
+    assert_eq!((last.stats.sent, last.stats.canceled, last.stats.queued), (1, 1, 0));
+    assert!(last.stats.adds_up());
+
+    let done = operation(&account, t, 1);
+    let n = seed(&store, &done, 1).await.remove(0);
+    assert_eq!(deliver(&store, &n, NotificationStatus::Sent, t).await.status, OperationStatus::Completed);
+    assert_eq!(store.cancel_operation(&account, done.id, t).await, Err(StoreError::Conflict));
+
+    let missing = OperationId::from_ulid(Ulid::generate());
+    assert_eq!(store.cancel_operation(&account, missing, t).await, Ok(None));
+    assert_eq!(store.cancel_operation(&AccountId::from_bytes(rand::random()), op.id, t).await, Ok(None));
+}
+
+/// A dispatcher's claim and an API cancel at the same instant, 20 times: each time exactly one
+/// wins, and the loser changed nothing.
+pub async fn a_claim_and_an_api_cancel_racing_on_one_notification_let_exactly_one_win(store: Store) {
+    let account = account();
+    for _ in 0..20 {
+        let t = now();
+        let op = operation(&account, t, 1);
+        let n = seed(&store, &op, 1).await.remove(0);
+        let (claimed, canceled) = tokio::join!(
+            store.claim(&account, n.id, t + Duration::seconds(30), t),
+            store.finish(&account, n.id, cancel(t))
+        );
+        let stored = store.get_notification(&account, n.id).await.expect("read").expect("exists");
+        match (claimed, canceled) {
+            (Ok(()), Err(StoreError::Conflict)) => assert_eq!(stored.status, NotificationStatus::Queued),
+            (Err(StoreError::Conflict), Ok(op)) => {
+                assert_eq!(stored.status, NotificationStatus::Canceled);
+                assert_eq!((op.stats.canceled, op.stats.queued), (1, 0));
+            }
+            other => panic!("exactly one of claim and cancel must win: {other:?}"),
+        }
+    }
 }

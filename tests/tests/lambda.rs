@@ -252,6 +252,34 @@ async fn a_send_to_a_user_on_moto_reaches_each_device_and_the_dispatcher_forgets
 }
 
 #[tokio::test]
+async fn an_operation_canceled_through_the_cancel_function_on_moto_sends_nothing_when_its_chunk_arrives() {
+    let Some(rig) = AwsRig::new("cancel", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    let (operation_id, messages) = send_and_receive(&rig, &mixed_send(&[1, 2], &[3]), 1).await;
+    let path = format!("/v1/PushNotifications/Operations/{operation_id}");
+    let body = json!({"status": "CANCELED"});
+    let (status, answer) = rig.call(Function::Cancel, "PATCH", &path, Some(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["resourceId"], operation_id);
+
+    assert!(failures(&rig.dispatch(&messages).await).is_empty());
+    assert_eq!(rig.apns.received().len() + rig.fcm.received().len(), 0, "nothing reached a provider");
+    let (_, operation) = rig.call(Function::Operations, "GET", &path, None).await;
+    assert_eq!(operation["status"], "CANCELED", "{operation}");
+    assert_eq!((operation["stats"]["canceled"].clone(), operation["stats"]["queued"].clone()), (json!(3), json!(0)));
+    let list = format!("/v1/PushNotifications?operationId={operation_id}");
+    let (_, page) = rig.call(Function::List, "GET", &list, None).await;
+    let items = page["pushNotifications"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 3, "{page}");
+    let id = items[0]["id"].as_str().expect("id");
+    let (status, refused) =
+        rig.call(Function::Cancel, "PATCH", &format!("/v1/PushNotifications/{id}"), Some(&body)).await;
+    assert_eq!((status, refused["code"].clone()), (StatusCode::BAD_REQUEST, json!(30409)), "{refused}");
+    let (status, refused) = rig.call(Function::Cancel, "PATCH", &path, Some(&body)).await;
+    assert_eq!((status, refused["code"].clone()), (StatusCode::BAD_REQUEST, json!(30409)), "{refused}");
+}
+
+#[tokio::test]
 async fn the_same_sqs_batch_processed_twice_sends_nothing_twice() {
     let Some(rig) = AwsRig::new("redeliver", |_| {}).await else { return };
     rig.create_credentials("main").await;

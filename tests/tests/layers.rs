@@ -80,5 +80,5 @@ fn every_function_main_is_wiring_only() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 10, "local + 9 Lambda functions");
+    assert_eq!(checked, 11, "local + 10 Lambda functions");
 }

@@ -13,7 +13,7 @@ use super::query::ListQuery;
 use super::{ApiError, ApiState, dto};
 use crate::app::credentials::{AppFilter, CredentialFilter};
 use crate::app::ports::{NotificationFilter, OperationFilter};
-use crate::app::{AppError, auth, credentials, directory, queries, send as send_uc};
+use crate::app::{AppError, auth, cancel, credentials, directory, queries, send as send_uc};
 use crate::domain::{
     AccountId, AppName, AuthToken, CredentialId, CredentialType, DeviceRegistrationId, NotificationId,
     NotificationStatus, OperationId, OperationStatus, Provider, UserId,
@@ -171,6 +171,32 @@ pub(super) async fn fetch_notification(
     let id = notification_id(&id)?;
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
     Ok(Json(dto::notification(&n)).into_response())
+}
+
+pub(super) async fn cancel_notification(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = notification_id(&raw)?;
+    let body = json_body(&state, &headers, body).await?;
+    cancel::cancel_notification(&state.deps, &account, id, &body).await?;
+    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/{id}"), id.to_string()))
+}
+
+pub(super) async fn cancel_operation(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Body,
+) -> ApiResult {
+    let account = account(&state, &headers).await?;
+    let id = operation_id(&raw)?;
+    let body = json_body(&state, &headers, body).await?;
+    cancel::cancel_operation(&state.deps, &account, id, &body).await?;
+    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/Operations/{id}"), id.to_string()))
 }
 
 pub(super) async fn list_notifications(

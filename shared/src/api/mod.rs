@@ -59,11 +59,13 @@ pub enum Function {
     DeviceRegistrations,
     /// `functions/users`: Users.
     Users,
+    /// `functions/cancel`: canceling notifications and operations.
+    Cancel,
 }
 
 impl Function {
     /// Every HTTP function.
-    pub const ALL: [Function; 8] = [
+    pub const ALL: [Function; 9] = [
         Function::Send,
         Function::Fetch,
         Function::List,
@@ -72,6 +74,7 @@ impl Function {
         Function::Apps,
         Function::DeviceRegistrations,
         Function::Users,
+        Function::Cancel,
     ];
 
     /// Its folder (and binary) name under `functions/`.
@@ -85,6 +88,7 @@ impl Function {
             Function::Apps => "apps",
             Function::DeviceRegistrations => "device-registrations",
             Function::Users => "users",
+            Function::Cancel => "cancel",
         }
     }
 }
@@ -110,8 +114,10 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/v1/PushNotifications", Function::Send),
     route("GET", "/v1/PushNotifications", Function::List),
     route("GET", "/v1/PushNotifications/{pushNotificationId}", Function::Fetch),
+    route("PATCH", "/v1/PushNotifications/{pushNotificationId}", Function::Cancel),
     route("GET", "/v1/PushNotifications/Operations", Function::Operations),
     route("GET", "/v1/PushNotifications/Operations/{operationId}", Function::Operations),
+    route("PATCH", "/v1/PushNotifications/Operations/{operationId}", Function::Cancel),
     route("GET", "/v1/PushNotifications/Operations/{operationId}/Errors", Function::Operations),
     route("POST", "/v1/PushNotifications/Credentials", Function::Credentials),
     route("GET", "/v1/PushNotifications/Credentials", Function::Credentials),
@@ -147,8 +153,10 @@ pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Rout
             ("POST", "/v1/PushNotifications") => post(send),
             ("GET", "/v1/PushNotifications") => get(list_notifications),
             ("GET", "/v1/PushNotifications/{pushNotificationId}") => get(fetch_notification),
+            ("PATCH", "/v1/PushNotifications/{pushNotificationId}") => patch(cancel_notification),
             ("GET", "/v1/PushNotifications/Operations") => get(list_operations),
             ("GET", "/v1/PushNotifications/Operations/{operationId}") => get(fetch_operation),
+            ("PATCH", "/v1/PushNotifications/Operations/{operationId}") => patch(cancel_operation),
             ("GET", "/v1/PushNotifications/Operations/{operationId}/Errors") => get(list_operation_errors),
             ("POST", "/v1/PushNotifications/Credentials") => post(create_credential),
             ("GET", "/v1/PushNotifications/Credentials") => get(list_credentials),

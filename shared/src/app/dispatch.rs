@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -20,7 +21,7 @@ use tracing::{error, instrument, warn};
 
 use crate::domain::{
     CompiledContent, CredentialSecret, CredentialType, DeliveryError, Destination, ErrorCode, Notification,
-    NotificationId, NotificationStatus, Provider, Senders,
+    NotificationId, NotificationStatus, OperationStatus, Provider, Senders,
 };
 
 use super::Deps;
@@ -55,8 +56,8 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
     });
     // A chunk of an operation that was never accepted (its send failed to enqueue every chunk and
     // discarded it) must not send anything: promise 1 holds even if some chunks made it.
-    match deps.push.get_operation(&chunk.account_id, chunk.operation_id).await {
-        Ok(Some(_)) => {}
+    let watch = match deps.push.get_operation(&chunk.account_id, chunk.operation_id).await {
+        Ok(Some(op)) => CancelWatch::new(op.status == OperationStatus::Canceled),
         Ok(None) => {
             warn!("chunk of an operation that was not accepted; dropping it");
             return ChunkResult::Done;
@@ -65,7 +66,7 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
             warn!(error = %e, "store unavailable; chunk goes back to the queue");
             return ChunkResult::RetryAfter(Duration::from_secs(5));
         }
-    }
+    };
     let credentials = match resolve_credentials(deps, chunk).await {
         Ok(c) => c,
         Err(e) => {
@@ -73,7 +74,7 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
             return ChunkResult::RetryAfter(Duration::from_secs(5));
         }
     };
-    let ctx = Ctx { deps, chunk, compiled: &compiled, credentials: &credentials, receive_count };
+    let ctx = Ctx { deps, chunk, compiled: &compiled, credentials: &credentials, receive_count, watch: &watch };
     let limit = deps.settings.delivery_concurrency.max(1);
     let mut pending = FuturesUnordered::new();
     let mut recipients = chunk.recipients.iter();
@@ -171,6 +172,40 @@ struct Ctx<'a> {
     compiled: &'a Result<CompiledContent, String>,
     credentials: &'a HashMap<Provider, ResolvedCredential>,
     receive_count: u32,
+    watch: &'a CancelWatch,
+}
+
+/// Whether the chunk's operation has been canceled, read so that a claim never misses a cancel
+/// that came before it: after claiming a notification, a dispatcher asks [`Self::canceled`],
+/// which answers from an operation read that started after that claim. The operation is marked
+/// CANCELED before the API sweeps its notifications, so either the claim came first (the
+/// notification was handed to the provider before the cancel: it is sent) or the read sees
+/// CANCELED (it is canceled, not sent). Reads are shared: one read serves every claim that
+/// finished before it started, so a chunk costs a few operation reads, not one per recipient.
+struct CancelWatch {
+    /// Claims finished so far (ticket numbers).
+    claims: AtomicU64,
+    /// The latest read: the claims it covers, and whether it saw CANCELED (final: never reset).
+    read: tokio::sync::Mutex<(u64, bool)>,
+}
+
+impl CancelWatch {
+    fn new(canceled: bool) -> Self {
+        Self { claims: AtomicU64::new(0), read: tokio::sync::Mutex::new((0, canceled)) }
+    }
+
+    /// Is the operation canceled, as seen by a read that started after the caller's claim?
+    async fn canceled(&self, deps: &Deps, chunk: &Chunk) -> Result<bool, StoreError> {
+        let ticket = self.claims.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut read = self.read.lock().await;
+        if read.1 || read.0 >= ticket {
+            return Ok(read.1);
+        }
+        let covers = self.claims.load(Ordering::SeqCst);
+        let op = deps.push.get_operation(&chunk.account_id, chunk.operation_id).await?;
+        *read = (covers, op.is_some_and(|op| op.status == OperationStatus::Canceled));
+        Ok(read.1)
+    }
 }
 
 impl Ctx<'_> {
@@ -245,12 +280,18 @@ impl Ctx<'_> {
             }
             Err(e) => return Err(e),
         }
+        if self.watch.canceled(deps, chunk).await? {
+            let canceled = Finish::by_dispatcher(NotificationStatus::Canceled, from.clone(), None, deps.clock.now());
+            return self.finish(id, canceled).await;
+        }
 
-        let fail = |code: ErrorCode, message: String, reason: Option<String>| Finish {
-            status: NotificationStatus::Failed,
-            from: from.clone(),
-            error: Some(DeliveryError::new(code, message, reason)),
-            at: deps.clock.now(),
+        let fail = |code: ErrorCode, message: String, reason: Option<String>| {
+            Finish::by_dispatcher(
+                NotificationStatus::Failed,
+                from.clone(),
+                Some(DeliveryError::new(code, message, reason)),
+                deps.clock.now(),
+            )
         };
         if let Some(e) = render_error {
             return self
@@ -279,7 +320,7 @@ impl Ctx<'_> {
             let outcome = deps.gateway.deliver(&delivery).await;
             let finish = match outcome {
                 DeliveryOutcome::Sent => {
-                    Finish { status: NotificationStatus::Sent, from: from.clone(), error: None, at: deps.clock.now() }
+                    Finish::by_dispatcher(NotificationStatus::Sent, from.clone(), None, deps.clock.now())
                 }
                 DeliveryOutcome::InvalidToken { reason } => {
                     let result = self

@@ -1,6 +1,7 @@
 //! Use cases over the ports: send, dispatch, queries, credentials and auth. No HTTP, no SDKs.
 
 pub mod auth;
+pub mod cancel;
 pub mod credentials;
 pub mod directory;
 pub mod dispatch;

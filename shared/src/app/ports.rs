@@ -104,7 +104,7 @@ impl OperationFilter {
 /// The final outcome of one notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finish {
-    /// `SENT` or `FAILED`.
+    /// `SENT`, `FAILED` or `CANCELED`.
     pub status: NotificationStatus,
     /// The credential used.
     pub from: Senders,
@@ -112,6 +112,22 @@ pub struct Finish {
     pub error: Option<DeliveryError>,
     /// When.
     pub at: Timestamp,
+    /// A cancel through the API: the change happens only if no dispatcher holds a claim that is
+    /// still live at `at` (one handed to a provider cannot be taken back). A dispatcher
+    /// finishing its own claim leaves this `false`.
+    pub unclaimed: bool,
+}
+
+impl Finish {
+    /// A dispatcher's outcome for the notification it claimed.
+    pub fn by_dispatcher(
+        status: NotificationStatus,
+        from: Senders,
+        error: Option<DeliveryError>,
+        at: Timestamp,
+    ) -> Self {
+        Self { status, from, error, at, unclaimed: false }
+    }
 }
 
 /// Read access to notifications and operations (what fetch/list functions may do).
@@ -193,6 +209,15 @@ pub trait PushWriter: PushReader {
     /// moves the operation's counters (completing it when nothing is left). `Conflict` if the
     /// notification is already final. Returns the operation after the change.
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError>;
+    /// Marks an operation CANCELED if it is SCHEDULED or PROCESSING with notifications not yet
+    /// final (`scheduled` or `queued` above 0); returns it. `Conflict` otherwise (completed,
+    /// canceled already, or everything final and about to complete); `None` if it is missing.
+    async fn cancel_operation(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        at: Timestamp,
+    ) -> Result<Option<Operation>, StoreError>;
 }
 
 /// Credentials, Apps, and sealed credential secrets.

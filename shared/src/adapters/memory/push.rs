@@ -162,6 +162,9 @@ impl PushWriter for MemoryPushStore {
         let n = inner.notifications.get_mut(&(account.clone(), id)).ok_or(StoreError::Conflict)?;
         let from = n.status;
         let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
+        if finish.unclaimed && inner.claims.get(&(account.clone(), id)).is_some_and(|until| *until > finish.at) {
+            return Err(StoreError::Conflict);
+        }
         let op = inner
             .operations
             .get_mut(&(account.clone(), n.operation_id))
@@ -178,6 +181,23 @@ impl PushWriter for MemoryPushStore {
             op.status = OperationStatus::Completed;
         }
         Ok(op.clone())
+    }
+
+    async fn cancel_operation(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        at: crate::domain::Timestamp,
+    ) -> Result<Option<Operation>, StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        let Some(op) = inner.operations.get_mut(&(account.clone(), id)) else { return Ok(None) };
+        let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
+        if !open || op.stats.scheduled + op.stats.queued == 0 {
+            return Err(StoreError::Conflict);
+        }
+        op.status = OperationStatus::Canceled;
+        op.updated_at = at;
+        Ok(Some(op.clone()))
     }
 }
 
@@ -250,7 +270,7 @@ mod tests {
             .claim(&account, n.id, lease + chrono::Duration::seconds(60), lease + chrono::Duration::seconds(1))
             .await
             .expect("expired lease");
-        let finish = Finish { status: NotificationStatus::Sent, from: Senders::default(), error: None, at: now };
+        let finish = Finish::by_dispatcher(NotificationStatus::Sent, Senders::default(), None, now);
         let after = store.finish(&account, n.id, finish.clone()).await.expect("finished");
         assert_eq!(after.status, OperationStatus::Completed);
         assert_eq!(store.finish(&account, n.id, finish).await, Err(StoreError::Conflict), "a final status never moves");
@@ -269,8 +289,7 @@ mod tests {
             .claim(&account, first.id, first.created_at + chrono::Duration::seconds(9), first.created_at)
             .await
             .expect("claimed");
-        let finish =
-            Finish { status: NotificationStatus::Failed, from: Senders::default(), error: None, at: first.created_at };
+        let finish = Finish::by_dispatcher(NotificationStatus::Failed, Senders::default(), None, first.created_at);
         store.finish(&account, first.id, finish).await.expect("finished");
         let mut second = notification(&o);
         second.sound = Some("other".into());

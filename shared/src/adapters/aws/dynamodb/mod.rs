@@ -737,14 +737,19 @@ impl PushWriter for DynamoPushStore {
         let from = stored.status;
         let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
         let at = to_attribute_value(finish.at).map_err(codec_error)?;
-        let notification = Update::builder()
+        let condition = if finish.unclaimed {
+            "#status = :was AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)"
+        } else {
+            "#status = :was"
+        };
+        let mut notification = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(notification_pk(account), id)))
             .update_expression(
                 "SET #status = :to, #from = :from, #error = :error, updated_at = :at, completed_at = :at \
                  REMOVE claimUntil",
             )
-            .condition_expression("#status = :was")
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#from", "from")
             .expression_attribute_names("#error", "error")
@@ -752,9 +757,11 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":was", s(from.as_str()))
             .expression_attribute_values(":from", to_attribute_value(&finish.from).map_err(codec_error)?)
             .expression_attribute_values(":error", to_attribute_value(&finish.error).map_err(codec_error)?)
-            .expression_attribute_values(":at", at.clone())
-            .build()
-            .map_err(build_error)?;
+            .expression_attribute_values(":at", at.clone());
+        if finish.unclaimed {
+            notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
+        }
+        let notification = notification.build().map_err(build_error)?;
         let operation = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(operation_pk(account), stored.operation_id)))
@@ -816,6 +823,40 @@ impl PushWriter for DynamoPushStore {
             Ok(item) => read(item),
             // Someone else completed it (or a counter moved): read what is there now.
             Err(StoreError::Conflict) => read(self.get(op_key).await?),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_operation(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        at: Timestamp,
+    ) -> Result<Option<Operation>, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .set_key(Some(key(operation_pk(account), id)))
+            .update_expression("SET #status = :canceled, updated_at = :at")
+            .condition_expression(
+                "attribute_exists(pk) AND #status IN (:scheduled, :processing) AND (queued > :zero OR scheduled > :zero)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":canceled", s(OperationStatus::Canceled.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", to_attribute_value(at).map_err(codec_error)?)
+            .return_values(ReturnValue::AllNew);
+        match self.update(request, "UpdateItem (cancel)").await {
+            Ok(item) => {
+                let item = item.ok_or_else(|| StoreError::Unexpected("UpdateItem returned no operation".into()))?;
+                Ok(Some(decode::<OperationRecord>(item)?.into()))
+            }
+            Err(StoreError::Conflict) => match self.get(key(operation_pk(account), id)).await? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Conflict),
+            },
             Err(e) => Err(e),
         }
     }

@@ -1,0 +1,12 @@
+//! Lambda function `cancel`: `PATCH /v1/PushNotifications/{id}` and
+//! `PATCH /v1/PushNotifications/Operations/{operationId}` with `{"status": "CANCELED"}`. Wiring
+//! only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+
+use pushgate::api::Function;
+use pushgate::lambda::{Error, init_logging, run_http};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_logging();
+    run_http(Function::Cancel).await
+}

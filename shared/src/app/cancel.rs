@@ -1,0 +1,144 @@
+//! Cancel (spec §2): `PATCH` a notification or an operation with `{"status": "CANCELED"}`.
+//!
+//! A notification is cancelable while SCHEDULED or QUEUED and not handed to a provider: the
+//! change is one conditional transition that requires no live dispatcher claim, and a
+//! dispatcher's claim requires the notification QUEUED and unclaimed — of a cancel and a claim
+//! racing on one notification exactly one wins. Otherwise `400` with code 30409.
+//!
+//! An operation is canceled by marking it CANCELED (conditionally: SCHEDULED or PROCESSING with
+//! notifications not yet final), then sweeping its existing SCHEDULED/QUEUED notifications the
+//! same way as a single cancel. Notifications that do not exist yet (their chunk is still on the
+//! queue) are canceled by the dispatcher: after each claim it checks the operation (see
+//! `dispatch::CancelWatch`), so nothing is sent after the cancel answered. The sweep only makes
+//! the stats show it sooner: if it fails half way the cancel still stands (it is logged).
+
+use futures::StreamExt;
+use serde_json::Value;
+use tracing::{instrument, warn};
+
+use crate::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId};
+
+use super::ports::{Finish, NotificationFilter, PageRequest, StoreError};
+use super::{AppError, Deps};
+
+/// The error code of a change the resource's state forbids.
+pub const NOT_CANCELABLE: u32 = 30409;
+/// Notifications swept per page, and cancels in flight while sweeping.
+const SWEEP_PAGE: usize = 1000;
+const SWEEP_CONCURRENCY: usize = 32;
+
+/// The body must be exactly `{"status": "CANCELED"}`.
+fn require_canceled(body: &Value) -> Result<(), AppError> {
+    let Some(obj) = body.as_object() else {
+        return Err(AppError::field("", "body must be a JSON object: {\"status\": \"CANCELED\"}"));
+    };
+    let mut errors = Vec::new();
+    if obj.get("status").and_then(Value::as_str) != Some("CANCELED") {
+        errors.push(crate::domain::FieldError::new("status", "must be CANCELED (the only change allowed)"));
+    }
+    for field in obj.keys().filter(|k| k.as_str() != "status") {
+        errors.push(crate::domain::FieldError::new(field.clone(), "is not a field that can be changed"));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
+}
+
+fn not_cancelable(message: String) -> AppError {
+    AppError::NotAllowed { code: NOT_CANCELABLE, message }
+}
+
+/// Cancels one notification; `400` (30409) if it is final or being handed to a provider.
+#[instrument(skip_all, fields(account_id = %account, notification_id = %id))]
+pub async fn cancel_notification(
+    deps: &Deps,
+    account: &AccountId,
+    id: NotificationId,
+    body: &Value,
+) -> Result<(), AppError> {
+    require_canceled(body)?;
+    let n = deps.push.get_notification(account, id).await?.ok_or(AppError::NotFound("PushNotification"))?;
+    if n.status.is_final() {
+        return Err(not_cancelable(format!("The PushNotification is {} and cannot be canceled", n.status.as_str())));
+    }
+    let finish = Finish {
+        status: NotificationStatus::Canceled,
+        from: n.from,
+        error: None,
+        at: deps.clock.now(),
+        unclaimed: true,
+    };
+    match deps.push.finish(account, id, finish).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Conflict) => {
+            Err(not_cancelable("The PushNotification is being handed to its provider and cannot be canceled".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Cancels an operation: every notification not yet handed to a provider ends CANCELED.
+#[instrument(skip_all, fields(account_id = %account, operation_id = %id))]
+pub async fn cancel_operation(
+    deps: &Deps,
+    account: &AccountId,
+    id: OperationId,
+    body: &Value,
+) -> Result<Operation, AppError> {
+    require_canceled(body)?;
+    let now = deps.clock.now();
+    let operation = match deps.push.cancel_operation(account, id, now).await {
+        Ok(Some(op)) => op,
+        Ok(None) => return Err(AppError::NotFound("Operation")),
+        Err(StoreError::Conflict) => {
+            let current = deps.push.get_operation(account, id).await?.ok_or(AppError::NotFound("Operation"))?;
+            return Err(not_cancelable(format!(
+                "The Operation is {} and cannot be canceled",
+                match current.status {
+                    crate::domain::OperationStatus::Canceled => "CANCELED already",
+                    crate::domain::OperationStatus::Completed => "COMPLETED",
+                    _ => "delivered in full",
+                }
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Err(e) = sweep(deps, account, id).await {
+        warn!(error = %e, "sweeping a canceled operation failed; its dispatchers cancel the rest");
+    }
+    Ok(deps.push.get_operation(account, id).await?.unwrap_or(operation))
+}
+
+/// Cancels every existing SCHEDULED or QUEUED notification of the operation that no dispatcher
+/// holds (those it holds finish as the provider answers).
+async fn sweep(deps: &Deps, account: &AccountId, id: OperationId) -> Result<(), StoreError> {
+    for status in [NotificationStatus::Scheduled, NotificationStatus::Queued] {
+        let filter = NotificationFilter { operation_id: Some(id), status: Some(status), ..Default::default() };
+        let mut cursor = None;
+        loop {
+            let page = PageRequest { size: SWEEP_PAGE, cursor: cursor.take() };
+            let found = deps.push.list_notifications(account, &filter, &page).await?;
+            let results: Vec<Result<(), StoreError>> = futures::stream::iter(found.items)
+                .map(|n| async move {
+                    let finish = Finish {
+                        status: NotificationStatus::Canceled,
+                        from: n.from,
+                        error: None,
+                        at: deps.clock.now(),
+                        unclaimed: true,
+                    };
+                    match deps.push.finish(account, n.id, finish).await {
+                        Ok(_) | Err(StoreError::Conflict) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                })
+                .buffer_unordered(SWEEP_CONCURRENCY)
+                .collect()
+                .await;
+            results.into_iter().collect::<Result<(), StoreError>>()?;
+            match found.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(())
+}
