@@ -14,7 +14,8 @@ use crate::adapters::crypto::AesGcmBox;
 use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
 use crate::adapters::http::HttpSettings;
 use crate::adapters::memory::{
-    MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, QueueWorkers,
+    MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, MemoryScheduler, QueueWorkers,
+    run_releases,
 };
 use crate::adapters::system::{RandomIds, SystemClock};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
@@ -186,12 +187,14 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     let queue = MemoryQueue::default();
     let push = Arc::new(MemoryPushStore::default());
     spawn_retention(push.clone());
+    let (scheduler, fired) = MemoryScheduler::new();
     let deps = Deps {
         push: push.clone(),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts: accounts.clone(),
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
+        scheduler: Arc::new(scheduler),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&data_key)),
         clock: Arc::new(SystemClock),
@@ -200,6 +203,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         settings: config.settings.clone(),
     };
     let workers = queue.start(deps.clone(), config.workers);
+    run_releases(deps.clone(), fired);
     LocalApp { router: router(deps, config.api.clone()), account, token, generated_account, accounts, queue, workers }
 }
 

@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use pushgate::app::ports::{Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushWriter, StoreError};
+use pushgate::app::ports::{
+    Chunk, ChunkRecipient, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushWriter, StoreError,
+};
 use pushgate::domain::{
     AccountId, Content, CredentialId, DeliveryError, Destination, ErrorCode, Notification, NotificationId,
     NotificationStatus, Operation, OperationId, OperationStatus, Priority, Provider, Senders, Stats, Timestamp, UserId,
@@ -54,6 +56,9 @@ macro_rules! push_store_contract_tests {
             a_malformed_cursor_is_refused,
             an_api_cancel_takes_an_unclaimed_notification_but_never_one_a_dispatcher_holds,
             a_canceled_operation_is_never_completed_and_cannot_be_canceled_twice,
+            scheduled_chunks_are_kept_per_instant_and_deleted_by_instant_or_all_at_once,
+            promote_moves_a_scheduled_notification_to_queued_once_and_starts_its_operation,
+            a_scheduled_operation_whose_notifications_are_all_canceled_completes,
         );
         $crate::push_store_contract_tests!(@checks $factory; [$(#[$race])*];
             concurrent_finishes_move_a_notification_once,
@@ -913,4 +918,112 @@ pub async fn a_claim_and_an_api_cancel_racing_on_one_notification_let_exactly_on
             other => panic!("exactly one of claim and cancel must win: {other:?}"),
         }
     }
+}
+
+/// A chunk of `op` for instant `at` holding `recipients` recipients (tokens `t{i}`).
+fn scheduled_chunk(op: &Operation, at: Timestamp, recipients: u32) -> Chunk {
+    Chunk {
+        v: Chunk::VERSION,
+        account_id: op.account_id.clone(),
+        operation_id: op.id,
+        created_at: op.created_at,
+        content: Content { title: Some("{{ name }}".into()), ..Content::default() },
+        tags: BTreeMap::new(),
+        priority: Priority::High,
+        sound: None,
+        senders: senders(),
+        app: None,
+        recipients: (0..recipients)
+            .map(|i| ChunkRecipient {
+                slot: i,
+                token: format!("t{i}"),
+                provider: Provider::Fcm,
+                variables: serde_json::Map::new(),
+                user_id: None,
+            })
+            .collect(),
+        scheduled_for: Some(at),
+        released: false,
+    }
+}
+
+/// Stored chunks come back per instant in order (a chunk of ~190 KiB included); deleting one
+/// instant or all of them reports which instants had chunks; another account sees none.
+pub async fn scheduled_chunks_are_kept_per_instant_and_deleted_by_instant_or_all_at_once(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 4);
+    store.create_operation(&op).await.expect("created");
+    let mut big = scheduled_chunk(&op, t + Duration::hours(1), 1);
+    big.recipients[0].token = "x".repeat(190 * 1024);
+    let first = vec![scheduled_chunk(&op, t + Duration::hours(1), 2), big];
+    let second = vec![scheduled_chunk(&op, t + Duration::hours(2), 3)];
+    store.put_scheduled_chunks(&account, op.id, 0, &first).await.expect("stored");
+    store.put_scheduled_chunks(&account, op.id, 1, &second).await.expect("stored");
+    assert_eq!(store.scheduled_chunks(&account, op.id, 0).await.expect("read"), first);
+    assert_eq!(store.scheduled_chunks(&account, op.id, 1).await.expect("read"), second);
+    assert_eq!(store.scheduled_chunks(&account, op.id, 2).await.expect("read"), vec![]);
+    let other = AccountId::from_bytes(rand::random());
+    assert_eq!(store.scheduled_chunks(&other, op.id, 0).await.expect("read"), vec![]);
+    assert_eq!(store.delete_scheduled_chunks(&other, op.id, None).await.expect("deleted"), Vec::<u8>::new());
+
+    assert_eq!(store.delete_scheduled_chunks(&account, op.id, Some(0)).await.expect("deleted"), vec![0]);
+    assert_eq!(store.scheduled_chunks(&account, op.id, 0).await.expect("read"), vec![]);
+    assert_eq!(store.scheduled_chunks(&account, op.id, 1).await.expect("read"), second);
+    assert_eq!(store.delete_scheduled_chunks(&account, op.id, None).await.expect("deleted"), vec![1]);
+    assert_eq!(store.delete_scheduled_chunks(&account, op.id, None).await.expect("deleted"), Vec::<u8>::new());
+}
+
+/// A SCHEDULED operation with SCHEDULED notifications.
+async fn seed_scheduled(
+    store: &Store,
+    account: &AccountId,
+    t: Timestamp,
+    count: u32,
+) -> (Operation, Vec<Notification>) {
+    let mut op = operation(account, t, count as u64);
+    op.status = OperationStatus::Scheduled;
+    op.stats.queued = 0;
+    op.stats.scheduled = count as u64;
+    store.create_operation(&op).await.expect("created");
+    let mut out = Vec::new();
+    for slot in 0..count {
+        let mut n = notification(&op, slot);
+        n.status = NotificationStatus::Scheduled;
+        n.scheduled_for = Some(t + Duration::hours(1));
+        assert_eq!(store.create_notification(n.clone()).await.expect("created"), NotificationStatus::Scheduled);
+        out.push(n);
+    }
+    (op, out)
+}
+
+/// `promote` moves SCHEDULED → QUEUED and `scheduled` → `queued` once (a second promote is a
+/// `Conflict`), and the operation goes from SCHEDULED to PROCESSING.
+pub async fn promote_moves_a_scheduled_notification_to_queued_once_and_starts_its_operation(store: Store) {
+    let account = account();
+    let t = now();
+    let (op, ns) = seed_scheduled(&store, &account, t, 2).await;
+    store.promote(&account, ns[0].id, t).await.expect("promoted");
+    assert_eq!(store.promote(&account, ns[0].id, t).await, Err(StoreError::Conflict));
+    let stored = store.get_operation(&account, op.id).await.expect("read").expect("exists");
+    assert_eq!((stored.status, stored.stats.scheduled, stored.stats.queued), (OperationStatus::Processing, 1, 1));
+    let n = store.get_notification(&account, ns[0].id).await.expect("read").expect("exists");
+    assert_eq!(n.status, NotificationStatus::Queued);
+    // The promoted one is delivered; the operation completes only when the other is final too.
+    assert_eq!(deliver(&store, &ns[0], NotificationStatus::Sent, t).await.status, OperationStatus::Processing);
+    store.promote(&account, ns[1].id, t).await.expect("promoted");
+    assert_eq!(deliver(&store, &ns[1], NotificationStatus::Sent, t).await.status, OperationStatus::Completed);
+}
+
+/// A SCHEDULED operation whose every notification is canceled one by one completes (nothing is
+/// left to release).
+pub async fn a_scheduled_operation_whose_notifications_are_all_canceled_completes(store: Store) {
+    let account = account();
+    let t = now();
+    let (_, ns) = seed_scheduled(&store, &account, t, 2).await;
+    let after = store.finish(&account, ns[0].id, cancel(t)).await.expect("canceled");
+    assert_eq!((after.status, after.stats.scheduled), (OperationStatus::Scheduled, 1));
+    let last = store.finish(&account, ns[1].id, cancel(t)).await.expect("canceled");
+    assert_eq!((last.status, last.stats.canceled), (OperationStatus::Completed, 2));
+    assert!(last.stats.adds_up());
 }

@@ -197,6 +197,10 @@ pub struct AwsRig {
     pub config: pushgate::cloud::CloudConfig,
     /// The SDK configuration.
     pub sdk: aws_config::SdkConfig,
+    /// EventBridge Scheduler client (moto never fires schedules: tests read them back).
+    pub scheduler: aws_sdk_scheduler::Client,
+    /// The schedule group of this rig.
+    pub group: String,
 }
 
 impl AwsRig {
@@ -214,6 +218,20 @@ impl AwsRig {
         let key = kms.create_key().send().await.expect("moto creates a key");
         let key_id = key.key_metadata().map(|m| m.key_id().to_owned()).expect("key id");
 
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("moto answers")
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .expect("the queue's ARN");
+        let scheduler = aws_sdk_scheduler::Client::new(&sdk);
+        let group = format!("pg-{purpose}-{}", ulid::Ulid::generate().to_string().to_ascii_lowercase());
+        scheduler.create_schedule_group().name(&group).send().await.expect("moto creates the schedule group");
+
         let apns = FakeApns::start_h2c().await;
         let fcm = FakeFcm::start_h2c().await;
         let mut config = pushgate::cloud::CloudConfig::new(
@@ -222,6 +240,11 @@ impl AwsRig {
             format!("{prefix}directory"),
         );
         config.queue_url = Some(queue_url.clone());
+        config.schedules = Some(pushgate::adapters::aws::scheduler::ScheduleTarget {
+            group: group.clone(),
+            role_arn: "arn:aws:iam::123456789012:role/pushgate-scheduler".into(),
+            queue_arn,
+        });
         config.kms_key_id = Some(key_id);
         config.page_token_key = Some("a-page-token-secret-of-at-least-32-characters".into());
         config.providers.apns_endpoint = Some(apns.base_url());
@@ -237,7 +260,7 @@ impl AwsRig {
             .put_account(&Account { id: caller.account.clone(), token_hash: caller.token.hash() })
             .await
             .expect("account stored");
-        Some(AwsRig { deps, caller, sqs, queue_url, apns, fcm, config, sdk })
+        Some(AwsRig { deps, caller, sqs, queue_url, apns, fcm, config, sdk, scheduler, group })
     }
 
     /// Creates an APN and an FCM credential in App `app` through the credentials function.

@@ -261,6 +261,7 @@ pub fn memory_deps(
         accounts,
         directory: Arc::new(MemoryDirectory::default()),
         queue,
+        scheduler: Arc::new(ManualScheduler::default()),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),
         clock: Arc::new(SystemClock),
@@ -309,6 +310,39 @@ impl ManualQueue {
     /// Takes the enqueued chunks.
     pub fn take(&self) -> Vec<pushgate::app::ports::Chunk> {
         std::mem::take(&mut *self.chunks.lock().expect("queue lock"))
+    }
+}
+
+/// A scheduler that only records: the test fires releases by hand (as a test on moto delivers
+/// a schedule's input itself).
+#[derive(Default)]
+pub struct ManualScheduler {
+    /// Pending releases.
+    pub pending: Mutex<Vec<pushgate::app::ports::Release>>,
+}
+
+#[async_trait::async_trait]
+impl pushgate::app::ports::Scheduler for ManualScheduler {
+    async fn schedule(&self, release: &pushgate::app::ports::Release) -> Result<(), pushgate::app::ports::QueueError> {
+        self.pending.lock().expect("scheduler lock").push(release.clone());
+        Ok(())
+    }
+
+    async fn unschedule(
+        &self,
+        _: &AccountId,
+        operation: pushgate::domain::OperationId,
+        instant: u8,
+    ) -> Result<(), pushgate::app::ports::QueueError> {
+        self.pending.lock().expect("scheduler lock").retain(|r| (r.operation_id, r.instant) != (operation, instant));
+        Ok(())
+    }
+}
+
+impl ManualScheduler {
+    /// The pending releases.
+    pub fn pending(&self) -> Vec<pushgate::app::ports::Release> {
+        self.pending.lock().expect("scheduler lock").clone()
     }
 }
 

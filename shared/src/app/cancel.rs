@@ -6,8 +6,8 @@
 //! racing on one notification exactly one wins. Otherwise `400` with code 30409.
 //!
 //! An operation is canceled by marking it CANCELED (conditionally: SCHEDULED or PROCESSING with
-//! notifications not yet final), then sweeping its existing SCHEDULED/QUEUED notifications the
-//! same way as a single cancel. Notifications that do not exist yet (their chunk is still on the
+//! notifications not yet final), deleting its pending schedules and stored chunks, then sweeping
+//! its existing SCHEDULED/QUEUED notifications the same way as a single cancel. Notifications that do not exist yet (their chunk is still on the
 //! queue) are canceled by the dispatcher: after each claim it checks the operation (see
 //! `dispatch::CancelWatch`), so nothing is sent after the cancel answered. The sweep only makes
 //! the stats show it sooner: if it fails half way the cancel still stands (it is logged).
@@ -101,10 +101,29 @@ pub async fn cancel_operation(
         }
         Err(e) => return Err(e.into()),
     };
+    forget_schedules(deps, account, id).await;
     if let Err(e) = sweep(deps, account, id).await {
         warn!(error = %e, "sweeping a canceled operation failed; its dispatchers cancel the rest");
     }
     Ok(deps.push.get_operation(account, id).await?.unwrap_or(operation))
+}
+
+/// Deletes the stored chunks of the instants not released yet and their schedules. Best effort:
+/// a release that still fires finds no chunks, or puts chunks on the queue whose dispatchers
+/// see the operation CANCELED.
+async fn forget_schedules(deps: &Deps, account: &AccountId, id: OperationId) {
+    let instants = match deps.push.delete_scheduled_chunks(account, id, None).await {
+        Ok(instants) => instants,
+        Err(e) => {
+            warn!(error = %e, "could not delete the stored chunks of a canceled operation");
+            return;
+        }
+    };
+    for instant in instants {
+        if let Err(e) = deps.scheduler.unschedule(account, id, instant).await {
+            warn!(error = %e, instant, "could not delete the schedule of a canceled operation");
+        }
+    }
 }
 
 /// Cancels every existing SCHEDULED or QUEUED notification of the operation that no dispatcher

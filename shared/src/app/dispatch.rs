@@ -25,7 +25,7 @@ use crate::domain::{
 };
 
 use super::Deps;
-use super::ports::{Chunk, ChunkRecipient, Delivery, DeliveryOutcome, Finish, StoreError};
+use super::ports::{Chunk, ChunkRecipient, Delivery, DeliveryOutcome, Finish, QueueBody, StoreError};
 
 /// What the queue should do with a processed chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,10 +145,17 @@ pub struct QueueMessage {
 /// it ends in the dead-letter queue instead of vanishing.
 pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<String> {
     let results = futures::future::join_all(messages.iter().map(|m| async move {
-        match serde_json::from_str::<Chunk>(&m.body) {
-            Ok(chunk) => match process_chunk(deps, &chunk, m.receive_count).await {
+        match serde_json::from_str::<QueueBody>(&m.body) {
+            Ok(QueueBody::Chunk(chunk)) => match process_chunk(deps, &chunk, m.receive_count).await {
                 ChunkResult::Done => None,
                 ChunkResult::RetryAfter(_) => Some(m.id.clone()),
+            },
+            Ok(QueueBody::Release { release }) => match super::schedule::release(deps, &release).await {
+                Ok(()) => None,
+                Err(e) => {
+                    warn!(message_id = %m.id, error = %e, "release failed; it goes back to the queue");
+                    Some(m.id.clone())
+                }
             },
             Err(e) => {
                 error!(message_id = %m.id, error = %e, "queue message is not a chunk; leaving it for the dead-letter queue");
@@ -255,9 +262,13 @@ impl Ctx<'_> {
             content: content.clone(),
             priority: chunk.priority,
             sound: chunk.sound.clone(),
-            status: NotificationStatus::Queued,
+            status: if chunk.scheduled_for.is_some() {
+                NotificationStatus::Scheduled
+            } else {
+                NotificationStatus::Queued
+            },
             tags,
-            scheduled_for: None,
+            scheduled_for: chunk.scheduled_for,
             created_at: chunk.created_at,
             updated_at: now,
             error: None,
@@ -265,6 +276,27 @@ impl Ctx<'_> {
         };
         let stored = deps.push.create_notification(record).await?;
         if stored.is_final() {
+            return Ok(RecipientResult::Done);
+        }
+        if chunk.scheduled_for.is_some() && stored == NotificationStatus::Scheduled {
+            if !chunk.released {
+                // Created ahead of its instant. If the operation was canceled before this
+                // notification existed, the cancel's sweep may have missed it: cancel it here.
+                if self.watch.canceled(deps, chunk).await? {
+                    let canceled = Finish {
+                        unclaimed: true,
+                        ..Finish::by_dispatcher(NotificationStatus::Canceled, from.clone(), None, now)
+                    };
+                    return self.finish(id, canceled).await;
+                }
+                return Ok(RecipientResult::Done);
+            }
+            match deps.push.promote(account, id, now).await {
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e),
+            }
+        } else if !chunk.released && chunk.scheduled_for.is_some() {
+            // Created already (released, or a redelivered creation pass): nothing to create.
             return Ok(RecipientResult::Done);
         }
         let lease = chrono::Duration::from_std(deps.settings.claim_lease).unwrap_or(chrono::Duration::minutes(2));

@@ -9,6 +9,7 @@ pub mod error;
 pub mod paging;
 pub mod ports;
 pub mod queries;
+pub mod schedule;
 pub mod send;
 
 use std::sync::Arc;
@@ -17,7 +18,8 @@ use std::time::Duration;
 pub use error::AppError;
 pub use paging::PageTokens;
 use ports::{
-    AccountStore, Clock, CredentialStore, DirectoryStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, SecretBox,
+    AccountStore, Clock, CredentialStore, DirectoryStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, Scheduler,
+    SecretBox,
 };
 
 /// Tunables of the use cases.
@@ -69,6 +71,8 @@ pub struct Deps {
     pub directory: Arc<dyn DirectoryStore>,
     /// The fan-out queue.
     pub queue: Arc<dyn FanoutQueue>,
+    /// Releases of scheduled sends.
+    pub scheduler: Arc<dyn Scheduler>,
     /// APNs and FCM.
     pub gateway: Arc<dyn PushGateway>,
     /// Credential encryption.

@@ -218,6 +218,34 @@ pub trait PushWriter: PushReader {
         id: OperationId,
         at: Timestamp,
     ) -> Result<Option<Operation>, StoreError>;
+    /// Moves a SCHEDULED notification to QUEUED at its release and, in the same atomic step,
+    /// the operation's counters (`scheduled` → `queued`); a SCHEDULED operation becomes
+    /// PROCESSING. `Conflict` unless the notification is SCHEDULED.
+    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<(), StoreError>;
+    /// Stores the chunks of one `sendAt` instant of a scheduled operation until its release
+    /// (replacing any stored for that instant).
+    async fn put_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError>;
+    /// The chunks stored for one instant (empty if none, or released or canceled already).
+    async fn scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+    ) -> Result<Vec<Chunk>, StoreError>;
+    /// Deletes the chunks stored for one instant (`Some`) or every instant (`None`); returns the
+    /// instants that had chunks.
+    async fn delete_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: Option<u8>,
+    ) -> Result<Vec<u8>, StoreError>;
 }
 
 /// Credentials, Apps, and sealed credential secrets.
@@ -415,6 +443,13 @@ pub struct Chunk {
     pub app: Option<AppName>,
     /// The recipients.
     pub recipients: Vec<ChunkRecipient>,
+    /// The `sendAt` instant of a scheduled send's chunk (`None`: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<Timestamp>,
+    /// A scheduled chunk put on the queue by its release (deliver now). A scheduled chunk that
+    /// is not released only creates its notifications, SCHEDULED.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub released: bool,
 }
 
 impl Chunk {
@@ -432,6 +467,46 @@ pub struct QueueError(pub String);
 pub trait FanoutQueue: Send + Sync {
     /// Makes every chunk durable on the queue, or fails without a partial promise to the caller.
     async fn enqueue(&self, chunks: Vec<Chunk>) -> Result<(), QueueError>;
+}
+
+/// The release of one `sendAt` instant of a scheduled operation: at `at`, the chunks stored for
+/// `(operation, instant)` go on the fan-out queue. On AWS this is the input of the one-time
+/// EventBridge Scheduler schedule, delivered to the fan-out queue like a chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// Owner.
+    pub account_id: AccountId,
+    /// The operation.
+    pub operation_id: OperationId,
+    /// Index of the instant in `sendAt`.
+    pub instant: u8,
+    /// The instant.
+    pub at: Timestamp,
+}
+
+/// What the fan-out queue carries: a chunk, or the release of a scheduled instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QueueBody {
+    /// `{"release": {...}}`.
+    Release {
+        /// The release.
+        release: Release,
+    },
+    /// A chunk (see [`Chunk`]).
+    Chunk(Box<Chunk>),
+}
+
+/// Sends releases at their instants (EventBridge Scheduler on AWS, an in-process timer locally).
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Arranges for `release` to reach the dispatcher at `release.at`, never before. Scheduling
+    /// the same (operation, instant) again is not an error.
+    async fn schedule(&self, release: &Release) -> Result<(), QueueError>;
+    /// Forgets the pending release of (operation, instant); one that fired or never existed is
+    /// fine.
+    async fn unschedule(&self, account: &AccountId, operation: OperationId, instant: u8) -> Result<(), QueueError>;
 }
 
 /// What the provider needs to deliver one notification.

@@ -1,4 +1,5 @@
-//! Send: validate everything, store the Operation, enqueue its chunks, then answer 202.
+//! Send: validate everything, store the Operation, enqueue its chunks (a scheduled send also
+//! stores them and schedules their release), then answer 202.
 //!
 //! Promise 1 (no partial operations) lives here: the operation is stored first and only
 //! acknowledged once every chunk is on the queue; if enqueueing fails the operation is discarded
@@ -16,7 +17,7 @@ use crate::domain::{
     SenderSpec, Senders, Stats, UserId,
 };
 
-use super::ports::{Chunk, ChunkRecipient};
+use super::ports::{Chunk, ChunkRecipient, Release};
 use super::{AppError, Deps};
 
 /// Accepts a send request; returns the new operation's id.
@@ -24,22 +25,34 @@ use super::{AppError, Deps};
 pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<OperationId, AppError> {
     let now = deps.clock.now();
     let (request, _compiled) = parse_send(body, now).map_err(AppError::Validation)?;
-    if !request.send_at.is_empty() {
-        return Err(AppError::field("schedule", "scheduled sends are not available yet in this version of pushgate"));
-    }
     let has_users = request.to.iter().any(|r| matches!(r, Recipient::User { .. }));
     let (senders, app) = resolve_senders(deps, account, &request.from, has_users).await?;
     let recipient_count = request.to.len() as u64;
-    let SendRequest { to, content, priority, sound, tags, .. } = request;
+    let SendRequest { to, content, priority, sound, tags, send_at, .. } = request;
     let (recipients, unaddressable) = expand(deps, account, app.as_ref(), to).await?;
 
     let id = OperationId::from_ulid(deps.ids.ulid(now));
     tracing::Span::current().record("operation_id", tracing::field::display(id));
-    let total = recipients.len() as u64;
-    let stats = Stats { total, recipients: recipient_count, unaddressable, queued: total, ..Stats::default() };
-    let status = if total == 0 { OperationStatus::Completed } else { OperationStatus::Processing };
+    let total = recipients.len() as u64 * send_at.len().max(1) as u64;
+    let scheduled = !send_at.is_empty();
+    let stats = Stats {
+        total,
+        recipients: recipient_count,
+        unaddressable,
+        scheduled: if scheduled { total } else { 0 },
+        queued: if scheduled { 0 } else { total },
+        ..Stats::default()
+    };
+    let status = match (total, scheduled) {
+        (0, _) => OperationStatus::Completed,
+        (_, true) => OperationStatus::Scheduled,
+        (_, false) => OperationStatus::Processing,
+    };
     let operation = Operation { id, account_id: account.clone(), status, stats, created_at: now, updated_at: now };
     deps.push.create_operation(&operation).await?;
+    if total == 0 {
+        return Ok(id);
+    }
 
     let template = Chunk {
         v: Chunk::VERSION,
@@ -53,16 +66,71 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
         senders,
         app,
         recipients: Vec::new(),
+        scheduled_for: None,
+        released: false,
     };
-    let chunks = chunks(deps, template, recipients);
-    if let Err(e) = deps.queue.enqueue(chunks).await {
-        warn!(error = %e, "enqueue failed; discarding the operation");
+    let accepted = if scheduled {
+        schedule(deps, template, recipients, &send_at).await
+    } else {
+        deps.queue.enqueue(chunks(deps, template, recipients)).await.map_err(AppError::from)
+    };
+    if let Err(e) = accepted {
+        warn!(error = %e, "the operation could not be made durable; discarding it");
         if let Err(e) = deps.push.discard_operation(account, id).await {
             warn!(error = %e, "could not discard the unaccepted operation");
         }
-        return Err(e.into());
+        return Err(e);
     }
     Ok(id)
+}
+
+/// Makes a scheduled send durable: per `sendAt` instant its chunks are stored and a release is
+/// scheduled; then every chunk is queued unreleased, so the dispatcher creates the
+/// notifications SCHEDULED right away. Instant `k` numbers its notifications from
+/// `k × recipients`. On failure everything done so far is undone (the caller discards the
+/// operation).
+async fn schedule(
+    deps: &Deps,
+    template: Chunk,
+    recipients: Vec<ChunkRecipient>,
+    send_at: &[crate::domain::Timestamp],
+) -> Result<(), AppError> {
+    let (account, operation) = (template.account_id.clone(), template.operation_id);
+    let per_instant = recipients.len() as u32;
+    let mut all = Vec::new();
+    let mut scheduled = Vec::new();
+    let mut result = Ok(());
+    for (k, at) in send_at.iter().enumerate() {
+        let instant = k as u8;
+        let offset = per_instant * instant as u32;
+        let shifted = recipients.iter().map(|r| ChunkRecipient { slot: r.slot + offset, ..r.clone() }).collect();
+        let instant_chunks = chunks(deps, Chunk { scheduled_for: Some(*at), ..template.clone() }, shifted);
+        if let Err(e) = deps.push.put_scheduled_chunks(&account, operation, instant, &instant_chunks).await {
+            result = Err(AppError::from(e));
+            break;
+        }
+        let release = Release { account_id: account.clone(), operation_id: operation, instant, at: *at };
+        if let Err(e) = deps.scheduler.schedule(&release).await {
+            result = Err(AppError::from(e));
+            break;
+        }
+        scheduled.push(instant);
+        all.extend(instant_chunks);
+    }
+    if result.is_ok() {
+        result = deps.queue.enqueue(all).await.map_err(AppError::from);
+    }
+    if result.is_err() {
+        for instant in scheduled {
+            if let Err(e) = deps.scheduler.unschedule(&account, operation, instant).await {
+                warn!(error = %e, instant, "could not delete the schedule of an unaccepted operation");
+            }
+        }
+        if let Err(e) = deps.push.delete_scheduled_chunks(&account, operation, None).await {
+            warn!(error = %e, "could not delete the stored chunks of an unaccepted operation");
+        }
+    }
+    result
 }
 
 /// Resolves the credential per provider (explicit ids → the named App's defaults → the

@@ -7,4 +7,5 @@ pub mod dynamodb;
 pub mod kms;
 pub mod provision;
 pub mod runtime;
+pub mod scheduler;
 pub mod sqs;

@@ -16,13 +16,14 @@ use tracing::warn;
 use crate::adapters::aws::dynamodb::config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
 use crate::adapters::aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use crate::adapters::aws::kms::KmsEnvelopeBox;
+use crate::adapters::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use crate::adapters::aws::sqs::SqsQueue;
 use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
 use crate::adapters::system::{RandomIds, SystemClock};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
-use crate::app::ports::{AccountStore, Chunk, FanoutQueue, QueueError, SecretBox, StoreError};
+use crate::app::ports::{AccountStore, Chunk, FanoutQueue, QueueError, Release, Scheduler, SecretBox, StoreError};
 use crate::app::{Deps, PageTokens, Settings};
-use crate::domain::{Account, AccountId, TokenHash};
+use crate::domain::{Account, AccountId, OperationId, TokenHash};
 use crate::local::ConfigError;
 
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
@@ -42,6 +43,9 @@ pub struct CloudConfig {
     pub queue_url: Option<String>,
     /// `PUSHGATE_KMS_KEY_ID`: the key credential secrets are enveloped with.
     pub kms_key_id: Option<String>,
+    /// `PUSHGATE_SCHEDULE_GROUP`, `PUSHGATE_SCHEDULER_ROLE_ARN`, `PUSHGATE_QUEUE_ARN`: where
+    /// scheduled sends' releases are scheduled (the send and cancel functions).
+    pub schedules: Option<ScheduleTarget>,
     /// `PUSHGATE_PAGE_TOKEN_KEY`: secret page tokens are signed with (shared by every function).
     pub page_token_key: Option<String>,
     /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN_SHA256`: an account known without a table row.
@@ -68,6 +72,7 @@ impl CloudConfig {
             directory_table: directory_table.into(),
             queue_url: None,
             kms_key_id: None,
+            schedules: None,
             page_token_key: None,
             bootstrap: None,
             api: ApiConfig::default(),
@@ -93,6 +98,17 @@ impl CloudConfig {
         );
         config.queue_url = var("PUSHGATE_QUEUE_URL");
         config.kms_key_id = var("PUSHGATE_KMS_KEY_ID");
+        config.schedules =
+            match (var("PUSHGATE_SCHEDULE_GROUP"), var("PUSHGATE_SCHEDULER_ROLE_ARN"), var("PUSHGATE_QUEUE_ARN")) {
+                (None, None, None) => None,
+                (Some(group), Some(role_arn), Some(queue_arn)) => Some(ScheduleTarget { group, role_arn, queue_arn }),
+                _ => {
+                    return Err(err(
+                        "PUSHGATE_SCHEDULE_GROUP",
+                        "PUSHGATE_SCHEDULE_GROUP, PUSHGATE_SCHEDULER_ROLE_ARN and PUSHGATE_QUEUE_ARN go together",
+                    ));
+                }
+            };
         config.page_token_key = var("PUSHGATE_PAGE_TOKEN_KEY");
         if config.page_token_key.as_ref().is_some_and(|k| k.len() < 32) {
             return Err(err("PUSHGATE_PAGE_TOKEN_KEY", "must be at least 32 characters"));
@@ -169,6 +185,10 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         Some(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone())),
         None => Arc::new(Unconfigured("PUSHGATE_QUEUE_URL")),
     };
+    let scheduler: Arc<dyn Scheduler> = match &config.schedules {
+        Some(target) => Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), target.clone())),
+        None => Arc::new(Unconfigured("PUSHGATE_SCHEDULE_GROUP")),
+    };
     let tokens = DynamoTokenCache::new(dynamo.clone(), config.config_table.clone(), secrets.clone());
     let gateway = ProviderGateway::new(&config.providers)
         .map_err(|e| err("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?
@@ -183,6 +203,7 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         accounts: Arc::new(accounts),
         directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
+        scheduler,
         gateway: Arc::new(gateway),
         secrets,
         clock: Arc::new(SystemClock),
@@ -265,6 +286,10 @@ pub async fn build_local(
     cloud.providers = config.providers.clone();
     cloud.settings = config.settings.clone();
     let mut deps = build_deps(&cloud, &sdk)?;
+    // moto never fires schedules: locally the releases come from in-process timers.
+    let (scheduler, fired) = crate::adapters::memory::MemoryScheduler::new();
+    deps.scheduler = Arc::new(scheduler);
+    crate::adapters::memory::run_releases(deps.clone(), fired);
     if let Some(key) = config.data_key {
         deps.pages = PageTokens::new(crate::local::page_token_key(&key));
     }
@@ -353,6 +378,17 @@ struct Unconfigured(&'static str);
 #[async_trait]
 impl FanoutQueue for Unconfigured {
     async fn enqueue(&self, _: Vec<Chunk>) -> Result<(), QueueError> {
+        Err(QueueError(format!("{} is not set for this function", self.0)))
+    }
+}
+
+#[async_trait]
+impl Scheduler for Unconfigured {
+    async fn schedule(&self, _: &Release) -> Result<(), QueueError> {
+        Err(QueueError(format!("{} is not set for this function", self.0)))
+    }
+
+    async fn unschedule(&self, _: &AccountId, _: OperationId, _: u8) -> Result<(), QueueError> {
         Err(QueueError(format!("{} is not set for this function", self.0)))
     }
 }

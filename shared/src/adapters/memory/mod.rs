@@ -7,6 +7,7 @@ mod credentials;
 mod directory;
 mod push;
 mod queue;
+mod scheduler;
 mod tokens;
 
 pub use accounts::MemoryAccounts;
@@ -14,6 +15,7 @@ pub use credentials::MemoryCredentials;
 pub use directory::MemoryDirectory;
 pub use push::MemoryPushStore;
 pub use queue::{MemoryQueue, QueueWorkers};
+pub use scheduler::{MemoryScheduler, run_releases};
 pub use tokens::MemoryTokenCache;
 
 use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};

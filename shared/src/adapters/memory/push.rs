@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::adapters::parse_cursor;
 use crate::app::ports::{
-    Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
     AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus,
@@ -17,6 +17,7 @@ struct Inner {
     notifications: BTreeMap<(AccountId, NotificationId), Notification>,
     operations: BTreeMap<(AccountId, OperationId), Operation>,
     claims: HashMap<(AccountId, NotificationId), crate::domain::Timestamp>,
+    scheduled: HashMap<(AccountId, OperationId), BTreeMap<u8, Vec<Chunk>>>,
 }
 
 /// Notifications and operations held in memory, keyed by (account, id) so every query is
@@ -58,6 +59,8 @@ impl MemoryPushStore {
         inner.operations.retain(|_, op| op.created_at >= cutoff);
         let notifications = &inner.notifications;
         inner.claims.retain(|key, _| notifications.contains_key(key));
+        let operations = &inner.operations;
+        inner.scheduled.retain(|key, _| operations.contains_key(key));
         Ok(before - inner.notifications.len() - inner.operations.len())
     }
 }
@@ -177,7 +180,7 @@ impl PushWriter for MemoryPushStore {
         inner.claims.remove(&(account.clone(), id));
         op.stats.apply(from, to);
         op.updated_at = finish.at;
-        if op.status == OperationStatus::Processing && op.stats.all_final() {
+        if matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing) && op.stats.all_final() {
             op.status = OperationStatus::Completed;
         }
         Ok(op.clone())
@@ -198,6 +201,78 @@ impl PushWriter for MemoryPushStore {
         op.status = OperationStatus::Canceled;
         op.updated_at = at;
         Ok(Some(op.clone()))
+    }
+
+    async fn promote(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+        at: crate::domain::Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut guard = super::write(&self.inner)?;
+        let inner = &mut *guard;
+        let n = inner.notifications.get_mut(&(account.clone(), id)).ok_or(StoreError::Conflict)?;
+        if n.status != NotificationStatus::Scheduled {
+            return Err(StoreError::Conflict);
+        }
+        let op = inner
+            .operations
+            .get_mut(&(account.clone(), n.operation_id))
+            .ok_or_else(|| StoreError::Unexpected("notification without its operation".into()))?;
+        n.status = NotificationStatus::Queued;
+        n.updated_at = at;
+        op.stats.apply(NotificationStatus::Scheduled, NotificationStatus::Queued);
+        if op.status == OperationStatus::Scheduled {
+            op.status = OperationStatus::Processing;
+        }
+        op.updated_at = at;
+        Ok(())
+    }
+
+    async fn put_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        inner.scheduled.entry((account.clone(), operation)).or_default().insert(instant, chunks.to_vec());
+        Ok(())
+    }
+
+    async fn scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+    ) -> Result<Vec<Chunk>, StoreError> {
+        let inner = super::read(&self.inner)?;
+        Ok(inner
+            .scheduled
+            .get(&(account.clone(), operation))
+            .and_then(|by_instant| by_instant.get(&instant))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn delete_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: Option<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        let key = (account.clone(), operation);
+        let Some(by_instant) = inner.scheduled.get_mut(&key) else { return Ok(Vec::new()) };
+        let deleted = match instant {
+            Some(i) => by_instant.remove(&i).map(|_| vec![i]).unwrap_or_default(),
+            None => std::mem::take(by_instant).into_keys().collect(),
+        };
+        if by_instant.is_empty() {
+            inner.scheduled.remove(&key);
+        }
+        Ok(deleted)
     }
 }
 

@@ -96,8 +96,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update, WriteRequest,
 };
 use futures::future::try_join_all;
 use futures::{StreamExt, TryStreamExt};
@@ -112,7 +112,7 @@ pub use tables::{TableDefinition, create_tables, table_definitions};
 
 use crate::adapters::parse_cursor;
 use crate::app::ports::{
-    Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
     AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, RETENTION,
@@ -216,6 +216,11 @@ fn user_pk(account: &AccountId, user: &UserId) -> String {
 /// the key ends at a known place whatever `=`, `:` or `#` the key and the value hold.
 fn tag_pk(account: &AccountId, key: &str, value: &str) -> String {
     format!("TAG#{account}#{}:{key}={value}", key.len())
+}
+
+/// The partition of a scheduled operation's stored chunks (sort key `{instant:02}#{index:05}`).
+fn scheduled_pk(account: &AccountId, operation: OperationId) -> String {
+    format!("SCHEDULED#{account}#{operation}")
 }
 
 fn key(pk: String, sk: impl ToString) -> Item {
@@ -548,6 +553,12 @@ impl DynamoPushStore {
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(writes).await
+    }
+
+    /// Writes `writes` with `BatchWriteItem` ([`BATCH_WRITE_ITEMS`] per call, in parallel),
+    /// repeating what a call left unprocessed.
+    async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), StoreError> {
         let batches = writes.chunks(BATCH_WRITE_ITEMS).map(|batch| {
             until_processed("BatchWriteItem", batch.to_vec(), |writes| {
                 let call = self.client.batch_write_item().request_items(&self.table, writes).send();
@@ -560,6 +571,36 @@ impl DynamoPushStore {
         });
         try_join_all(batches).await?;
         Ok(())
+    }
+
+    /// Every item of the partition `pk` whose sort key starts with `prefix` (consistent, in sort
+    /// key order, following `LastEvaluatedKey`).
+    async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut request =
+                self.client.query().table_name(&self.table).expression_attribute_values(":pk", s(pk.clone()));
+            // DynamoDB refuses an empty `begins_with` operand.
+            request = if prefix.is_empty() {
+                request.key_condition_expression("pk = :pk")
+            } else {
+                request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let out = request
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
     }
 
     async fn update(
@@ -805,7 +846,8 @@ impl PushWriter for DynamoPushStore {
             Ok(decode::<OperationRecord>(item)?.into())
         };
         let op = read(self.get(op_key.clone()).await?)?;
-        if op.status != OperationStatus::Processing || !op.stats.all_final() {
+        let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
+        if !open || !op.stats.all_final() {
             return Ok(op);
         }
         let complete = self
@@ -813,9 +855,10 @@ impl PushWriter for DynamoPushStore {
             .update_item()
             .set_key(Some(op_key.clone()))
             .update_expression("SET #status = :completed")
-            .condition_expression("#status = :processing AND queued = :zero AND scheduled = :zero")
+            .condition_expression("#status IN (:scheduled, :processing) AND queued = :zero AND scheduled = :zero")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":completed", s(OperationStatus::Completed.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
             .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
             .expression_attribute_values(":zero", n(0))
             .return_values(ReturnValue::AllNew);
@@ -859,6 +902,139 @@ impl PushWriter for DynamoPushStore {
             },
             Err(e) => Err(e),
         }
+    }
+
+    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<(), StoreError> {
+        let stored: Notification =
+            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        if stored.status != NotificationStatus::Scheduled {
+            return Err(StoreError::Conflict);
+        }
+        let at_value = to_attribute_value(at).map_err(codec_error)?;
+        let notification = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(notification_pk(account), id)))
+            .update_expression("SET #status = :queued, updated_at = :at")
+            .condition_expression("#status = :scheduled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(NotificationStatus::Queued.as_str()))
+            .expression_attribute_values(":scheduled", s(NotificationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":at", at_value.clone())
+            .build()
+            .map_err(build_error)?;
+        let operation = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(operation_pk(account), stored.operation_id)))
+            .update_expression("SET updated_at = :at ADD scheduled :minus, queued :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", at_value)
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_error)?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(notification).build())
+            .transact_items(TransactWriteItem::builder().update(operation).build())
+            .send()
+            .await;
+        if let Err(err) = written {
+            if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
+                let lost =
+                    cancel.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                return Err(if lost {
+                    StoreError::Conflict
+                } else {
+                    StoreError::Unavailable(format!(
+                        "DynamoDB TransactWriteItems cancelled: {}",
+                        DisplayErrorContext(&err)
+                    ))
+                });
+            }
+            return Err(store_error("TransactWriteItems", err));
+        }
+        let start = self
+            .client
+            .update_item()
+            .set_key(Some(key(operation_pk(account), stored.operation_id)))
+            .update_expression("SET #status = :processing")
+            .condition_expression("#status = :scheduled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()));
+        match self.update(start, "UpdateItem (start)").await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError> {
+        let writes = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let body = serde_json::to_string(chunk).map_err(|e| StoreError::Unexpected(e.to_string()))?;
+                let expires = chunk.scheduled_for.unwrap_or(chunk.created_at);
+                let item = Item::from([
+                    ("pk".to_owned(), s(scheduled_pk(account, operation))),
+                    ("sk".to_owned(), s(format!("{instant:02}#{i:05}"))),
+                    ("chunk".to_owned(), s(body)),
+                    ("expiresAt".to_owned(), n(expires_at(&expires))),
+                ]);
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(writes).await
+    }
+
+    async fn scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+    ) -> Result<Vec<Chunk>, StoreError> {
+        let items = self.query_prefix(scheduled_pk(account, operation), &format!("{instant:02}#")).await?;
+        items
+            .into_iter()
+            .map(|item| match item.get("chunk") {
+                Some(AttributeValue::S(body)) => serde_json::from_str(body)
+                    .map_err(|e| StoreError::Unexpected(format!("a stored scheduled chunk is unreadable: {e}"))),
+                _ => Err(StoreError::Unexpected("a stored scheduled chunk has no body".into())),
+            })
+            .collect()
+    }
+
+    async fn delete_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: Option<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let prefix = instant.map(|i| format!("{i:02}#")).unwrap_or_default();
+        let pk = scheduled_pk(account, operation);
+        let items = self.query_prefix(pk.clone(), &prefix).await?;
+        let mut instants = Vec::new();
+        let mut writes = Vec::new();
+        for item in &items {
+            let Some(sk) = sort_key(item) else { continue };
+            if let Some(i) = sk.get(..2).and_then(|i| i.parse::<u8>().ok())
+                && !instants.contains(&i)
+            {
+                instants.push(i);
+            }
+            let delete = DeleteRequest::builder().set_key(Some(key(pk.clone(), sk))).build().map_err(build_error)?;
+            writes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        self.batch_write(writes).await?;
+        Ok(instants)
     }
 }
 
