@@ -18,6 +18,7 @@ use crate::adapters::memory::{
     run_releases,
 };
 use crate::adapters::system::{RandomIds, SystemClock};
+use crate::adapters::webhook::{Backoff, InProcessEvents, Webhook, WebhookClient};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
 use crate::app::ports::PushGateway;
 use crate::app::{Deps, PageTokens, Settings};
@@ -67,6 +68,9 @@ pub struct LocalConfig {
     pub workers: usize,
     /// Use case tunables.
     pub settings: Settings,
+    /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the account's webhook for operation
+    /// events (none when unset).
+    pub webhook: Option<Webhook>,
 }
 
 impl Default for LocalConfig {
@@ -80,6 +84,7 @@ impl Default for LocalConfig {
             providers: ProviderConfig::default(),
             workers: 8,
             settings: Settings::default(),
+            webhook: None,
         }
     }
 }
@@ -130,6 +135,7 @@ impl LocalConfig {
                 std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
+        config.webhook = webhook_config(var)?;
         if let Some(n) = var("PUSHGATE_WORKERS") {
             config.workers = n
                 .parse()
@@ -138,6 +144,25 @@ impl LocalConfig {
                 .ok_or_else(|| err("PUSHGATE_WORKERS", "must be a positive integer"))?;
         }
         Ok(config)
+    }
+}
+
+/// The webhook from `PUSHGATE_WEBHOOK_URL` and `PUSHGATE_WEBHOOK_SECRET` (both or neither; an
+/// `http(s)://` URL and a secret of at least 16 characters), read through `var`.
+pub fn webhook_config(var: impl Fn(&'static str) -> Option<String>) -> Result<Option<Webhook>, ConfigError> {
+    match (var("PUSHGATE_WEBHOOK_URL"), var("PUSHGATE_WEBHOOK_SECRET")) {
+        (None, None) => Ok(None),
+        (Some(url), Some(secret)) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(err("PUSHGATE_WEBHOOK_URL", "must be an http:// or https:// URL"));
+            }
+            if secret.len() < 16 {
+                return Err(err("PUSHGATE_WEBHOOK_SECRET", "must be at least 16 characters"));
+            }
+            Ok(Some(Webhook { url, secret }))
+        }
+        (Some(_), None) => Err(err("PUSHGATE_WEBHOOK_SECRET", "must be set when PUSHGATE_WEBHOOK_URL is")),
+        (None, Some(_)) => Err(err("PUSHGATE_WEBHOOK_URL", "must be set when PUSHGATE_WEBHOOK_SECRET is")),
     }
 }
 
@@ -167,11 +192,11 @@ pub fn page_token_key(data_key: &[u8; 32]) -> [u8; 32] {
 pub fn build(config: &LocalConfig) -> Result<LocalApp, ConfigError> {
     let gateway = ProviderGateway::new(&config.providers)
         .map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot build the provider HTTP clients: {e}")))?;
-    Ok(build_with_gateway(config, Arc::new(gateway)))
+    build_with_gateway(config, Arc::new(gateway))
 }
 
 /// Builds the local service around `gateway` (tests may pass their own).
-pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -> LocalApp {
+pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -> Result<LocalApp, ConfigError> {
     let data_key = config.data_key.unwrap_or_else(|| {
         warn!(
             "PUSHGATE_DATA_KEY is not set: generated a data key for this run; credentials will not survive a restart"
@@ -195,6 +220,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
         scheduler: Arc::new(scheduler),
+        events: Arc::new(InProcessEvents::new(webhooks(&account, config.webhook.as_ref())?, Backoff::default())),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&data_key)),
         clock: Arc::new(SystemClock),
@@ -204,7 +230,22 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     };
     let workers = queue.start(deps.clone(), config.workers);
     run_releases(deps.clone(), fired);
-    LocalApp { router: router(deps, config.api.clone()), account, token, generated_account, accounts, queue, workers }
+    Ok(LocalApp {
+        router: router(deps, config.api.clone()),
+        account,
+        token,
+        generated_account,
+        accounts,
+        queue,
+        workers,
+    })
+}
+
+/// The webhook client for `account`'s webhook (if any).
+pub fn webhooks(account: &AccountId, webhook: Option<&Webhook>) -> Result<WebhookClient, ConfigError> {
+    let hooks = webhook.map(|w| (account.clone(), w.clone())).into_iter().collect();
+    WebhookClient::new(hooks)
+        .map_err(|e| err("PUSHGATE_WEBHOOK_URL", format!("cannot build the webhook HTTP client: {e}")))
 }
 
 /// The configured account, or a generated one (`true`) when none is configured.

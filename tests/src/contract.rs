@@ -186,7 +186,7 @@ async fn seed(store: &Store, op: &Operation, count: u32) -> Vec<Notification> {
 /// Claims and finishes one notification.
 async fn deliver(store: &Store, n: &Notification, status: NotificationStatus, at: Timestamp) -> Operation {
     store.claim(&n.account_id, n.id, at + Duration::seconds(30), at).await.expect("claimed");
-    store.finish(&n.account_id, n.id, outcome(status, at)).await.expect("finished")
+    store.finish(&n.account_id, n.id, outcome(status, at)).await.expect("finished").operation
 }
 
 fn ids<'a>(items: impl IntoIterator<Item = &'a Notification>) -> Vec<NotificationId> {
@@ -343,7 +343,10 @@ pub async fn finish_moves_the_status_and_the_stats_and_completes_the_operation_w
     assert_eq!(after.status, OperationStatus::Processing);
     assert_eq!((after.stats.queued, after.stats.sent, after.stats.failed), (1, 1, 1));
     let t3 = t + Duration::seconds(3);
-    let after = deliver(&store, &ns[2], NotificationStatus::Sent, t3).await;
+    store.claim(&account, ns[2].id, t3 + Duration::seconds(30), t3).await.expect("claimed");
+    let finished = store.finish(&account, ns[2].id, outcome(NotificationStatus::Sent, t3)).await.expect("finished");
+    assert!(finished.completed, "the last finish reports that it completed the operation");
+    let after = finished.operation;
     assert_eq!(after.status, OperationStatus::Completed);
     assert_eq!((after.stats.queued, after.stats.sent, after.stats.failed), (0, 2, 1));
     assert!(after.stats.adds_up());
@@ -820,7 +823,8 @@ pub async fn concurrent_finishes_move_a_notification_once(store: Store) {
     };
     assert!(matches!(lost, StoreError::Conflict | StoreError::Unavailable(_)), "{lost:?}");
     let stored = store.get_operation(&account, op.id).await.expect("read").expect("exists");
-    assert_eq!(stored, won);
+    assert!(won.completed, "the winning finish completed the operation");
+    assert_eq!(stored, won.operation);
     assert_eq!((stored.stats.queued, stored.stats.sent + stored.stats.failed), (0, 1));
     assert_eq!(stored.status, OperationStatus::Completed);
     let final_status = store.get_notification(&account, n.id).await.expect("read").expect("exists").status;

@@ -22,6 +22,7 @@ pub mod config_contract;
 pub mod contract;
 pub mod directory_contract;
 pub mod lambda_rig;
+pub mod webhook;
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 static INIT: Once = Once::new();
@@ -262,6 +263,10 @@ pub fn memory_deps(
         directory: Arc::new(MemoryDirectory::default()),
         queue,
         scheduler: Arc::new(ManualScheduler::default()),
+        events: Arc::new(pushgate::adapters::webhook::InProcessEvents::new(
+            pushgate::local::webhooks(&account, None).expect("a webhook client"),
+            Default::default(),
+        )),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),
         clock: Arc::new(SystemClock),

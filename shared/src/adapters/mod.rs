@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod http;
 pub mod memory;
 pub mod system;
+pub mod webhook;
 
 use crate::app::ports::StoreError;
 

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId};
+use crate::domain::{AccountId, EventType, NotificationId, NotificationStatus, Operation, OperationId};
 
 use super::ports::{Finish, NotificationFilter, PageRequest, StoreError};
 use super::{AppError, Deps};
@@ -67,7 +67,12 @@ pub async fn cancel_notification(
         unclaimed: true,
     };
     match deps.push.finish(account, id, finish).await {
-        Ok(_) => Ok(()),
+        Ok(finished) => {
+            if finished.completed {
+                super::events::announce(deps, EventType::Completed, &finished.operation).await;
+            }
+            Ok(())
+        }
         Err(StoreError::Conflict) => {
             Err(not_cancelable("The PushNotification is being handed to its provider and cannot be canceled".into()))
         }
@@ -145,7 +150,13 @@ async fn sweep(deps: &Deps, account: &AccountId, id: OperationId) -> Result<(), 
                         unclaimed: true,
                     };
                     match deps.push.finish(account, n.id, finish).await {
-                        Ok(_) | Err(StoreError::Conflict) => Ok(()),
+                        Ok(finished) => {
+                            if finished.completed {
+                                super::events::announce(deps, EventType::Completed, &finished.operation).await;
+                            }
+                            Ok(())
+                        }
+                        Err(StoreError::Conflict) => Ok(()),
                         Err(e) => Err(e),
                     }
                 })

@@ -20,7 +20,7 @@ use rand::Rng;
 use tracing::{error, instrument, warn};
 
 use crate::domain::{
-    CompiledContent, CredentialSecret, CredentialType, DeliveryError, Destination, ErrorCode, Notification,
+    CompiledContent, CredentialSecret, CredentialType, DeliveryError, Destination, ErrorCode, EventType, Notification,
     NotificationId, NotificationStatus, OperationStatus, Provider, Senders,
 };
 
@@ -150,6 +150,13 @@ pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<Str
                 ChunkResult::Done => None,
                 ChunkResult::RetryAfter(_) => Some(m.id.clone()),
             },
+            Ok(QueueBody::Event { event }) => match deliver_event(deps, &event).await {
+                Ok(()) => None,
+                Err(e) => {
+                    warn!(message_id = %m.id, event = %event.id, error = %e, "webhook failed; the event goes back to the queue");
+                    Some(m.id.clone())
+                }
+            },
             Ok(QueueBody::Release { release }) => match super::schedule::release(deps, &release).await {
                 Ok(()) => None,
                 Err(e) => {
@@ -165,6 +172,24 @@ pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<Str
     }))
     .await;
     results.into_iter().flatten().collect()
+}
+
+/// Posts an event to its webhook: three attempts with a short backoff (0.5 s, 1 s), then the
+/// queue's redelivery takes over.
+async fn deliver_event(deps: &Deps, event: &crate::domain::OperationEvent) -> Result<(), super::ports::WebhookError> {
+    let mut wait = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        match deps.events.deliver(event).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt >= 3 => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 /// The additional data a credential secret is sealed with: it cannot be moved to another
@@ -292,7 +317,12 @@ impl Ctx<'_> {
                 return Ok(RecipientResult::Done);
             }
             match deps.push.promote(account, id, now).await {
-                Ok(()) | Err(StoreError::Conflict) => {}
+                Ok(true) => {
+                    if let Some(op) = deps.push.get_operation(account, chunk.operation_id).await? {
+                        super::events::announce(deps, EventType::Processing, &op).await;
+                    }
+                }
+                Ok(false) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e),
             }
         } else if !chunk.released && chunk.scheduled_for.is_some() {
@@ -401,7 +431,13 @@ impl Ctx<'_> {
     /// would need the provider's idempotency (APNs `apns-id`, FCM has none).
     async fn finish(&self, id: NotificationId, finish: Finish) -> Result<RecipientResult, StoreError> {
         match self.deps.push.finish(&self.chunk.account_id, id, finish).await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
+            Ok(finished) => {
+                if finished.completed {
+                    super::events::announce(self.deps, EventType::Completed, &finished.operation).await;
+                }
+                Ok(RecipientResult::Done)
+            }
+            Err(StoreError::Conflict) => Ok(RecipientResult::Done),
             Err(e) => Err(e),
         }
     }

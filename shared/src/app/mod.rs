@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod directory;
 pub mod dispatch;
 pub mod error;
+pub mod events;
 pub mod paging;
 pub mod ports;
 pub mod queries;
@@ -18,8 +19,8 @@ use std::time::Duration;
 pub use error::AppError;
 pub use paging::PageTokens;
 use ports::{
-    AccountStore, Clock, CredentialStore, DirectoryStore, FanoutQueue, IdGenerator, PushGateway, PushWriter, Scheduler,
-    SecretBox,
+    AccountStore, Clock, CredentialStore, DirectoryStore, EventSink, FanoutQueue, IdGenerator, PushGateway, PushWriter,
+    Scheduler, SecretBox,
 };
 
 /// Tunables of the use cases.
@@ -73,6 +74,8 @@ pub struct Deps {
     pub queue: Arc<dyn FanoutQueue>,
     /// Releases of scheduled sends.
     pub scheduler: Arc<dyn Scheduler>,
+    /// Operation events for webhooks.
+    pub events: Arc<dyn EventSink>,
     /// APNs and FCM.
     pub gateway: Arc<dyn PushGateway>,
     /// Credential encryption.

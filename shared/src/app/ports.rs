@@ -14,7 +14,8 @@ use crate::domain::credential::CredentialBook;
 use crate::domain::{
     Account, AccountId, AppName, Content, CredentialId, CredentialSecret, CredentialType, DeliveryError,
     DeviceRegistration, DeviceRegistrationId, ErrorCode, Notification, NotificationId, NotificationStatus, Operation,
-    OperationErrorEntry, OperationId, OperationStatus, Priority, Provider, Senders, Timestamp, User, UserId,
+    OperationErrorEntry, OperationEvent, OperationId, OperationStatus, Priority, Provider, Senders, Timestamp, User,
+    UserId,
 };
 
 /// What a store can fail with.
@@ -130,6 +131,24 @@ impl Finish {
     }
 }
 
+/// What a finish changed: the operation after it, and whether this very finish completed it
+/// (of concurrent finishes at most one does: it announces `operation.completed`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The operation after the change.
+    pub operation: Operation,
+    /// Did this finish move the operation to COMPLETED?
+    pub completed: bool,
+}
+
+impl std::ops::Deref for Finished {
+    type Target = Operation;
+
+    fn deref(&self) -> &Operation {
+        &self.operation
+    }
+}
+
 /// Read access to notifications and operations (what fetch/list functions may do).
 #[async_trait]
 pub trait PushReader: Send + Sync {
@@ -207,8 +226,8 @@ pub trait PushWriter: PushReader {
     async fn release(&self, account: &AccountId, id: NotificationId) -> Result<(), StoreError>;
     /// Moves a claimed QUEUED notification to its final status and, in the same atomic step,
     /// moves the operation's counters (completing it when nothing is left). `Conflict` if the
-    /// notification is already final. Returns the operation after the change.
-    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError>;
+    /// notification is already final. Returns the operation after the change (see [`Finished`]).
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError>;
     /// Marks an operation CANCELED if it is SCHEDULED or PROCESSING with notifications not yet
     /// final (`scheduled` or `queued` above 0); returns it. `Conflict` otherwise (completed,
     /// canceled already, or everything final and about to complete); `None` if it is missing.
@@ -220,8 +239,9 @@ pub trait PushWriter: PushReader {
     ) -> Result<Option<Operation>, StoreError>;
     /// Moves a SCHEDULED notification to QUEUED at its release and, in the same atomic step,
     /// the operation's counters (`scheduled` → `queued`); a SCHEDULED operation becomes
-    /// PROCESSING. `Conflict` unless the notification is SCHEDULED.
-    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<(), StoreError>;
+    /// PROCESSING. Returns whether this promote started the operation (at most one does).
+    /// `Conflict` unless the notification is SCHEDULED.
+    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError>;
     /// Stores the chunks of one `sendAt` instant of a scheduled operation until its release
     /// (replacing any stored for that instant).
     async fn put_scheduled_chunks(
@@ -494,6 +514,11 @@ pub enum QueueBody {
         /// The release.
         release: Release,
     },
+    /// `{"event": {...}}`: an operation event for the account's webhook.
+    Event {
+        /// The event.
+        event: OperationEvent,
+    },
     /// A chunk (see [`Chunk`]).
     Chunk(Box<Chunk>),
 }
@@ -507,6 +532,22 @@ pub trait Scheduler: Send + Sync {
     /// Forgets the pending release of (operation, instant); one that fired or never existed is
     /// fine.
     async fn unschedule(&self, account: &AccountId, operation: OperationId, instant: u8) -> Result<(), QueueError>;
+}
+
+/// Why an event could not be delivered to its webhook (it will be tried again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhook delivery failed: {0}")]
+pub struct WebhookError(pub String);
+
+/// Operation events on their way to accounts' webhooks.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Hands `event` over for delivery (if its account has a webhook). Never waits for the
+    /// webhook: locally a task delivers it with retries; on AWS it is queued for the dispatch
+    /// function.
+    async fn publish(&self, event: OperationEvent) -> Result<(), QueueError>;
+    /// Posts `event` to its account's webhook once (nothing to do without one).
+    async fn deliver(&self, event: &OperationEvent) -> Result<(), WebhookError>;
 }
 
 /// What the provider needs to deliver one notification.

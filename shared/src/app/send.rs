@@ -13,12 +13,12 @@ use std::collections::{HashMap, HashSet};
 use crate::domain::directory::Device;
 use crate::domain::send::parse_send;
 use crate::domain::{
-    AccountId, AppName, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient, SendRequest,
-    SenderSpec, Senders, Stats, UserId,
+    AccountId, AppName, EventType, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient,
+    SendRequest, SenderSpec, Senders, Stats, UserId,
 };
 
 use super::ports::{Chunk, ChunkRecipient, Release};
-use super::{AppError, Deps};
+use super::{AppError, Deps, events};
 
 /// Accepts a send request; returns the new operation's id.
 #[instrument(skip_all, fields(account_id = %account, operation_id))]
@@ -51,6 +51,7 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
     let operation = Operation { id, account_id: account.clone(), status, stats, created_at: now, updated_at: now };
     deps.push.create_operation(&operation).await?;
     if total == 0 {
+        events::announce(deps, EventType::Completed, &operation).await;
         return Ok(id);
     }
 
@@ -81,6 +82,8 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
         }
         return Err(e);
     }
+    let kind = if scheduled { EventType::Scheduled } else { EventType::Processing };
+    events::announce(deps, kind, &operation).await;
     Ok(id)
 }
 

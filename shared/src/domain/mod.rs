@@ -3,6 +3,7 @@
 pub mod account;
 pub mod credential;
 pub mod directory;
+pub mod event;
 pub mod ids;
 pub mod model;
 pub mod send;
@@ -12,6 +13,7 @@ pub mod template;
 pub use account::{Account, AuthToken, TokenHash};
 pub use credential::{App, Credential, CredentialSecret, CredentialType};
 pub use directory::{Device, DeviceRegistration, User};
+pub use event::{EventType, OperationEvent};
 pub use ids::{AccountId, AppName, CredentialId, DeviceRegistrationId, InvalidId, NotificationId, OperationId, UserId};
 pub use model::*;
 pub use send::{CompiledContent, FieldError, Recipient, SendRequest, SenderSpec};

@@ -17,7 +17,7 @@ use crate::adapters::aws::dynamodb::config::{DynamoAccountStore, DynamoCredentia
 use crate::adapters::aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use crate::adapters::aws::kms::KmsEnvelopeBox;
 use crate::adapters::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
-use crate::adapters::aws::sqs::SqsQueue;
+use crate::adapters::aws::sqs::{QueuedEvents, SqsQueue};
 use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
 use crate::adapters::system::{RandomIds, SystemClock};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
@@ -46,6 +46,9 @@ pub struct CloudConfig {
     /// `PUSHGATE_SCHEDULE_GROUP`, `PUSHGATE_SCHEDULER_ROLE_ARN`, `PUSHGATE_QUEUE_ARN`: where
     /// scheduled sends' releases are scheduled (the send and cancel functions).
     pub schedules: Option<ScheduleTarget>,
+    /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the webhook of the bootstrap account
+    /// (`PUSHGATE_ACCOUNT_ID`) for operation events.
+    pub webhook: Option<crate::adapters::webhook::Webhook>,
     /// `PUSHGATE_PAGE_TOKEN_KEY`: secret page tokens are signed with (shared by every function).
     pub page_token_key: Option<String>,
     /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN_SHA256`: an account known without a table row.
@@ -73,6 +76,7 @@ impl CloudConfig {
             queue_url: None,
             kms_key_id: None,
             schedules: None,
+            webhook: None,
             page_token_key: None,
             bootstrap: None,
             api: ApiConfig::default(),
@@ -130,6 +134,10 @@ impl CloudConfig {
                 return Err(err("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN_SHA256 is"));
             }
         };
+        config.webhook = crate::local::webhook_config(var)?;
+        if config.webhook.is_some() && config.bootstrap.is_none() {
+            return Err(err("PUSHGATE_WEBHOOK_URL", "is the webhook of PUSHGATE_ACCOUNT_ID, which must be set too"));
+        }
         config.api.public_url = var("PUSHGATE_PUBLIC_URL");
         config.api.max_body_bytes = match var("PUSHGATE_MAX_BODY_BYTES") {
             Some(n) => n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?,
@@ -181,10 +189,16 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         Some(key) => Arc::new(KmsEnvelopeBox::new(aws_sdk_kms::Client::new(sdk), key.clone())),
         None => Arc::new(Unconfigured("PUSHGATE_KMS_KEY_ID")),
     };
-    let queue: Arc<dyn FanoutQueue> = match &config.queue_url {
-        Some(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone())),
+    let sqs = config.queue_url.as_ref().map(|url| SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()));
+    let queue: Arc<dyn FanoutQueue> = match &sqs {
+        Some(queue) => Arc::new(queue.clone()),
         None => Arc::new(Unconfigured("PUSHGATE_QUEUE_URL")),
     };
+    let hooks = match (&config.bootstrap, &config.webhook) {
+        (Some(account), Some(webhook)) => crate::local::webhooks(&account.id, Some(webhook))?,
+        _ => crate::local::webhooks(&AccountId::from_bytes([0; 16]), None)?,
+    };
+    let events = QueuedEvents::new(sqs, hooks);
     let scheduler: Arc<dyn Scheduler> = match &config.schedules {
         Some(target) => Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), target.clone())),
         None => Arc::new(Unconfigured("PUSHGATE_SCHEDULE_GROUP")),
@@ -204,6 +218,7 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
         scheduler,
+        events: Arc::new(events),
         gateway: Arc::new(gateway),
         secrets,
         clock: Arc::new(SystemClock),
@@ -278,7 +293,6 @@ pub async fn build_local(
             .await
             .map_err(unavailable("PUSHGATE_KMS_KEY_ID"))?,
     };
-    let (account, token, generated_account) = crate::local::account_for(config);
     let mut cloud = CloudConfig::new(format!("{prefix}push"), format!("{prefix}config"), format!("{prefix}directory"));
     cloud.queue_url = Some(queue_url.clone());
     cloud.kms_key_id = Some(key_id);
@@ -290,6 +304,9 @@ pub async fn build_local(
     let (scheduler, fired) = crate::adapters::memory::MemoryScheduler::new();
     deps.scheduler = Arc::new(scheduler);
     crate::adapters::memory::run_releases(deps.clone(), fired);
+    let (account, token, generated_account) = crate::local::account_for(config);
+    let hooks = crate::local::webhooks(&account, config.webhook.as_ref())?;
+    deps.events = Arc::new(crate::adapters::webhook::InProcessEvents::new(hooks, Default::default()));
     if let Some(key) = config.data_key {
         deps.pages = PageTokens::new(crate::local::page_token_key(&key));
     }
@@ -412,6 +429,45 @@ mod tests {
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_webhook_needs_its_secret_and_the_bootstrap_account_and_schedules_need_all_three_settings() {
+        let tables = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = tables.to_vec();
+            all.extend_from_slice(extra);
+            CloudConfig::from_lookup(lookup(&all))
+        };
+        let account = [
+            ("PUSHGATE_ACCOUNT_ID", "AC0123456789abcdef0123456789abcdef"),
+            ("PUSHGATE_AUTH_TOKEN_SHA256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        ];
+        let url = ("PUSHGATE_WEBHOOK_URL", "https://hooks.example.com/push");
+        let secret = ("PUSHGATE_WEBHOOK_SECRET", "sixteen-chars-at-least");
+        assert_eq!(with(&[url]).expect_err("no secret").var, "PUSHGATE_WEBHOOK_SECRET");
+        assert_eq!(with(&[url, secret]).expect_err("no account").var, "PUSHGATE_WEBHOOK_URL");
+        assert_eq!(
+            with(&[url, ("PUSHGATE_WEBHOOK_SECRET", "short")]).expect_err("short").var,
+            "PUSHGATE_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            with(&[("PUSHGATE_WEBHOOK_URL", "ftp://x"), secret, account[0], account[1]]).expect_err("scheme").var,
+            "PUSHGATE_WEBHOOK_URL"
+        );
+        let ok = with(&[url, secret, account[0], account[1]]).expect("complete");
+        assert_eq!(ok.webhook.map(|w| w.url), Some(url.1.to_owned()));
+        assert!(!format!("{:?}", with(&[url, secret, account[0], account[1]]).expect("ok").webhook).contains(secret.1));
+
+        let e = with(&[("PUSHGATE_SCHEDULE_GROUP", "g")]).expect_err("group alone");
+        assert_eq!(e.var, "PUSHGATE_SCHEDULE_GROUP");
+        let ok = with(&[
+            ("PUSHGATE_SCHEDULE_GROUP", "g"),
+            ("PUSHGATE_SCHEDULER_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("PUSHGATE_QUEUE_ARN", "arn:aws:sqs:us-east-1:1:q"),
+        ])
+        .expect("all three");
+        assert_eq!(ok.schedules.map(|s| s.group), Some("g".to_owned()));
     }
 
     #[test]

@@ -181,3 +181,39 @@ mod tests {
         assert!(batches(vec!["x".repeat(MAX_BATCH_BYTES + 1)]).is_err());
     }
 }
+
+/// Events on AWS: published as `{"event": …}` messages on the fan-out queue (one SQS call; the
+/// API answers without waiting for the webhook), delivered by the dispatch function, which
+/// retries a few times inline and then leaves the message to SQS (redelivered after the
+/// visibility timeout, dead-lettered after the redrive policy's receives).
+#[derive(Clone, Debug)]
+pub struct QueuedEvents {
+    queue: Option<SqsQueue>,
+    client: crate::adapters::webhook::WebhookClient,
+}
+
+impl QueuedEvents {
+    /// Queues on `queue` (functions without a queue URL deliver only) and posts with `client`.
+    pub fn new(queue: Option<SqsQueue>, client: crate::adapters::webhook::WebhookClient) -> Self {
+        Self { queue, client }
+    }
+}
+
+#[async_trait]
+impl crate::app::ports::EventSink for QueuedEvents {
+    async fn publish(&self, event: crate::domain::OperationEvent) -> Result<(), QueueError> {
+        if !self.client.has(&event.account_id) {
+            return Ok(());
+        }
+        let Some(queue) = &self.queue else {
+            return Err(QueueError("PUSHGATE_QUEUE_URL is not set: cannot queue an operation event".into()));
+        };
+        let body = serde_json::to_string(&crate::app::ports::QueueBody::Event { event })
+            .map_err(|e| QueueError(format!("cannot encode an event: {e}")))?;
+        queue.send_batch(vec![(0, body)]).await
+    }
+
+    async fn deliver(&self, event: &crate::domain::OperationEvent) -> Result<(), crate::app::ports::WebhookError> {
+        self.client.post(event).await
+    }
+}

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::adapters::parse_cursor;
 use crate::app::ports::{
-    Chunk, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
     AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus,
@@ -159,7 +159,7 @@ impl PushWriter for MemoryPushStore {
         Ok(())
     }
 
-    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError> {
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
         let mut guard = super::write(&self.inner)?;
         let inner = &mut *guard;
         let n = inner.notifications.get_mut(&(account.clone(), id)).ok_or(StoreError::Conflict)?;
@@ -180,10 +180,12 @@ impl PushWriter for MemoryPushStore {
         inner.claims.remove(&(account.clone(), id));
         op.stats.apply(from, to);
         op.updated_at = finish.at;
-        if matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing) && op.stats.all_final() {
+        let completed =
+            matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing) && op.stats.all_final();
+        if completed {
             op.status = OperationStatus::Completed;
         }
-        Ok(op.clone())
+        Ok(Finished { operation: op.clone(), completed })
     }
 
     async fn cancel_operation(
@@ -208,7 +210,7 @@ impl PushWriter for MemoryPushStore {
         account: &AccountId,
         id: NotificationId,
         at: crate::domain::Timestamp,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut guard = super::write(&self.inner)?;
         let inner = &mut *guard;
         let n = inner.notifications.get_mut(&(account.clone(), id)).ok_or(StoreError::Conflict)?;
@@ -222,11 +224,12 @@ impl PushWriter for MemoryPushStore {
         n.status = NotificationStatus::Queued;
         n.updated_at = at;
         op.stats.apply(NotificationStatus::Scheduled, NotificationStatus::Queued);
-        if op.status == OperationStatus::Scheduled {
+        let started = op.status == OperationStatus::Scheduled;
+        if started {
             op.status = OperationStatus::Processing;
         }
         op.updated_at = at;
-        Ok(())
+        Ok(started)
     }
 
     async fn put_scheduled_chunks(

@@ -112,7 +112,7 @@ pub use tables::{TableDefinition, create_tables, table_definitions};
 
 use crate::adapters::parse_cursor;
 use crate::app::ports::{
-    Chunk, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use crate::domain::{
     AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, RETENTION,
@@ -772,7 +772,7 @@ impl PushWriter for DynamoPushStore {
         }
     }
 
-    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Operation, StoreError> {
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
         let stored: Notification =
             decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         let from = stored.status;
@@ -848,7 +848,7 @@ impl PushWriter for DynamoPushStore {
         let op = read(self.get(op_key.clone()).await?)?;
         let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
         if !open || !op.stats.all_final() {
-            return Ok(op);
+            return Ok(Finished { operation: op, completed: false });
         }
         let complete = self
             .client
@@ -863,9 +863,9 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":zero", n(0))
             .return_values(ReturnValue::AllNew);
         match self.update(complete, "UpdateItem (complete)").await {
-            Ok(item) => read(item),
+            Ok(item) => Ok(Finished { operation: read(item)?, completed: true }),
             // Someone else completed it (or a counter moved): read what is there now.
-            Err(StoreError::Conflict) => read(self.get(op_key).await?),
+            Err(StoreError::Conflict) => Ok(Finished { operation: read(self.get(op_key).await?)?, completed: false }),
             Err(e) => Err(e),
         }
     }
@@ -904,7 +904,7 @@ impl PushWriter for DynamoPushStore {
         }
     }
 
-    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<(), StoreError> {
+    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError> {
         let stored: Notification =
             decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         if stored.status != NotificationStatus::Scheduled {
@@ -964,7 +964,8 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
             .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()));
         match self.update(start, "UpdateItem (start)").await {
-            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
             Err(e) => Err(e),
         }
     }
