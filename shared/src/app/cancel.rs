@@ -16,7 +16,7 @@ use futures::StreamExt;
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::{AccountId, EventType, NotificationId, NotificationStatus, Operation, OperationId};
+use crate::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId, Senders};
 
 use super::ports::{Finish, NotificationFilter, PageRequest, StoreError};
 use super::{AppError, Deps};
@@ -59,25 +59,20 @@ pub async fn cancel_notification(
     if n.status.is_final() {
         return Err(not_cancelable(format!("The PushNotification is {} and cannot be canceled", n.status.as_str())));
     }
-    let finish = Finish {
-        status: NotificationStatus::Canceled,
-        from: n.from,
-        error: None,
-        at: deps.clock.now(),
-        unclaimed: true,
-    };
-    match deps.push.finish(account, id, finish).await {
-        Ok(finished) => {
-            if finished.completed {
-                super::events::announce(deps, EventType::Completed, &finished.operation).await;
-            }
-            Ok(())
-        }
+    match cancel_one(deps, account, id, n.from).await {
+        Ok(()) => Ok(()),
         Err(StoreError::Conflict) => {
             Err(not_cancelable("The PushNotification is being handed to its provider and cannot be canceled".into()))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The conditional cancel of one notification no dispatcher holds (`Conflict` otherwise).
+async fn cancel_one(deps: &Deps, account: &AccountId, id: NotificationId, from: Senders) -> Result<(), StoreError> {
+    let finish =
+        Finish { status: NotificationStatus::Canceled, from, error: None, at: deps.clock.now(), unclaimed: true };
+    super::events::finish(deps, account, id, finish).await
 }
 
 /// Cancels an operation: every notification not yet handed to a provider ends CANCELED.
@@ -142,21 +137,8 @@ async fn sweep(deps: &Deps, account: &AccountId, id: OperationId) -> Result<(), 
             let found = deps.push.list_notifications(account, &filter, &page).await?;
             let results: Vec<Result<(), StoreError>> = futures::stream::iter(found.items)
                 .map(|n| async move {
-                    let finish = Finish {
-                        status: NotificationStatus::Canceled,
-                        from: n.from,
-                        error: None,
-                        at: deps.clock.now(),
-                        unclaimed: true,
-                    };
-                    match deps.push.finish(account, n.id, finish).await {
-                        Ok(finished) => {
-                            if finished.completed {
-                                super::events::announce(deps, EventType::Completed, &finished.operation).await;
-                            }
-                            Ok(())
-                        }
-                        Err(StoreError::Conflict) => Ok(()),
+                    match cancel_one(deps, account, n.id, n.from).await {
+                        Ok(()) | Err(StoreError::Conflict) => Ok(()),
                         Err(e) => Err(e),
                     }
                 })

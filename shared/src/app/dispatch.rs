@@ -430,14 +430,8 @@ impl Ctx<'_> {
     /// again. This at-least-once edge needs a store outage between send and record; closing it
     /// would need the provider's idempotency (APNs `apns-id`, FCM has none).
     async fn finish(&self, id: NotificationId, finish: Finish) -> Result<RecipientResult, StoreError> {
-        match self.deps.push.finish(&self.chunk.account_id, id, finish).await {
-            Ok(finished) => {
-                if finished.completed {
-                    super::events::announce(self.deps, EventType::Completed, &finished.operation).await;
-                }
-                Ok(RecipientResult::Done)
-            }
-            Err(StoreError::Conflict) => Ok(RecipientResult::Done),
+        match super::events::finish(self.deps, &self.chunk.account_id, id, finish).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
             Err(e) => Err(e),
         }
     }

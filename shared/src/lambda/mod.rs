@@ -35,6 +35,7 @@ async fn deps_from_env() -> Result<Deps, Error> {
 /// Runs the HTTP function `function`: its routes of the shared router, built once per cold start.
 pub async fn run_http(function: Function) -> Result<(), Error> {
     let config = CloudConfig::from_env()?;
+    config.warn_unshared_page_tokens();
     let sdk = sdk_config().await;
     let router = router_for(build_deps(&config, &sdk)?, config.api.clone(), Some(function));
     lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await

@@ -166,18 +166,28 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
-/// The page-token key: derived from the shared secret, or random for this process (a warning:
-/// page tokens then only work on the instance that issued them).
+/// The page-token key: derived from the shared secret, or random for this process (page tokens
+/// then only work on the instance that issued them: [`CloudConfig::warn_unshared_page_tokens`]
+/// says so where it matters).
 fn page_tokens(secret: Option<&str>) -> PageTokens {
     match secret {
         Some(secret) => PageTokens::new(
             Sha256::new().chain_update(b"pushgate/page-tokens/v1").chain_update(secret).finalize().into(),
         ),
         None => {
-            warn!("PUSHGATE_PAGE_TOKEN_KEY is not set: page tokens are signed with a key of this instance only");
             let mut key = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut key);
             PageTokens::new(key)
+        }
+    }
+}
+
+impl CloudConfig {
+    /// Warns when page tokens are signed with a key of this instance only (for the functions
+    /// that issue page tokens; the dispatch function issues none).
+    pub fn warn_unshared_page_tokens(&self) {
+        if self.page_token_key.is_none() {
+            warn!("PUSHGATE_PAGE_TOKEN_KEY is not set: page tokens are signed with a key of this instance only");
         }
     }
 }

@@ -76,7 +76,9 @@ impl Scheduler for EventBridgeScheduler {
             .create_schedule()
             .name(schedule_name(release.operation_id, release.instant))
             .group_name(&self.target.group)
-            .schedule_expression(at_expression(release.at))
+            // An instant that passed while the send was being accepted is scheduled just ahead
+            // (EventBridge Scheduler refuses past one-time schedules).
+            .schedule_expression(at_expression(release.at.max(chrono::Utc::now() + TimeDelta::seconds(2))))
             .schedule_expression_timezone("UTC")
             .flexible_time_window(window)
             .target(target)

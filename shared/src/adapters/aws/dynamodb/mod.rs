@@ -603,6 +603,56 @@ impl DynamoPushStore {
         }
     }
 
+    /// Applies `notification` (a conditional update of one notification) and moves one from the
+    /// operation's counter of `from` to that of `to`, in one transaction. `Conflict` when the
+    /// notification's condition fails; `Unexpected` when the operation is missing.
+    async fn move_one(
+        &self,
+        notification: Update,
+        account: &AccountId,
+        operation: OperationId,
+        from: NotificationStatus,
+        to: NotificationStatus,
+        at: AttributeValue,
+    ) -> Result<(), StoreError> {
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(operation_pk(account), operation)))
+            .update_expression("SET updated_at = :at ADD #left :minus, #reached :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#left", counter(from))
+            .expression_attribute_names("#reached", counter(to))
+            .expression_attribute_values(":at", at)
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_error)?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(notification).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await;
+        let Err(err) = written else { return Ok(()) };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
+            let lost = |i: usize| {
+                cancel.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+            };
+            if lost(0) {
+                return Err(StoreError::Conflict);
+            }
+            if lost(1) {
+                return Err(StoreError::Unexpected("notification without its operation".into()));
+            }
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB TransactWriteItems cancelled: {}",
+                DisplayErrorContext(&err)
+            )));
+        }
+        Err(store_error("TransactWriteItems", err))
+    }
+
     async fn update(
         &self,
         request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
@@ -803,43 +853,7 @@ impl PushWriter for DynamoPushStore {
             notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
         }
         let notification = notification.build().map_err(build_error)?;
-        let operation = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(operation_pk(account), stored.operation_id)))
-            .update_expression("SET updated_at = :at ADD #left :minus, #reached :one")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#left", counter(from))
-            .expression_attribute_names("#reached", counter(to))
-            .expression_attribute_values(":at", at)
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(build_error)?;
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(notification).build())
-            .transact_items(TransactWriteItem::builder().update(operation).build())
-            .send()
-            .await;
-        if let Err(err) = written {
-            if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
-                let lost = |i: usize| {
-                    cancel.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
-                };
-                if lost(0) {
-                    return Err(StoreError::Conflict);
-                }
-                if lost(1) {
-                    return Err(StoreError::Unexpected("notification without its operation".into()));
-                }
-                return Err(StoreError::Unavailable(format!(
-                    "DynamoDB TransactWriteItems cancelled: {}",
-                    DisplayErrorContext(&err)
-                )));
-            }
-            return Err(store_error("TransactWriteItems", err));
-        }
+        self.move_one(notification, account, stored.operation_id, from, to, at).await?;
         let op_key = key(operation_pk(account), stored.operation_id);
         let read = |item: Option<Item>| -> Result<Operation, StoreError> {
             let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
@@ -922,38 +936,15 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":at", at_value.clone())
             .build()
             .map_err(build_error)?;
-        let operation = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(operation_pk(account), stored.operation_id)))
-            .update_expression("SET updated_at = :at ADD scheduled :minus, queued :one")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":at", at_value)
-            .expression_attribute_values(":minus", n(-1))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .map_err(build_error)?;
-        let written = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(notification).build())
-            .transact_items(TransactWriteItem::builder().update(operation).build())
-            .send()
-            .await;
-        if let Err(err) = written {
-            if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
-                let lost =
-                    cancel.cancellation_reasons().first().and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                return Err(if lost {
-                    StoreError::Conflict
-                } else {
-                    StoreError::Unavailable(format!(
-                        "DynamoDB TransactWriteItems cancelled: {}",
-                        DisplayErrorContext(&err)
-                    ))
-                });
-            }
-            return Err(store_error("TransactWriteItems", err));
-        }
+        self.move_one(
+            notification,
+            account,
+            stored.operation_id,
+            NotificationStatus::Scheduled,
+            NotificationStatus::Queued,
+            at_value,
+        )
+        .await?;
         let start = self
             .client
             .update_item()
