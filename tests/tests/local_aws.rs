@@ -97,6 +97,29 @@ async fn the_aws_mode_delivers_through_sqs_and_a_second_process_sees_the_first_o
     assert_eq!(last["status"], "COMPLETED", "the in-process consumers drained SQS: {last}");
     assert_eq!(last["stats"]["sent"], 2);
     assert_eq!((apns.delivered_count(), fcm.delivered_count()), (1, 1));
+
+    // A scheduled send: chunks stored in DynamoDB, released by the in-process timer (moto never
+    // fires schedules) onto SQS, delivered by the consumers.
+    let instant = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (status, answer) = send_json(first.request(reqwest::Method::POST, "/v1/PushNotifications").json(&json!({
+        "to": [{"token": fcm_token(3), "provider": "FCM"}],
+        "content": {"title": "later"},
+        "schedule": {"sendAt": [instant.to_rfc3339()]}
+    })))
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    let scheduled = format!("/v1/PushNotifications/Operations/{}", answer["operationId"].as_str().expect("id"));
+    assert_eq!(send_json(first.request(reqwest::Method::GET, &scheduled)).await.1["status"], "SCHEDULED");
+    for _ in 0..200 {
+        last = send_json(first.request(reqwest::Method::GET, &scheduled)).await.1;
+        if last["status"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!((last["status"].clone(), last["stats"]["sent"].clone()), (json!("COMPLETED"), json!(1)), "{last}");
+    assert!(chrono::Utc::now() >= instant, "not before its instant");
+    assert_eq!(fcm.delivered_count(), 2);
     first.stop().await;
 
     // A second process with the same account on the same resources: nothing lived in memory.
