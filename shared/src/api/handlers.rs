@@ -28,6 +28,18 @@ fn pairs(query: Option<String>) -> Vec<(String, String)> {
 }
 type ApiResult = Result<Response, ApiError>;
 
+/// The account a request authenticates as (HTTP Basic: account id and auth token), extracted
+/// before the handler runs; a missing or wrong one is a 401.
+pub(super) struct Caller(pub AccountId);
+
+impl axum::extract::FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &ApiState) -> Result<Self, ApiError> {
+        account(state, &parts.headers).await.map(Caller)
+    }
+}
+
 async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -154,8 +166,12 @@ fn list_response<T>(
 
 // ---- PushNotifications ----
 
-pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
-    let account = account(&state, &headers).await?;
+pub(super) async fn send(
+    State(state): State<ApiState>,
+    Caller(account): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let id = send_uc::send(&state.deps, &account, body).await?;
     let location = format!("{}/v1/PushNotifications/Operations/{id}", base_url(&state, &headers));
@@ -164,10 +180,9 @@ pub(super) async fn send(State(state): State<ApiState>, headers: HeaderMap, body
 
 pub(super) async fn fetch_notification(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = notification_id(&id)?;
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
     Ok(Json(dto::notification(&n)).into_response())
@@ -175,11 +190,11 @@ pub(super) async fn fetch_notification(
 
 pub(super) async fn cancel_notification(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = notification_id(&raw)?;
     let body = json_body(&state, &headers, body).await?;
     cancel::cancel_notification(&state.deps, &account, id, &body).await?;
@@ -188,11 +203,11 @@ pub(super) async fn cancel_notification(
 
 pub(super) async fn cancel_operation(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = operation_id(&raw)?;
     let body = json_body(&state, &headers, body).await?;
     cancel::cancel_operation(&state.deps, &account, id, &body).await?;
@@ -201,10 +216,9 @@ pub(super) async fn cancel_operation(
 
 pub(super) async fn list_notifications(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let allowed = ["operationId", "status", "tags", "startDate", "endDate", "user", "provider"];
     let mut q = ListQuery::new("notifications", pairs(params), &allowed);
     let filter = NotificationFilter {
@@ -238,10 +252,9 @@ pub(super) async fn list_notifications(
 
 pub(super) async fn fetch_operation(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = operation_id(&id)?;
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
     Ok(Json(dto::operation(&op)).into_response())
@@ -249,10 +262,9 @@ pub(super) async fn fetch_operation(
 
 pub(super) async fn list_operations(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let mut q = ListQuery::new("operations", pairs(params), &["status", "startDate", "endDate"]);
     let filter = OperationFilter {
         status: q.parsed("status", "must be one of SCHEDULED, PROCESSING, COMPLETED, CANCELED", OperationStatus::parse),
@@ -266,11 +278,10 @@ pub(super) async fn list_operations(
 
 pub(super) async fn list_operation_errors(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(id): Path<String>,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = operation_id(&id)?;
     let q = ListQuery::new(&format!("operation-errors/{id}"), pairs(params), &[]);
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
@@ -280,8 +291,12 @@ pub(super) async fn list_operation_errors(
 
 // ---- Credentials ----
 
-pub(super) async fn create_credential(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
-    let account = account(&state, &headers).await?;
+pub(super) async fn create_credential(
+    State(state): State<ApiState>,
+    Caller(account): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let c = credentials::create_credential(&state.deps, &account, &body).await?;
     Ok(resource(
@@ -295,10 +310,9 @@ pub(super) async fn create_credential(State(state): State<ApiState>, headers: He
 
 pub(super) async fn list_credentials(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let mut q = ListQuery::new(
         "credentials",
         pairs(params),
@@ -318,10 +332,9 @@ pub(super) async fn list_credentials(
 
 pub(super) async fn fetch_credential(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = credential_id(&id)?;
     let c = credentials::fetch_credential(&state.deps, &account, id).await?;
     Ok(Json(dto::credential(&c)).into_response())
@@ -329,11 +342,11 @@ pub(super) async fn fetch_credential(
 
 pub(super) async fn patch_credential(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = credential_id(&id)?;
     let body = json_body(&state, &headers, body).await?;
     let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
@@ -348,10 +361,10 @@ pub(super) async fn patch_credential(
 
 pub(super) async fn delete_credential(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = credential_id(&id)?;
     let c = credentials::delete_credential(&state.deps, &account, id).await?;
     Ok(resource(
@@ -367,10 +380,9 @@ pub(super) async fn delete_credential(
 
 pub(super) async fn list_apps(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let mut q = ListQuery::new("apps", pairs(params), &["isDefault", "startDate", "endDate"]);
     let filter = AppFilter { is_default: q.boolean("isDefault"), start: q.date("startDate"), end: q.date("endDate") };
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
@@ -380,10 +392,9 @@ pub(super) async fn list_apps(
 
 pub(super) async fn fetch_app(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let name = app_name(&name)?;
     let app = credentials::fetch_app(&state.deps, &account, &name).await?;
     Ok(Json(dto::app(&app)).into_response())
@@ -391,11 +402,11 @@ pub(super) async fn fetch_app(
 
 pub(super) async fn patch_app(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let name = app_name(&name)?;
     let body = json_body(&state, &headers, body).await?;
     let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
@@ -414,8 +425,12 @@ fn registration_location(id: &DeviceRegistrationId) -> String {
     format!("/v1/PushNotifications/DeviceRegistrations/{id}")
 }
 
-pub(super) async fn register_device(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> ApiResult {
-    let account = account(&state, &headers).await?;
+pub(super) async fn register_device(
+    State(state): State<ApiState>,
+    Caller(account): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let r = directory::register(&state.deps, &account, &body).await?;
     Ok(resource(&state, &headers, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
@@ -423,10 +438,9 @@ pub(super) async fn register_device(State(state): State<ApiState>, headers: Head
 
 pub(super) async fn list_registrations(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let mut q = ListQuery::new("device-registrations", pairs(params), &["userId", "appName"]);
     q.require("userId");
     let user = q.parsed("userId", &format!("must match {}", UserId::PATTERN), |s| UserId::parse(s).ok());
@@ -447,10 +461,9 @@ pub(super) async fn list_registrations(
 
 pub(super) async fn fetch_registration(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = registration_id(&id)?;
     let r = directory::fetch_registration(&state.deps, &account, &id).await?;
     Ok(Json(dto::device_registration(&r)).into_response())
@@ -458,10 +471,10 @@ pub(super) async fn fetch_registration(
 
 pub(super) async fn delete_registration(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = registration_id(&id)?;
     let r = directory::delete_registration(&state.deps, &account, &id).await?;
     Ok(resource(&state, &headers, StatusCode::OK, registration_location(&r.id), r.id.to_string()))
@@ -471,18 +484,20 @@ pub(super) async fn delete_registration(
 
 pub(super) async fn list_users(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    Caller(account): Caller,
     RawQuery(params): Params,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let q = ListQuery::new("users", pairs(params), &[]);
     let (page, paging) = q.finish(&state.deps.pages, &account)?;
     let result = directory::list_users(&state.deps, &account, &page).await?;
     Ok(list_response(&state, &account, "users", &result.items, dto::user, &paging, result.next.as_deref()))
 }
 
-pub(super) async fn fetch_user(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    let account = account(&state, &headers).await?;
+pub(super) async fn fetch_user(
+    State(state): State<ApiState>,
+    Caller(account): Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
     let id = user_id(&id)?;
     let u = directory::fetch_user(&state.deps, &account, id).await?;
     Ok(Json(dto::user(&u)).into_response())
@@ -490,10 +505,10 @@ pub(super) async fn fetch_user(State(state): State<ApiState>, headers: HeaderMap
 
 pub(super) async fn delete_user(
     State(state): State<ApiState>,
+    Caller(account): Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let account = account(&state, &headers).await?;
     let id = user_id(&id)?;
     let u = directory::delete_user(&state.deps, &account, id).await?;
     Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/Users/{}", u.id), u.id.to_string()))
