@@ -9,7 +9,10 @@
 //! | notification | `NOTIFICATION#{account}` | notification id | `USER#{account}#{user}` / notification id, only when addressed to a User |
 //! | operation | `OPERATION#{account}` | operation id | — |
 //! | tag index | `TAG#{account}#{len(key)}:{key}={value}` | notification id | — |
+//! | stored chunk of a scheduled send | `SCHEDULED#{account}#{operation}` | `{instant:02}#{index:05}` | — |
 //!
+//! A stored chunk holds one fan-out chunk as JSON (`chunk`, ≤ 192 KiB, under the 400 KB item
+//! limit) until its instant's release queues it; `expiresAt` = instant + 7 days.
 //! - Every key starts with the account id: another account's record is simply not found.
 //! - Ids are `prefix` + lowercase ULID; the Crockford alphabet is in ASCII order and the length
 //!   is fixed, so the string order of `sk` is time order. Lists are Queries on one partition with
