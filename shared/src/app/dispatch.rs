@@ -233,6 +233,8 @@ impl CancelWatch {
         if read.1 || read.0 >= ticket {
             return Ok(read.1);
         }
+        // Let sibling deliveries finish their claims first, so one read serves them all.
+        tokio::task::yield_now().await;
         let covers = self.claims.load(Ordering::SeqCst);
         let op = deps.push.get_operation(&chunk.account_id, chunk.operation_id).await?;
         *read = (covers, op.is_some_and(|op| op.status == OperationStatus::Canceled));
@@ -417,6 +419,21 @@ impl Ctx<'_> {
                         )
                     } else {
                         deps.push.release(account, id).await?;
+                        // Canceled meanwhile? Then this notification is not retried: cancel it
+                        // now (released first, so either this read sees the cancel or the
+                        // cancel's sweep sees the notification unclaimed).
+                        if self.watch.canceled(deps, chunk).await? {
+                            let canceled = Finish {
+                                unclaimed: true,
+                                ..Finish::by_dispatcher(
+                                    NotificationStatus::Canceled,
+                                    from.clone(),
+                                    None,
+                                    deps.clock.now(),
+                                )
+                            };
+                            return self.finish(id, canceled).await;
+                        }
                         return Ok(RecipientResult::Retry(wait));
                     }
                 }
