@@ -220,7 +220,10 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
         scheduler: Arc::new(scheduler),
-        events: Arc::new(InProcessEvents::new(webhooks(&account, config.webhook.as_ref())?, Backoff::default())),
+        events: Arc::new(InProcessEvents::new(
+            webhooks(config.webhook.as_ref().map(|w| (&account, w)))?,
+            Backoff::default(),
+        )),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&data_key)),
         clock: Arc::new(SystemClock),
@@ -241,9 +244,9 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     })
 }
 
-/// The webhook client for `account`'s webhook (if any).
-pub fn webhooks(account: &AccountId, webhook: Option<&Webhook>) -> Result<WebhookClient, ConfigError> {
-    let hooks = webhook.map(|w| (account.clone(), w.clone())).into_iter().collect();
+/// The webhook client: posts for `hook`'s account to its webhook (none: posts nothing).
+pub fn webhooks(hook: Option<(&AccountId, &Webhook)>) -> Result<WebhookClient, ConfigError> {
+    let hooks = hook.map(|(account, w)| (account.clone(), w.clone())).into_iter().collect();
     WebhookClient::new(hooks)
         .map_err(|e| err("PUSHGATE_WEBHOOK_URL", format!("cannot build the webhook HTTP client: {e}")))
 }

@@ -264,7 +264,7 @@ pub fn memory_deps(
         queue,
         scheduler: Arc::new(ManualScheduler::default()),
         events: Arc::new(pushgate::adapters::webhook::InProcessEvents::new(
-            pushgate::local::webhooks(&account, None).expect("a webhook client"),
+            pushgate::local::webhooks(None).expect("a webhook client"),
             Default::default(),
         )),
         gateway,

@@ -204,10 +204,7 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         Some(queue) => Arc::new(queue.clone()),
         None => Arc::new(Unconfigured("PUSHGATE_QUEUE_URL")),
     };
-    let hooks = match (&config.bootstrap, &config.webhook) {
-        (Some(account), Some(webhook)) => crate::local::webhooks(&account.id, Some(webhook))?,
-        _ => crate::local::webhooks(&AccountId::from_bytes([0; 16]), None)?,
-    };
+    let hooks = crate::local::webhooks(config.bootstrap.as_ref().map(|a| &a.id).zip(config.webhook.as_ref()))?;
     let events = QueuedEvents::new(sqs, hooks);
     let scheduler: Arc<dyn Scheduler> = match &config.schedules {
         Some(target) => Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), target.clone())),
@@ -315,7 +312,7 @@ pub async fn build_local(
     deps.scheduler = Arc::new(scheduler);
     crate::adapters::memory::run_releases(deps.clone(), fired);
     let (account, token, generated_account) = crate::local::account_for(config);
-    let hooks = crate::local::webhooks(&account, config.webhook.as_ref())?;
+    let hooks = crate::local::webhooks(config.webhook.as_ref().map(|w| (&account, w)))?;
     deps.events = Arc::new(crate::adapters::webhook::InProcessEvents::new(hooks, Default::default()));
     if let Some(key) = config.data_key {
         deps.pages = PageTokens::new(crate::local::page_token_key(&key));
