@@ -66,6 +66,9 @@ pub struct LocalConfig {
     pub providers: ProviderConfig,
     /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
     pub workers: usize,
+    /// `PUSHGATE_RENDER_THREADS`: threads rendering templates (default: one per core but one,
+    /// at least one).
+    pub render_threads: Option<usize>,
     /// Use case tunables.
     pub settings: Settings,
     /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the account's webhook for operation
@@ -83,6 +86,7 @@ impl Default for LocalConfig {
             api: ApiConfig::default(),
             providers: ProviderConfig::default(),
             workers: 8,
+            render_threads: None,
             settings: Settings::default(),
             webhook: None,
         }
@@ -136,6 +140,14 @@ impl LocalConfig {
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
         config.webhook = webhook_config(var)?;
+        if let Some(n) = var("PUSHGATE_RENDER_THREADS") {
+            config.render_threads = Some(
+                n.parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| err("PUSHGATE_RENDER_THREADS", "must be a positive integer"))?,
+            );
+        }
         if let Some(n) = var("PUSHGATE_WORKERS") {
             config.workers = n
                 .parse()
@@ -144,6 +156,16 @@ impl LocalConfig {
                 .ok_or_else(|| err("PUSHGATE_WORKERS", "must be a positive integer"))?;
         }
         Ok(config)
+    }
+}
+
+impl LocalConfig {
+    /// The CPU pool for rendering: `render_threads`, or sized for this machine.
+    pub fn cpu_pool(&self) -> crate::app::cpu::CpuPool {
+        match self.render_threads {
+            Some(n) => crate::app::cpu::CpuPool::new(n),
+            None => crate::app::cpu::CpuPool::for_this_machine(),
+        }
     }
 }
 
@@ -230,6 +252,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         ids: Arc::new(RandomIds),
         pages: PageTokens::new(page_token_key(&data_key)),
         settings: config.settings.clone(),
+        cpu: config.cpu_pool(),
     };
     let workers = queue.start(deps.clone(), config.workers);
     run_releases(deps.clone(), fired);

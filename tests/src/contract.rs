@@ -931,7 +931,7 @@ fn scheduled_chunk(op: &Operation, at: Timestamp, recipients: u32) -> Chunk {
         account_id: op.account_id.clone(),
         operation_id: op.id,
         created_at: op.created_at,
-        content: Content { title: Some("{{ name }}".into()), ..Content::default() },
+        content: std::sync::Arc::new(Content { title: Some("{{ name }}".into()), ..Content::default() }),
         tags: BTreeMap::new(),
         priority: Priority::High,
         sound: None,
@@ -942,7 +942,7 @@ fn scheduled_chunk(op: &Operation, at: Timestamp, recipients: u32) -> Chunk {
                 slot: i,
                 token: format!("t{i}"),
                 provider: Provider::Fcm,
-                variables: serde_json::Map::new(),
+                variables: Default::default(),
                 user_id: None,
             })
             .collect(),

@@ -273,6 +273,7 @@ pub fn memory_deps(
         ids: Arc::new(RandomIds),
         pages: pushgate::app::PageTokens::new([8; 32]),
         settings: test_config().settings,
+        cpu: pushgate::app::cpu::CpuPool::new(2),
     };
     (deps, account, token)
 }

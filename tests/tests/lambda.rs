@@ -421,3 +421,53 @@ async fn concurrent_registrations_of_one_token_on_moto_leave_it_in_exactly_one_r
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_chunk_that_panics_in_rendering_fails_alone_in_a_batch_with_healthy_chunks_of_another_operation() {
+    let Some(rig) = AwsRig::new("poison", |_| {}).await else { return };
+    rig.create_credentials("main").await;
+    let (healthy, mut messages) = send_and_receive(&rig, &mixed_send(&[1, 2], &[3]), 1).await;
+    // One recipient panics inside liquid-lib (i64::MIN / -1), one in a filter that always
+    // panics (debug builds only), one renders fine.
+    let poison = json!({
+        "to": [
+            {"token": apn_token(10), "provider": "APN", "variables": {"boom": true}},
+            {"token": apn_token(11), "provider": "APN", "variables": {"n": i64::MIN, "m": -1}},
+            {"token": apn_token(12), "provider": "APN", "variables": {"n": 10, "m": 2}},
+        ],
+        "content": {"title": "{% if boom %}{{ 'x' | pushgate_test_panic }}{% endif %}{{ n | divided_by: m }}"},
+    });
+    let (poisoned, more) = send_and_receive(&rig, &poison, 1).await;
+    messages.extend(more);
+
+    let response = rig.dispatch(&messages).await;
+    assert!(failures(&response).is_empty(), "no message of the batch comes back: {:?}", failures(&response));
+    let operation = async |id: &str| {
+        let (status, op) =
+            rig.call(Function::Operations, "GET", &format!("/v1/PushNotifications/Operations/{id}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{op}");
+        op
+    };
+    let op = operation(&healthy).await;
+    assert_eq!((op["status"].as_str(), op["stats"]["sent"].as_u64()), (Some("COMPLETED"), Some(3)), "{op}");
+    let op = operation(&poisoned).await;
+    assert_eq!(op["status"], "COMPLETED", "{op}");
+    assert_eq!((op["stats"]["sent"].as_u64(), op["stats"]["failed"].as_u64()), (Some(1), Some(2)), "{op}");
+    let path = format!("/v1/PushNotifications/Operations/{poisoned}/Errors");
+    let (_, errors) = rig.call(Function::Operations, "GET", &path, None).await;
+    let errors = errors["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert_eq!(e["code"], 30422, "{e}");
+        assert!(e["message"].as_str().is_some_and(|m| m.contains("template rendering failed")), "{e}");
+    }
+    assert!(
+        errors.iter().any(|e| e["message"].as_str().is_some_and(|m| m.contains("overflow"))),
+        "the arithmetic one says why: {errors:?}"
+    );
+    // The same batch again (SQS redelivers): nothing is sent twice, nothing comes back.
+    let delivered = rig.apns.delivered_count() + rig.fcm.delivered_count();
+    let response = rig.dispatch(&redelivered(&messages)).await;
+    assert!(failures(&response).is_empty(), "no redelivery loop: {:?}", failures(&response));
+    assert_eq!(rig.apns.delivered_count() + rig.fcm.delivered_count(), delivered);
+}

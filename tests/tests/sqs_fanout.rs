@@ -2,6 +2,7 @@
 //! messages as SQS delivers them. Skipped by plain `cargo test`; run by `tests/run`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use pushgate::adapters::aws::sqs::SqsQueue;
 use pushgate::app::dispatch::process_messages;
@@ -57,7 +58,9 @@ async fn a_send_through_sqs_is_delivered_by_processing_the_received_messages_and
     let first = delivered.iter().find(|r| r.device_token == apn_token(0)).expect("recipient 0");
     assert_eq!(first.payload["aps"]["alert"]["title"], "Hi User 0");
 
-    // SQS redelivers the same messages (visibility timeout): nothing is sent twice.
+    // SQS redelivers the same messages (visibility timeout): nothing is sent twice. Wait out
+    // the 1 s visibility of the last message received (processing may take less than that).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = receive_all(&rig.sqs, &rig.queue_url, 12, 30).await;
     assert_eq!(again.len(), 12, "the messages were not deleted, so SQS delivers them again");
     assert!(again.iter().all(|m| m.receive_count >= 2));

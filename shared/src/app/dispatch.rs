@@ -14,10 +14,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
+use std::panic::AssertUnwindSafe;
+
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
-use tracing::{error, instrument, warn};
+use tracing::{debug, error, info, instrument, warn};
 
 use crate::domain::{
     CompiledContent, CredentialSecret, CredentialType, DeliveryError, Destination, ErrorCode, EventType, Notification,
@@ -37,8 +39,41 @@ pub enum ChunkResult {
 }
 
 enum RecipientResult {
-    Done,
+    Done(Outcome),
     Retry(Duration),
+}
+
+/// What processing did to one recipient (for the chunk's summary line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Failed,
+    Canceled,
+    /// Nothing to do: final already, or a scheduled notification created ahead of its instant.
+    Unchanged,
+}
+
+/// Counts of one processing of a chunk, logged once (not per recipient: a provider outage
+/// during a 10,000-recipient send is a few lines, not 150,000).
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u32,
+    failed: u32,
+    canceled: u32,
+    unchanged: u32,
+    retry: u32,
+}
+
+impl Tally {
+    fn add(&mut self, result: &RecipientResult) {
+        match result {
+            RecipientResult::Done(Outcome::Sent) => self.sent += 1,
+            RecipientResult::Done(Outcome::Failed) => self.failed += 1,
+            RecipientResult::Done(Outcome::Canceled) => self.canceled += 1,
+            RecipientResult::Done(Outcome::Unchanged) => self.unchanged += 1,
+            RecipientResult::Retry(_) => self.retry += 1,
+        }
+    }
 }
 
 type ResolvedCredential = Option<(crate::domain::CredentialId, CredentialType, Arc<CredentialSecret>)>;
@@ -74,31 +109,37 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
             return ChunkResult::RetryAfter(Duration::from_secs(5));
         }
     };
+    let compiled = Arc::new(compiled);
     let ctx = Ctx { deps, chunk, compiled: &compiled, credentials: &credentials, receive_count, watch: &watch };
     let limit = deps.settings.delivery_concurrency.max(1);
     let mut pending = FuturesUnordered::new();
     let mut recipients = chunk.recipients.iter();
-    let mut results = Vec::with_capacity(chunk.recipients.len());
+    let mut tally = Tally::default();
+    let mut retry_after = None;
     loop {
         while pending.len() < limit {
             match recipients.next() {
-                Some(r) => pending.push(ctx.process(r)),
+                Some(r) => pending.push(ctx.process_guarded(r)),
                 None => break,
             }
         }
         match pending.next().await {
-            Some(r) => results.push(r),
+            Some(r) => {
+                tally.add(&r);
+                if let RecipientResult::Retry(after) = r {
+                    retry_after = retry_after.max(Some(after));
+                }
+            }
             None => break,
         }
     }
-    results
-        .into_iter()
-        .filter_map(|r| match r {
-            RecipientResult::Retry(after) => Some(after),
-            RecipientResult::Done => None,
-        })
-        .max()
-        .map_or(ChunkResult::Done, ChunkResult::RetryAfter)
+    let Tally { sent, failed, canceled, unchanged, retry } = tally;
+    if retry > 0 {
+        warn!(sent, failed, canceled, unchanged, retry, "chunk processed; some recipients go back to the queue");
+    } else {
+        info!(sent, failed, canceled, unchanged, "chunk processed");
+    }
+    retry_after.map_or(ChunkResult::Done, ChunkResult::RetryAfter)
 }
 
 async fn resolve_credentials(deps: &Deps, chunk: &Chunk) -> Result<HashMap<Provider, ResolvedCredential>, StoreError> {
@@ -145,6 +186,20 @@ pub struct QueueMessage {
 /// it ends in the dead-letter queue instead of vanishing.
 pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<String> {
     let results = futures::future::join_all(messages.iter().map(|m| async move {
+        // A panic in one message fails that message alone (it is redelivered, then
+        // dead-lettered), never the batch around it.
+        AssertUnwindSafe(process_message(deps, m)).catch_unwind().await.unwrap_or_else(|_| {
+            error!(message_id = %m.id, "processing a queue message panicked; it goes back to the queue");
+            Some(m.id.clone())
+        })
+    }))
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+/// Processes one queue message; returns its id if the queue must deliver it again.
+async fn process_message(deps: &Deps, m: &QueueMessage) -> Option<String> {
+    {
         match serde_json::from_str::<QueueBody>(&m.body) {
             Ok(QueueBody::Chunk(chunk)) => match process_chunk(deps, &chunk, m.receive_count).await {
                 ChunkResult::Done => None,
@@ -169,9 +224,7 @@ pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<Str
                 Some(m.id.clone())
             }
         }
-    }))
-    .await;
-    results.into_iter().flatten().collect()
+    }
 }
 
 /// Posts an event to its webhook: three attempts with a short backoff (0.5 s, 1 s), then the
@@ -201,7 +254,7 @@ pub fn secret_aad(account: &crate::domain::AccountId, id: &crate::domain::Creden
 struct Ctx<'a> {
     deps: &'a Deps,
     chunk: &'a Chunk,
-    compiled: &'a Result<CompiledContent, String>,
+    compiled: &'a Arc<Result<CompiledContent, String>>,
     credentials: &'a HashMap<Provider, ResolvedCredential>,
     receive_count: u32,
     watch: &'a CancelWatch,
@@ -243,12 +296,118 @@ impl CancelWatch {
 }
 
 impl Ctx<'_> {
+    /// Processes one recipient; a panic anywhere in it fails that recipient alone.
+    async fn process_guarded(&self, recipient: &ChunkRecipient) -> RecipientResult {
+        match AssertUnwindSafe(self.process(recipient)).catch_unwind().await {
+            Ok(result) => result,
+            Err(_) => {
+                error!(slot = recipient.slot, "processing one recipient panicked; it is FAILED (30500)");
+                self.fail_after_panic(recipient).await
+            }
+        }
+    }
+
     async fn process(&self, recipient: &ChunkRecipient) -> RecipientResult {
         match self.try_process(recipient).await {
             Ok(r) => r,
             Err(e) => {
-                warn!(error = %e, slot = recipient.slot, "store failure while dispatching; will retry");
+                debug!(error = %e, slot = recipient.slot, "store failure while dispatching; will retry");
                 RecipientResult::Retry(Duration::from_secs(2))
+            }
+        }
+    }
+
+    /// After a panic: the notification (created now if it was not yet) becomes FAILED with
+    /// [`ErrorCode::Internal`], so the recipient ends final and its chunk is not redelivered
+    /// for it. If even that fails, the recipient is retried with the chunk.
+    async fn fail_after_panic(&self, recipient: &ChunkRecipient) -> RecipientResult {
+        let deps = self.deps;
+        let id = NotificationId::derive(self.chunk.operation_id, recipient.slot);
+        let record = self.record(recipient, self.chunk.content.clone(), self.chunk.tags.clone(), Senders::default());
+        let failed = async {
+            deps.push.create_notification(record).await?;
+            let error = DeliveryError::new(
+                ErrorCode::Internal,
+                "pushgate failed while processing this notification; the failure is logged",
+                None,
+            );
+            self.finish(
+                id,
+                Finish::by_dispatcher(NotificationStatus::Failed, Senders::default(), Some(error), deps.clock.now()),
+            )
+            .await
+        };
+        match failed.await {
+            Ok(result) => result,
+            Err(e) => {
+                warn!(error = %e, slot = recipient.slot, "could not record the failure; will retry");
+                RecipientResult::Retry(Duration::from_secs(30))
+            }
+        }
+    }
+
+    /// The record of `recipient`'s notification as first created.
+    fn record(
+        &self,
+        recipient: &ChunkRecipient,
+        content: Arc<crate::domain::Content>,
+        tags: std::collections::BTreeMap<String, String>,
+        from: Senders,
+    ) -> Notification {
+        let chunk = self.chunk;
+        let now = self.deps.clock.now();
+        Notification {
+            id: NotificationId::derive(chunk.operation_id, recipient.slot),
+            account_id: chunk.account_id.clone(),
+            operation_id: chunk.operation_id,
+            to: Destination {
+                token: recipient.token.clone(),
+                provider: recipient.provider,
+                user_id: recipient.user_id,
+            },
+            from,
+            content,
+            priority: chunk.priority,
+            sound: chunk.sound.clone(),
+            status: if chunk.scheduled_for.is_some() {
+                NotificationStatus::Scheduled
+            } else {
+                NotificationStatus::Queued
+            },
+            tags,
+            scheduled_for: chunk.scheduled_for,
+            created_at: chunk.created_at,
+            updated_at: now,
+            error: None,
+            completed_at: None,
+        }
+    }
+
+    /// Renders `recipient`'s content: templates on the CPU pool (fair between operations, off
+    /// the async threads), plain content in place. `Err(None)`: the pool is shutting down, try
+    /// again later.
+    async fn render(
+        &self,
+        recipient: &ChunkRecipient,
+    ) -> Result<Result<(Arc<crate::domain::Content>, std::collections::BTreeMap<String, String>), String>, ()> {
+        match self.compiled.as_ref() {
+            Err(e) => Ok(Err(e.clone())),
+            Ok(compiled) if !compiled.is_dynamic() => Ok(compiled.render(&recipient.variables).map_err(|e| e.0)),
+            Ok(_) => {
+                let (compiled, variables) = (self.compiled.clone(), recipient.variables.clone());
+                let key = self.chunk.operation_id.ulid().0;
+                let job = move || match compiled.as_ref() {
+                    Ok(compiled) => compiled.render(&variables).map_err(|e| e.0),
+                    Err(e) => Err(e.clone()),
+                };
+                match self.deps.cpu.run(key, job).await {
+                    Ok(rendered) => Ok(rendered),
+                    Err(super::cpu::JobError::Panicked) => {
+                        error!(slot = recipient.slot, "rendering panicked");
+                        Ok(Err("template rendering failed unexpectedly".to_owned()))
+                    }
+                    Err(super::cpu::JobError::Closed) => Err(()),
+                }
             }
         }
     }
@@ -266,44 +425,19 @@ impl Ctx<'_> {
             },
             None => Senders::default(),
         };
-        let rendered = match self.compiled {
-            Ok(compiled) => compiled.render(&recipient.variables).map_err(|e| e.0),
-            Err(e) => Err(e.clone()),
+        let Ok(rendered) = self.render(recipient).await else {
+            return Ok(RecipientResult::Retry(Duration::from_secs(5)));
         };
         // The record and the delivery share the rendered content.
         let (content, tags, render_error) = match rendered {
-            Ok((content, tags)) => (Arc::new(content), tags, None),
-            Err(e) => (Arc::new(chunk.content.clone()), chunk.tags.clone(), Some(e)),
+            Ok((content, tags)) => (content, tags, None),
+            Err(e) => (chunk.content.clone(), chunk.tags.clone(), Some(e)),
         };
         let now = deps.clock.now();
-        let record = Notification {
-            id,
-            account_id: account.clone(),
-            operation_id: chunk.operation_id,
-            to: Destination {
-                token: recipient.token.clone(),
-                provider: recipient.provider,
-                user_id: recipient.user_id,
-            },
-            from: from.clone(),
-            content: content.clone(),
-            priority: chunk.priority,
-            sound: chunk.sound.clone(),
-            status: if chunk.scheduled_for.is_some() {
-                NotificationStatus::Scheduled
-            } else {
-                NotificationStatus::Queued
-            },
-            tags,
-            scheduled_for: chunk.scheduled_for,
-            created_at: chunk.created_at,
-            updated_at: now,
-            error: None,
-            completed_at: None,
-        };
+        let record = self.record(recipient, content.clone(), tags, from.clone());
         let stored = deps.push.create_notification(record).await?;
         if stored.is_final() {
-            return Ok(RecipientResult::Done);
+            return Ok(RecipientResult::Done(Outcome::Unchanged));
         }
         if chunk.scheduled_for.is_some() && stored == NotificationStatus::Scheduled {
             if !chunk.released {
@@ -316,7 +450,7 @@ impl Ctx<'_> {
                     };
                     return self.finish(id, canceled).await;
                 }
-                return Ok(RecipientResult::Done);
+                return Ok(RecipientResult::Done(Outcome::Unchanged));
             }
             match deps.push.promote(account, id, now).await {
                 Ok(true) => {
@@ -329,7 +463,7 @@ impl Ctx<'_> {
             }
         } else if !chunk.released && chunk.scheduled_for.is_some() {
             // Created already (released, or a redelivered creation pass): nothing to create.
-            return Ok(RecipientResult::Done);
+            return Ok(RecipientResult::Done(Outcome::Unchanged));
         }
         let lease = chrono::Duration::from_std(deps.settings.claim_lease).unwrap_or(chrono::Duration::minutes(2));
         match deps.push.claim(account, id, now + lease, now).await {
@@ -339,7 +473,7 @@ impl Ctx<'_> {
                 let current = deps.push.get_notification(account, id).await?;
                 return Ok(match current {
                     Some(n) if !n.status.is_final() => RecipientResult::Retry(deps.settings.claim_lease),
-                    _ => RecipientResult::Done,
+                    _ => RecipientResult::Done(Outcome::Unchanged),
                 });
             }
             Err(e) => return Err(e),
@@ -447,8 +581,15 @@ impl Ctx<'_> {
     /// again. This at-least-once edge needs a store outage between send and record; closing it
     /// would need the provider's idempotency (APNs `apns-id`, FCM has none).
     async fn finish(&self, id: NotificationId, finish: Finish) -> Result<RecipientResult, StoreError> {
+        let outcome = match finish.status {
+            NotificationStatus::Sent => Outcome::Sent,
+            NotificationStatus::Failed => Outcome::Failed,
+            NotificationStatus::Canceled => Outcome::Canceled,
+            _ => Outcome::Unchanged,
+        };
         match super::events::finish(self.deps, &self.chunk.account_id, id, finish).await {
-            Ok(()) | Err(StoreError::Conflict) => Ok(RecipientResult::Done),
+            Ok(()) => Ok(RecipientResult::Done(outcome)),
+            Err(StoreError::Conflict) => Ok(RecipientResult::Done(Outcome::Unchanged)),
             Err(e) => Err(e),
         }
     }

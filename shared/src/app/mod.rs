@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cancel;
+pub mod cpu;
 pub mod credentials;
 pub mod directory;
 pub mod dispatch;
@@ -88,4 +89,6 @@ pub struct Deps {
     pub pages: PageTokens,
     /// Tunables.
     pub settings: Settings,
+    /// Threads for CPU-heavy work (template rendering), fair between operations.
+    pub cpu: cpu::CpuPool,
 }

@@ -425,9 +425,10 @@ pub struct ChunkRecipient {
     pub token: String,
     /// Provider.
     pub provider: Provider,
-    /// Template variables.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub variables: Map<String, Value>,
+    /// Template variables (shared by the devices of one User, and by the instants of a
+    /// scheduled send).
+    #[serde(default, skip_serializing_if = "no_variables")]
+    pub variables: Arc<Map<String, Value>>,
     /// The User whose device this is, for a user recipient.
     #[serde(default, rename = "userId", skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
@@ -446,8 +447,8 @@ pub struct Chunk {
     pub operation_id: OperationId,
     /// When the operation was created (the notifications' `createdAt`).
     pub created_at: Timestamp,
-    /// Content templates.
-    pub content: Content,
+    /// Content templates (one copy shared by every chunk of the operation in memory).
+    pub content: Arc<Content>,
     /// Tag templates.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
@@ -470,6 +471,10 @@ pub struct Chunk {
     /// is not released only creates its notifications, SCHEDULED.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub released: bool,
+}
+
+fn no_variables(variables: &Arc<Map<String, Value>>) -> bool {
+    variables.is_empty()
 }
 
 impl Chunk {

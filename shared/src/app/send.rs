@@ -9,9 +9,10 @@ use serde_json::Value;
 use tracing::{instrument, warn};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::domain::directory::Device;
-use crate::domain::send::parse_send;
+use crate::domain::send::{json_len, parse_send};
 use crate::domain::{
     AccountId, AppName, EventType, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient,
     SendRequest, SenderSpec, Senders, Stats, UserId,
@@ -222,10 +223,11 @@ async fn expand(
         let slot = out.len() as u32;
         match recipient {
             Recipient::Device { token, provider, variables } => {
-                out.push(ChunkRecipient { slot, token, provider, variables, user_id: None })
+                out.push(ChunkRecipient { slot, token, provider, variables: Arc::new(variables), user_id: None })
             }
             Recipient::User { user_id, variables } => match devices.get(&user_id) {
                 Some(found) if !found.is_empty() => {
+                    let variables = Arc::new(variables);
                     out.extend(found.iter().enumerate().map(|(i, d)| ChunkRecipient {
                         slot: slot + i as u32,
                         token: d.token.clone(),
@@ -264,22 +266,4 @@ fn chunks(deps: &Deps, template: Chunk, recipients: Vec<ChunkRecipient>) -> Vec<
         out.push(current);
     }
     out
-}
-
-/// The exact length of `value` serialized as JSON, without allocating it.
-fn json_len(value: &impl serde::Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Serializing plain data into a counter cannot fail; an error would only undercount.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }

@@ -159,6 +159,9 @@ pub enum ErrorCode {
     NoCredential = 30404,
     /// A template failed to render for this recipient.
     RenderFailed = 30422,
+    /// pushgate itself failed while processing this notification (a bug, logged); nothing
+    /// else was affected.
+    Internal = 30500,
 }
 
 impl DeliveryError {

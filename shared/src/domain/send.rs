@@ -1,13 +1,14 @@
 //! The send request (spec §2): parsed from JSON with every field problem reported at once.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::ids::{AppName, CredentialId, UserId};
 use super::model::{Content, Priority, Provider, Senders, Timestamp};
-use super::template::{Globals, RenderError, Template};
+use super::template::{Globals, RenderError, RenderScope, Template};
 
 /// Most recipients one send may address.
 pub const MAX_RECIPIENTS: usize = 10_000;
@@ -29,6 +30,15 @@ pub const MAX_SEND_AT: usize = 10;
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(7);
 /// Most entries in any object or array inside a recipient's `variables` (bounds template loops).
 pub const MAX_VARIABLE_ENTRIES: usize = 1000;
+/// Largest `variables` of one recipient, as JSON.
+pub const MAX_VARIABLES_BYTES: usize = 16 * 1024;
+/// Largest `content` plus `tags` of a send, as JSON (the templates, before rendering).
+pub const MAX_CONTENT_BYTES: usize = 64 * 1024;
+/// Most keys in `content.data`.
+pub const MAX_DATA_KEYS: usize = 100;
+/// The providers' payload limit (APNs 4,096 bytes; FCM 4,096 bytes): content whose static parts
+/// alone are larger can never be delivered.
+pub const MAX_PAYLOAD_BYTES: usize = 4096;
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +93,8 @@ pub enum SenderSpec {
 pub struct SendRequest {
     /// Recipients, in request order.
     pub to: Vec<Recipient>,
-    /// Content templates (strings are Liquid sources).
-    pub content: Content,
+    /// Content templates (strings are Liquid sources), shared by every chunk of the send.
+    pub content: Arc<Content>,
     /// Sender.
     pub from: SenderSpec,
     /// Priority.
@@ -100,7 +110,7 @@ pub struct SendRequest {
 /// The templates of a send, parsed once and rendered per recipient.
 #[derive(Debug, Clone)]
 pub struct CompiledContent {
-    base: Content,
+    base: Arc<Content>,
     title: Option<Template>,
     body: Option<Template>,
     image: Option<Template>,
@@ -111,7 +121,7 @@ pub struct CompiledContent {
 
 impl CompiledContent {
     /// Parses every template of `content` and `tags`; errors name the field.
-    pub fn compile(content: &Content, tags: &BTreeMap<String, String>) -> Result<Self, Vec<FieldError>> {
+    pub fn compile(content: &Arc<Content>, tags: &BTreeMap<String, String>) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut parse = |field: String, source: &str| match Template::parse(source) {
             Ok(t) => Some(t),
@@ -145,9 +155,43 @@ impl CompiledContent {
             .chain(self.tags.iter().map(|(_, t)| t))
     }
 
-    /// Renders content and tags for one recipient (its variables are converted once).
-    pub fn render(&self, variables: &Map<String, Value>) -> Result<(Content, BTreeMap<String, String>), RenderError> {
+    /// Does any field need rendering per recipient?
+    pub fn is_dynamic(&self) -> bool {
+        self.templates().any(Template::is_dynamic)
+    }
+
+    /// The least any recipient's payload can weigh: the JSON of the parts that are the same for
+    /// everyone (static fields and `data` values; every `data` key), then that plus `apn`, and
+    /// plus `fcm`.
+    pub fn static_bytes(&self) -> (usize, usize, usize) {
+        let fixed = |t: &Option<Template>| t.as_ref().filter(|t| !t.is_dynamic()).map(|t| t.source().to_owned());
+        let common = Content {
+            title: fixed(&self.title),
+            body: fixed(&self.body),
+            image: fixed(&self.image),
+            collapse_key: fixed(&self.collapse_key),
+            data: self.base.data.as_ref().map(|_| {
+                self.data
+                    .iter()
+                    .map(|(k, t)| (k.clone(), if t.is_dynamic() { String::new() } else { t.source().to_owned() }))
+                    .collect()
+            }),
+            apn: None,
+            fcm: None,
+            ..(*self.base).clone()
+        };
+        let common = json_len(&common);
+        (common, common + json_len(&self.base.apn), common + json_len(&self.base.fcm))
+    }
+
+    /// Renders content and tags for one recipient (its variables are converted once, and every
+    /// field draws from one render budget). Content without templates is shared, not copied.
+    pub fn render(
+        &self,
+        variables: &Map<String, Value>,
+    ) -> Result<(Arc<Content>, BTreeMap<String, String>), RenderError> {
         let dynamic: Vec<&Template> = self.templates().filter(|t| t.is_dynamic()).collect();
+        let _budget = RenderScope::enter();
         let globals = if dynamic.is_empty() { None } else { Some(Globals::new(variables, dynamic)?) };
         let render = |t: &Template| match &globals {
             Some(g) => t.render_with(g),
@@ -156,7 +200,23 @@ impl CompiledContent {
         let field = |name: &str, t: &Option<Template>| -> Result<Option<String>, RenderError> {
             t.as_ref().map(|t| render(t).map_err(|e| RenderError(format!("{name}: {e}")))).transpose()
         };
-        let mut content = self.base.clone();
+        let mut tags = BTreeMap::new();
+        for (k, t) in &self.tags {
+            let value = render(t).map_err(|e| RenderError(format!("tags.{k}: {e}")))?;
+            if value.chars().count() > MAX_TAG_VALUE_CHARS {
+                return Err(RenderError(format!("tags.{k}: longer than {MAX_TAG_VALUE_CHARS} characters")));
+            }
+            tags.insert(k.clone(), value);
+        }
+        let content_is_static = [&self.title, &self.body, &self.image, &self.collapse_key]
+            .into_iter()
+            .flatten()
+            .chain(self.data.iter().map(|(_, t)| t))
+            .all(|t| !t.is_dynamic());
+        if content_is_static {
+            return Ok((self.base.clone(), tags));
+        }
+        let mut content = (*self.base).clone();
         content.title = field("content.title", &self.title)?;
         content.body = field("content.body", &self.body)?;
         content.image = field("content.image", &self.image)?;
@@ -173,16 +233,26 @@ impl CompiledContent {
             }
             content.data = Some(data);
         }
-        let mut tags = BTreeMap::new();
-        for (k, t) in &self.tags {
-            let value = render(t).map_err(|e| RenderError(format!("tags.{k}: {e}")))?;
-            if value.chars().count() > MAX_TAG_VALUE_CHARS {
-                return Err(RenderError(format!("tags.{k}: longer than {MAX_TAG_VALUE_CHARS} characters")));
-            }
-            tags.insert(k.clone(), value);
-        }
-        Ok((content, tags))
+        Ok((Arc::new(content), tags))
     }
+}
+
+/// The exact length of `value` serialized as JSON, without allocating it.
+pub fn json_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Serializing plain data into a counter cannot fail; an error would only undercount.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Parses and validates a send body (taking ownership: recipients' variables move, not copy).
@@ -214,8 +284,21 @@ pub fn parse_send(body: Value, now: Timestamp) -> Result<(SendRequest, CompiledC
     };
     let send_at = parse_schedule(obj.get("schedule"), now, &mut errors);
     let tags = parse_tags(obj.get("tags"), &mut errors);
+    let content = Arc::new(content);
+    let size = json_len(&content) + json_len(&tags);
+    if size > MAX_CONTENT_BYTES {
+        // Larger than any chunk may carry; not worth compiling.
+        errors.push(FieldError::new(
+            "content",
+            format!("content and tags are {size} bytes as JSON; the limit is {MAX_CONTENT_BYTES}"),
+        ));
+        return Err(errors);
+    }
     let compiled = match CompiledContent::compile(&content, &tags) {
-        Ok(c) => Some(c),
+        Ok(c) => {
+            check_fits(&c, &mut errors);
+            Some(c)
+        }
         Err(mut e) => {
             errors.append(&mut e);
             None
@@ -226,6 +309,24 @@ pub fn parse_send(body: Value, now: Timestamp) -> Result<(SendRequest, CompiledC
             Ok((SendRequest { to, content, from, priority, sound, send_at, tags }, compiled))
         }
         _ => Err(errors),
+    }
+}
+
+/// Content whose parts that are the same for every recipient already exceed the providers'
+/// payload limit can never be delivered: refused at send rather than failed per recipient.
+fn check_fits(compiled: &CompiledContent, errors: &mut Vec<FieldError>) {
+    let (common, apn, fcm) = compiled.static_bytes();
+    for (field, size) in [("content", common), ("content.apn", apn), ("content.fcm", fcm)] {
+        if size > MAX_PAYLOAD_BYTES {
+            errors.push(FieldError::new(
+                field,
+                format!(
+                    "can never fit a notification: its fixed parts alone are {size} bytes and providers accept \
+                     {MAX_PAYLOAD_BYTES}"
+                ),
+            ));
+            return;
+        }
     }
 }
 
@@ -258,6 +359,11 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
                     errors.push(FieldError::new(
                         format!("{}{path}", field("variables")),
                         format!("objects and arrays may hold at most {MAX_VARIABLE_ENTRIES} entries"),
+                    ));
+                } else if json_len(&m) > MAX_VARIABLES_BYTES {
+                    errors.push(FieldError::new(
+                        field("variables"),
+                        format!("may be at most {MAX_VARIABLES_BYTES} bytes as JSON"),
                     ));
                 }
                 m
@@ -362,8 +468,11 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
     match c.get("data") {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) => {
+            if m.len() > MAX_DATA_KEYS {
+                errors.push(FieldError::new("content.data", format!("may hold at most {MAX_DATA_KEYS} keys")));
+            }
             let mut data = BTreeMap::new();
-            for (k, v) in m {
+            for (k, v) in m.iter().take(MAX_DATA_KEYS) {
                 match v.as_str() {
                     Some(s) => {
                         data.insert(k.clone(), s.to_owned());

@@ -232,6 +232,7 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         ids: Arc::new(RandomIds),
         pages: page_tokens(config.page_token_key.as_deref()),
         settings: config.settings.clone(),
+        cpu: crate::app::cpu::CpuPool::for_this_machine(),
     })
 }
 

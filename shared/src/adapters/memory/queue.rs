@@ -1,11 +1,13 @@
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::app::Deps;
 use crate::app::dispatch::{ChunkResult, process_chunk};
@@ -73,7 +75,28 @@ impl MemoryQueue {
                 loop {
                     let message = { shared.rx.lock().await.recv().await };
                     let Some(message) = message else { break };
-                    match process_chunk(&deps, &message.chunk, message.receive_count).await {
+                    // Whatever happens to one chunk, the worker goes on: a panic that escaped
+                    // the per-recipient guards sends the chunk back like a retry (as SQS would
+                    // redeliver it), and after the last allowed receive drops it, as the
+                    // dead-letter queue would take it.
+                    let processed =
+                        AssertUnwindSafe(process_chunk(&deps, &message.chunk, message.receive_count)).catch_unwind();
+                    let result = match processed.await {
+                        Ok(result) => result,
+                        Err(_) if message.receive_count >= deps.settings.max_receives => {
+                            error!(
+                                operation_id = %message.chunk.operation_id,
+                                receive_count = message.receive_count,
+                                "processing a chunk panicked on its last allowed receive; dropping it"
+                            );
+                            ChunkResult::Done
+                        }
+                        Err(_) => {
+                            error!(operation_id = %message.chunk.operation_id, "processing a chunk panicked; it comes back later");
+                            ChunkResult::RetryAfter(Duration::from_secs(30))
+                        }
+                    };
+                    match result {
                         ChunkResult::Done => {
                             if shared.outstanding.fetch_sub(1, Ordering::SeqCst) == 1 {
                                 shared.idle.notify_waiters();
