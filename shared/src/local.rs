@@ -1,5 +1,7 @@
 //! `pushgate-local`: the whole service in one process on the memory adapters.
 
+mod server;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
 use crate::app::ports::PushGateway;
 use crate::app::{Deps, PageTokens, Settings};
 use crate::domain::{Account, AccountId, AuthToken};
+pub use server::ServerLimits;
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +63,12 @@ pub struct LocalConfig {
     pub account: Option<(AccountId, AuthToken)>,
     /// `PUSHGATE_DATA_KEY` (base64 of 32 bytes); generated when unset.
     pub data_key: Option<[u8; 32]>,
-    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
+    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`,
+    /// `PUSHGATE_REQUEST_TIMEOUT_SECS`).
     pub api: ApiConfig,
+    /// Limits of the HTTP server (`PUSHGATE_HEADER_TIMEOUT_SECS`, `PUSHGATE_IDLE_TIMEOUT_SECS`,
+    /// `PUSHGATE_MAX_CONNECTIONS`, `PUSHGATE_HTTP2_MAX_STREAMS`).
+    pub server: ServerLimits,
     /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
     /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
@@ -81,6 +88,7 @@ impl Default for LocalConfig {
             account: None,
             data_key: None,
             api: ApiConfig::default(),
+            server: ServerLimits::default(),
             providers: ProviderConfig::default(),
             workers: 8,
             settings: Settings::default(),
@@ -128,6 +136,23 @@ impl LocalConfig {
         } else {
             config.api.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
         }
+        if let Some(secs) = positive(&var, "PUSHGATE_REQUEST_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.api.request_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = positive(&var, "PUSHGATE_HEADER_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.server.header_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = positive(&var, "PUSHGATE_IDLE_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.server.idle_timeout = Duration::from_secs(secs);
+        }
+        if let Some(n) = positive(&var, "PUSHGATE_MAX_CONNECTIONS", "a number of connections")? {
+            config.server.max_connections =
+                usize::try_from(n).map_err(|_| err("PUSHGATE_MAX_CONNECTIONS", "is too large"))?;
+        }
+        if let Some(n) = positive(&var, "PUSHGATE_HTTP2_MAX_STREAMS", "a number of streams")? {
+            config.server.http2_max_streams =
+                u32::try_from(n).map_err(|_| err("PUSHGATE_HTTP2_MAX_STREAMS", "is too large"))?;
+        }
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
         if let Some(path) = var("PUSHGATE_EXTRA_CA_FILE") {
@@ -145,6 +170,19 @@ impl LocalConfig {
         }
         Ok(config)
     }
+}
+
+/// A positive whole number from `name` (read through `var`), if set; `what` says what it counts.
+fn positive(
+    var: impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    what: &str,
+) -> Result<Option<u64>, ConfigError> {
+    var(name)
+        .map(|v| {
+            v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| err(name, format!("must be {what} > 0")))
+        })
+        .transpose()
 }
 
 /// The webhook from `PUSHGATE_WEBHOOK_URL` and `PUSHGATE_WEBHOOK_SECRET` (both or neither; an

@@ -7,6 +7,7 @@ mod handlers;
 pub mod query;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -18,6 +19,9 @@ pub use error::ApiError;
 /// Default request body limit: 8 MiB (10,000 recipients with variables fit comfortably).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Default time allowed for a request body to arrive: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -25,11 +29,13 @@ pub struct ApiConfig {
     pub public_url: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// `PUSHGATE_REQUEST_TIMEOUT_SECS`: how long a handler waits for the request body.
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { public_url: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        Self { public_url: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES, request_timeout: DEFAULT_REQUEST_TIMEOUT }
     }
 }
 
