@@ -25,7 +25,8 @@ use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
 use crate::app::ports::PushGateway;
 use crate::app::{Deps, PageTokens, Settings};
 use crate::domain::{Account, AccountId, AuthToken};
-pub use server::ServerLimits;
+pub(crate) use server::serve_router;
+pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limit};
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -219,6 +220,8 @@ pub struct LocalApp {
     /// The queue (tests wait for it to go idle).
     pub queue: MemoryQueue,
     workers: QueueWorkers,
+    limits: ServerLimits,
+    public_url_set: bool,
 }
 
 /// The page-token key, derived from the data key so the two are never the same bytes.
@@ -279,6 +282,8 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         accounts,
         queue,
         workers,
+        limits: config.server.clone(),
+        public_url_set: config.api.public_url.is_some(),
     })
 }
 
@@ -331,16 +336,17 @@ pub fn print_banner(account: &AccountId, token: &AuthToken, generated: bool, add
 }
 
 impl LocalApp {
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting, finishes in-flight
-    /// requests and drains queued chunks (up to `drain`).
+    /// Serves on `listener` (under the configuration's [`ServerLimits`]) until `shutdown`
+    /// resolves, then stops accepting, finishes in-flight requests and drains queued chunks (up to
+    /// `drain`).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> std::io::Result<()> {
-        let LocalApp { router, workers, .. } = self;
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let LocalApp { router, workers, limits, public_url_set, .. } = self;
+        serve_router(listener, router, &limits, public_url_set, shutdown).await?;
         info!("HTTP server stopped; draining the fan-out queue");
         workers.drain(drain).await;
         Ok(())
