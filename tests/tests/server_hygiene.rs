@@ -397,3 +397,17 @@ async fn a_malformed_percent_encoded_path_gets_a_twilio_shaped_400() {
         assert_twilio_shaped(status, &body);
     }
 }
+
+#[tokio::test]
+async fn a_body_with_a_broken_chunked_encoding_gets_a_twilio_shaped_400() {
+    let app = hardened().await;
+    let mut stream = TcpStream::connect(addr(&app)).await.expect("connects");
+    let request = format!(
+        "POST /v1/PushNotifications HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n",
+        basic(&app)
+    );
+    stream.write_all(request.as_bytes()).await.expect("sent");
+    let (status, _, body) = read_response(&mut stream, Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_twilio_shaped(status, &body);
+}

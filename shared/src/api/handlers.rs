@@ -76,11 +76,28 @@ async fn json_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<
     // is bounded: once the body is in, the use case runs to its end, since stopping it half way
     // could leave an Operation stored with only part of its chunks queued (promise 1).
     let timeout = state.config.request_timeout;
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(read) => read.map_err(|_| ApiError::TooLarge(limit))?,
+    let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
+        Ok(read) => read?,
         Err(_) => return Err(ApiError::Timeout(timeout)),
     };
     serde_json::from_slice(&bytes).map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
+}
+
+/// The whole body: 413 past `limit` bytes, 400 when it cannot be read (a broken chunked
+/// encoding, a connection closed half way).
+async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt as _;
+    let mut frames = body.into_data_stream();
+    // Not the declared length: a client could declare megabytes and send nothing.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(64 * 1024));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|_| ApiError::Malformed("the request body could not be read"))?;
+        if bytes.len() + frame.len() > limit {
+            return Err(ApiError::TooLarge(limit));
+        }
+        bytes.extend_from_slice(&frame);
+    }
+    Ok(bytes)
 }
 
 /// The base of this request's absolute links: `PUSHGATE_PUBLIC_URL`, else the [`PublicBase`]
