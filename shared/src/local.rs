@@ -101,7 +101,13 @@ impl Default for LocalConfig {
 impl LocalConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, if set; empty values count
+    /// as unset).
+    pub fn from_vars(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let backend = match var("PUSHGATE_BACKEND").as_deref() {
             None | Some("memory") => Backend::Memory,
             Some("aws") => Backend::Aws,
@@ -161,7 +167,7 @@ impl LocalConfig {
                 std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
-        config.webhook = webhook_config(var)?;
+        config.webhook = webhook_config(&var)?;
         if let Some(n) = var("PUSHGATE_WORKERS") {
             config.workers = n
                 .parse()
@@ -350,5 +356,66 @@ impl LocalApp {
         info!("HTTP server stopped; draining the fan-out queue");
         workers.drain(drain).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(vars: &[(&'static str, &str)]) -> Result<LocalConfig, ConfigError> {
+        let vars: Vec<(&'static str, String)> = vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        LocalConfig::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn the_server_limits_have_sane_defaults_and_are_read_from_their_variables() {
+        let defaults = config_with(&[]).expect("defaults");
+        assert_eq!(defaults.server, ServerLimits::default());
+        assert_eq!(defaults.api.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.server.max_connections, 1_000);
+
+        let set = config_with(&[
+            ("PUSHGATE_REQUEST_TIMEOUT_SECS", "5"),
+            ("PUSHGATE_HEADER_TIMEOUT_SECS", "2"),
+            ("PUSHGATE_IDLE_TIMEOUT_SECS", " 30 "),
+            ("PUSHGATE_MAX_CONNECTIONS", "50"),
+            ("PUSHGATE_HTTP2_MAX_STREAMS", "10"),
+        ])
+        .expect("valid");
+        assert_eq!(set.api.request_timeout, Duration::from_secs(5));
+        assert_eq!(
+            set.server,
+            ServerLimits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 50,
+                http2_max_streams: 10,
+            }
+        );
+    }
+
+    #[test]
+    fn a_limit_that_is_not_a_positive_whole_number_is_refused_naming_its_variable() {
+        for var in [
+            "PUSHGATE_REQUEST_TIMEOUT_SECS",
+            "PUSHGATE_HEADER_TIMEOUT_SECS",
+            "PUSHGATE_IDLE_TIMEOUT_SECS",
+            "PUSHGATE_MAX_CONNECTIONS",
+            "PUSHGATE_HTTP2_MAX_STREAMS",
+        ] {
+            for bad in ["0", "-1", "1.5", "ten"] {
+                match config_with(&[(var, bad)]) {
+                    Ok(_) => panic!("{var}={bad} was accepted"),
+                    Err(e) => assert_eq!(e.var, var, "{bad}: {e}"),
+                }
+            }
+        }
+        match config_with(&[("PUSHGATE_HTTP2_MAX_STREAMS", "5000000000")]) {
+            Ok(_) => panic!("a stream count past u32 was accepted"),
+            Err(e) => assert_eq!(e.var, "PUSHGATE_HTTP2_MAX_STREAMS"),
+        }
     }
 }
