@@ -143,20 +143,20 @@ impl LocalConfig {
         } else {
             config.api.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
         }
-        if let Some(secs) = positive(&var, "PUSHGATE_REQUEST_TIMEOUT_SECS", "a whole number of seconds")? {
+        if let Some(secs) = positive(var, "PUSHGATE_REQUEST_TIMEOUT_SECS", "a whole number of seconds")? {
             config.api.request_timeout = Duration::from_secs(secs);
         }
-        if let Some(secs) = positive(&var, "PUSHGATE_HEADER_TIMEOUT_SECS", "a whole number of seconds")? {
+        if let Some(secs) = positive(var, "PUSHGATE_HEADER_TIMEOUT_SECS", "a whole number of seconds")? {
             config.server.header_timeout = Duration::from_secs(secs);
         }
-        if let Some(secs) = positive(&var, "PUSHGATE_IDLE_TIMEOUT_SECS", "a whole number of seconds")? {
+        if let Some(secs) = positive(var, "PUSHGATE_IDLE_TIMEOUT_SECS", "a whole number of seconds")? {
             config.server.idle_timeout = Duration::from_secs(secs);
         }
-        if let Some(n) = positive(&var, "PUSHGATE_MAX_CONNECTIONS", "a number of connections")? {
+        if let Some(n) = positive(var, "PUSHGATE_MAX_CONNECTIONS", "a number of connections")? {
             config.server.max_connections =
                 usize::try_from(n).map_err(|_| err("PUSHGATE_MAX_CONNECTIONS", "is too large"))?;
         }
-        if let Some(n) = positive(&var, "PUSHGATE_HTTP2_MAX_STREAMS", "a number of streams")? {
+        if let Some(n) = positive(var, "PUSHGATE_HTTP2_MAX_STREAMS", "a number of streams")? {
             config.server.http2_max_streams =
                 u32::try_from(n).map_err(|_| err("PUSHGATE_HTTP2_MAX_STREAMS", "is too large"))?;
         }
@@ -167,7 +167,7 @@ impl LocalConfig {
                 std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
-        config.webhook = webhook_config(&var)?;
+        config.webhook = webhook_config(var)?;
         if let Some(n) = var("PUSHGATE_WORKERS") {
             config.workers = n
                 .parse()

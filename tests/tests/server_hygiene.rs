@@ -60,9 +60,9 @@ async fn closed_by_the_server_within(mut stream: TcpStream, drip: &[u8], every: 
         {
             return true;
         }
-        match tokio::time::timeout(every, stream.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) | Err(_) => {}
+        // End of stream or a reset: closed. Bytes (an answer) or nothing yet: keep waiting.
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(every, stream.read(&mut buf)).await {
+            return true;
         }
     }
     false
