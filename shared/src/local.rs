@@ -1,5 +1,7 @@
 //! `pushgate-local`: the whole service in one process on the memory adapters.
 
+mod server;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,8 @@ use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES, router};
 use crate::app::ports::PushGateway;
 use crate::app::{Deps, PageTokens, Settings};
 use crate::domain::{Account, AccountId, AuthToken};
+pub(crate) use server::serve_router;
+pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limit};
 
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +64,12 @@ pub struct LocalConfig {
     pub account: Option<(AccountId, AuthToken)>,
     /// `PUSHGATE_DATA_KEY` (base64 of 32 bytes); generated when unset.
     pub data_key: Option<[u8; 32]>,
-    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
+    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`,
+    /// `PUSHGATE_REQUEST_TIMEOUT_SECS`).
     pub api: ApiConfig,
+    /// Limits of the HTTP server (`PUSHGATE_HEADER_TIMEOUT_SECS`, `PUSHGATE_IDLE_TIMEOUT_SECS`,
+    /// `PUSHGATE_MAX_CONNECTIONS`, `PUSHGATE_HTTP2_MAX_STREAMS`).
+    pub server: ServerLimits,
     /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
     /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
@@ -84,6 +92,7 @@ impl Default for LocalConfig {
             account: None,
             data_key: None,
             api: ApiConfig::default(),
+            server: ServerLimits::default(),
             providers: ProviderConfig::default(),
             workers: 8,
             render_threads: None,
@@ -96,7 +105,13 @@ impl Default for LocalConfig {
 impl LocalConfig {
     /// Reads the configuration from the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let var = |name: &'static str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (a variable's value, if set; empty values count
+    /// as unset).
+    pub fn from_vars(lookup: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         let backend = match var("PUSHGATE_BACKEND").as_deref() {
             None | Some("memory") => Backend::Memory,
             Some("aws") => Backend::Aws,
@@ -131,6 +146,23 @@ impl LocalConfig {
                 n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?;
         } else {
             config.api.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+        }
+        if let Some(secs) = positive(var, "PUSHGATE_REQUEST_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.api.request_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = positive(var, "PUSHGATE_HEADER_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.server.header_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = positive(var, "PUSHGATE_IDLE_TIMEOUT_SECS", "a whole number of seconds")? {
+            config.server.idle_timeout = Duration::from_secs(secs);
+        }
+        if let Some(n) = positive(var, "PUSHGATE_MAX_CONNECTIONS", "a number of connections")? {
+            config.server.max_connections =
+                usize::try_from(n).map_err(|_| err("PUSHGATE_MAX_CONNECTIONS", "is too large"))?;
+        }
+        if let Some(n) = positive(var, "PUSHGATE_HTTP2_MAX_STREAMS", "a number of streams")? {
+            config.server.http2_max_streams =
+                u32::try_from(n).map_err(|_| err("PUSHGATE_HTTP2_MAX_STREAMS", "is too large"))?;
         }
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
@@ -169,6 +201,19 @@ impl LocalConfig {
     }
 }
 
+/// A positive whole number from `name` (read through `var`), if set; `what` says what it counts.
+fn positive(
+    var: impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    what: &str,
+) -> Result<Option<u64>, ConfigError> {
+    var(name)
+        .map(|v| {
+            v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| err(name, format!("must be {what} > 0")))
+        })
+        .transpose()
+}
+
 /// The webhook from `PUSHGATE_WEBHOOK_URL` and `PUSHGATE_WEBHOOK_SECRET` (both or neither; an
 /// `http(s)://` URL and a secret of at least 16 characters), read through `var`.
 pub fn webhook_config(var: impl Fn(&'static str) -> Option<String>) -> Result<Option<Webhook>, ConfigError> {
@@ -203,6 +248,8 @@ pub struct LocalApp {
     /// The queue (tests wait for it to go idle).
     pub queue: MemoryQueue,
     workers: QueueWorkers,
+    limits: ServerLimits,
+    public_url_set: bool,
 }
 
 /// The page-token key, derived from the data key so the two are never the same bytes.
@@ -264,6 +311,8 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         accounts,
         queue,
         workers,
+        limits: config.server.clone(),
+        public_url_set: config.api.public_url.is_some(),
     })
 }
 
@@ -316,18 +365,80 @@ pub fn print_banner(account: &AccountId, token: &AuthToken, generated: bool, add
 }
 
 impl LocalApp {
-    /// Serves on `listener` until `shutdown` resolves, then stops accepting, finishes in-flight
-    /// requests and drains queued chunks (up to `drain`).
+    /// Serves on `listener` (under the configuration's [`ServerLimits`]) until `shutdown`
+    /// resolves, then stops accepting, finishes in-flight requests and drains queued chunks (up to
+    /// `drain`).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> std::io::Result<()> {
-        let LocalApp { router, workers, .. } = self;
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+        let LocalApp { router, workers, limits, public_url_set, .. } = self;
+        serve_router(listener, router, &limits, public_url_set, shutdown).await?;
         info!("HTTP server stopped; draining the fan-out queue");
         workers.drain(drain).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(vars: &[(&'static str, &str)]) -> Result<LocalConfig, ConfigError> {
+        let vars: Vec<(&'static str, String)> = vars.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        LocalConfig::from_vars(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn the_server_limits_have_sane_defaults_and_are_read_from_their_variables() {
+        let defaults = config_with(&[]).expect("defaults");
+        assert_eq!(defaults.server, ServerLimits::default());
+        assert_eq!(defaults.api.request_timeout, Duration::from_secs(30));
+        assert_eq!(defaults.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.server.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.server.max_connections, 1_000);
+
+        let set = config_with(&[
+            ("PUSHGATE_REQUEST_TIMEOUT_SECS", "5"),
+            ("PUSHGATE_HEADER_TIMEOUT_SECS", "2"),
+            ("PUSHGATE_IDLE_TIMEOUT_SECS", " 30 "),
+            ("PUSHGATE_MAX_CONNECTIONS", "50"),
+            ("PUSHGATE_HTTP2_MAX_STREAMS", "10"),
+        ])
+        .expect("valid");
+        assert_eq!(set.api.request_timeout, Duration::from_secs(5));
+        assert_eq!(
+            set.server,
+            ServerLimits {
+                header_timeout: Duration::from_secs(2),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 50,
+                http2_max_streams: 10,
+            }
+        );
+    }
+
+    #[test]
+    fn a_limit_that_is_not_a_positive_whole_number_is_refused_naming_its_variable() {
+        for var in [
+            "PUSHGATE_REQUEST_TIMEOUT_SECS",
+            "PUSHGATE_HEADER_TIMEOUT_SECS",
+            "PUSHGATE_IDLE_TIMEOUT_SECS",
+            "PUSHGATE_MAX_CONNECTIONS",
+            "PUSHGATE_HTTP2_MAX_STREAMS",
+        ] {
+            for bad in ["0", "-1", "1.5", "ten"] {
+                match config_with(&[(var, bad)]) {
+                    Ok(_) => panic!("{var}={bad} was accepted"),
+                    Err(e) => assert_eq!(e.var, var, "{bad}: {e}"),
+                }
+            }
+        }
+        match config_with(&[("PUSHGATE_HTTP2_MAX_STREAMS", "5000000000")]) {
+            Ok(_) => panic!("a stream count past u32 was accepted"),
+            Err(e) => assert_eq!(e.var, "PUSHGATE_HTTP2_MAX_STREAMS"),
+        }
     }
 }

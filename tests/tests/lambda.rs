@@ -471,3 +471,37 @@ async fn a_chunk_that_panics_in_rendering_fails_alone_in_a_batch_with_healthy_ch
     assert!(failures(&response).is_empty(), "no redelivery loop: {:?}", failures(&response));
     assert_eq!(rig.apns.delivered_count() + rig.fcm.delivered_count(), delivered);
 }
+
+/// `event` with its `Host` header replaced by a client's `evil.example`.
+fn with_hostile_host(event: &str) -> String {
+    let mut event: Value = serde_json::from_str(event).expect("an event");
+    for (headers, value) in [("headers", json!("evil.example")), ("multiValueHeaders", json!(["evil.example"]))] {
+        if let Some(headers) = event[headers].as_object_mut() {
+            for name in ["Host", "host"] {
+                if headers.contains_key(name) {
+                    headers.insert(name.to_owned(), value.clone());
+                }
+            }
+        }
+    }
+    event.to_string()
+}
+
+#[tokio::test]
+async fn a_location_is_built_from_the_api_gateway_domain_and_stage_never_from_the_host_header() {
+    let (deps, caller) = memory_caller().await;
+    let body = json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "hi"}});
+    let domain = "https://abc123.execute-api.us-east-1.amazonaws.com";
+    for (event, base) in [
+        (rest_api_event("POST", "/v1/PushNotifications", "prod", &caller, Some(&body)), format!("{domain}/prod")),
+        (http_api_event("POST", "/v1/PushNotifications", "staging", &caller, Some(&body)), format!("{domain}/staging")),
+        (http_api_event("POST", "/v1/PushNotifications", "$default", &caller, Some(&body)), domain.to_owned()),
+    ] {
+        let (status, headers, answer) = invoke(&deps, Function::Send, &with_hostile_host(&event)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        let id = answer["operationId"].as_str().expect("operationId");
+        let expected = format!("{base}/v1/PushNotifications/Operations/{id}");
+        assert_eq!(answer["operationLocation"], expected.as_str());
+        assert_eq!(headers.get("location").and_then(|v| v.to_str().ok()), Some(expected.as_str()));
+    }
+}

@@ -82,3 +82,23 @@ fn every_function_main_is_wiring_only() {
     }
     assert_eq!(checked, 11, "local + 10 Lambda functions");
 }
+
+/// Absolute links come from `PUSHGATE_PUBLIC_URL` or from the server that received the request
+/// (its listen address, or API Gateway's domain), never from a header the client chose.
+#[test]
+fn the_api_layer_never_reads_the_host_header() {
+    let api = root().join("shared/src/api");
+    let mut files = Vec::new();
+    rust_files(&api, &mut files);
+    assert!(!files.is_empty(), "found the API sources");
+    let mut offenders = Vec::new();
+    for file in &files {
+        for line in code_lines(file) {
+            let lower = line.to_ascii_lowercase();
+            if lower.contains("header::host") || lower.contains("\"host\"") || lower.contains("forwarded") {
+                offenders.push(format!("{}: `{line}`", file.display()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "the API reads Host: {offenders:#?}");
+}

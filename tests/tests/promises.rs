@@ -223,3 +223,60 @@ async fn shutdown_drains_queued_chunks_before_the_process_exits() {
     assert_eq!(fcm.delivered_count(), 20, "every accepted notification was delivered before exit");
     let _ = apns;
 }
+
+#[tokio::test]
+async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connections() {
+    use base64::Engine as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let fcm = FakeFcm::start_h2c().await;
+    let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
+    let mut config = pushgate_tests::test_config();
+    config.providers.fcm_endpoint = Some(fcm.base_url());
+    let app = pushgate::local::build(&config).expect("builds");
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", app.account, app.token.expose()))
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(5),
+    ));
+    // Two idle connections (one silent, one after a request) and one request whose body is half
+    // sent when the shutdown comes.
+    let _silent = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let mut kept_alive = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    kept_alive.write_all(b"GET /v1/PushNotifications/Apps HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("sent");
+    let mut buf = [0u8; 4096];
+    assert!(kept_alive.read(&mut buf).await.expect("an answer") > 0);
+    let body = fcm_credential_body(&sa, "shutdown").to_string();
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut busy = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let head = format!(
+        "POST /v1/PushNotifications/Credentials HTTP/1.1\r\nHost: x\r\nAuthorization: {authorization}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).await.expect("head");
+    busy.write_all(first).await.expect("half the body");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    stop.send(()).expect("server running");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!server.is_finished(), "the server waits for the request in flight");
+    busy.write_all(rest).await.expect("the rest of the body");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), busy.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "the request in flight was answered: {answer}");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("idle connections did not hold the shutdown")
+        .expect("server task")
+        .expect("server ran");
+}

@@ -25,6 +25,17 @@ pub enum ApiError {
     NoRoute,
     /// The route exists but not with this method.
     MethodNotAllowed,
+    /// The request body did not arrive within the request timeout.
+    Timeout(std::time::Duration),
+    /// The request target is longer than the limit (bytes).
+    UriTooLong(usize),
+    /// The request headers are larger or more numerous than the limits.
+    HeadersTooLarge,
+    /// The request cannot be read (e.g. its path is not percent-encoded UTF-8).
+    Malformed(&'static str),
+    /// An error answer the framework made (an extractor's rejection), re-shaped: its status
+    /// with code `20000 + status`.
+    Status(StatusCode),
 }
 
 impl From<AppError> for ApiError {
@@ -119,6 +130,38 @@ impl IntoResponse for ApiError {
             ApiError::NoRoute => respond(StatusCode::NOT_FOUND, 20404, "No such resource".into(), vec![]),
             ApiError::MethodNotAllowed => {
                 respond(StatusCode::METHOD_NOT_ALLOWED, 20405, "Method not allowed on this resource".into(), vec![])
+            }
+            ApiError::Timeout(limit) => {
+                let mut r = respond(
+                    StatusCode::REQUEST_TIMEOUT,
+                    20408,
+                    format!("The request body did not arrive within {} s; nothing was changed", limit.as_secs()),
+                    vec![],
+                );
+                // The rest of the body may still be on its way: this connection is done.
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            }
+            ApiError::UriTooLong(limit) => {
+                respond(StatusCode::URI_TOO_LONG, 20414, format!("Request URI is longer than {limit} bytes"), vec![])
+            }
+            ApiError::HeadersTooLarge => respond(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                20431,
+                format!(
+                    "Request headers are larger than {} bytes or more than {} fields",
+                    super::guard::MAX_HEADER_BYTES,
+                    super::guard::MAX_HEADERS
+                ),
+                vec![],
+            ),
+            ApiError::Malformed(what) => {
+                respond(StatusCode::BAD_REQUEST, 20400, format!("Malformed request: {what}"), vec![])
+            }
+            ApiError::Status(status) => {
+                let code = 20_000 + u32::from(status.as_u16());
+                let message = status.canonical_reason().unwrap_or("Request failed").to_owned();
+                respond(status, code, message, vec![])
             }
         }
     }

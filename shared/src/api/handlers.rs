@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::query::ListQuery;
-use super::{ApiError, ApiState, dto};
+use super::{ApiError, ApiState, PublicBase, dto};
 use crate::app::credentials::{AppFilter, CredentialFilter};
 use crate::app::ports::{NotificationFilter, OperationFilter};
 use crate::app::{AppError, auth, cancel, credentials, directory, queries, send as send_uc};
@@ -52,7 +52,8 @@ async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, Api
     Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token)).await?)
 }
 
-/// Reads a JSON body: 415 unless JSON, 413 over the limit, 400 if malformed.
+/// Reads a JSON body: 415 unless JSON, 413 over the limit, 408 when it does not arrive within
+/// the request timeout, 400 if malformed.
 async fn json_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
     let is_json =
         headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
@@ -70,17 +71,52 @@ async fn json_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::TooLarge(limit));
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::TooLarge(limit))?;
+    // The body must arrive within the request timeout (a client trickling it would otherwise
+    // hold this request, its connection and its memory for as long as it likes). Only the read
+    // is bounded: once the body is in, the use case runs to its end, since stopping it half way
+    // could leave an Operation stored with only part of its chunks queued (promise 1).
+    let timeout = state.config.request_timeout;
+    let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
+        Ok(read) => read?,
+        Err(_) => return Err(ApiError::Timeout(timeout)),
+    };
     serde_json::from_slice(&bytes).map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
 }
 
-fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
-    match &state.config.public_url {
-        Some(url) => url.trim_end_matches('/').to_owned(),
-        None => {
-            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-            format!("http://{host}")
+/// The whole body: 413 past `limit` bytes, 400 when it cannot be read (a broken chunked
+/// encoding, a connection closed half way).
+async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt as _;
+    let mut frames = body.into_data_stream();
+    // Not the declared length: a client could declare megabytes and send nothing.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(64 * 1024));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|_| ApiError::Malformed("the request body could not be read"))?;
+        if bytes.len() + frame.len() > limit {
+            return Err(ApiError::TooLarge(limit));
         }
+        bytes.extend_from_slice(&frame);
+    }
+    Ok(bytes)
+}
+
+/// The base of this request's absolute links: `PUSHGATE_PUBLIC_URL`, else the [`PublicBase`]
+/// the server that received it set, else none (the links are then relative, which HTTP allows
+/// in `Location`). The request's own `Host` is never used: the client chooses it.
+pub(super) struct Links(String);
+
+impl axum::extract::FromRequestParts<ApiState> for Links {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let base = match &state.config.public_url {
+            Some(url) => url.trim_end_matches('/'),
+            None => parts.extensions.get::<PublicBase>().map_or("", PublicBase::as_str),
+        };
+        Ok(Links(base.to_owned()))
     }
 }
 
@@ -92,8 +128,8 @@ fn located(status: StatusCode, location: String, body: Value) -> Response {
     response
 }
 
-fn resource(state: &ApiState, headers: &HeaderMap, status: StatusCode, path: String, id: String) -> Response {
-    let location = format!("{}{path}", base_url(state, headers));
+fn resource(links: &Links, status: StatusCode, path: String, id: String) -> Response {
+    let location = format!("{}{path}", links.0);
     located(status, location.clone(), json!({ "resourceId": id, "resourceLocation": location }))
 }
 
@@ -169,12 +205,13 @@ fn list_response<T>(
 pub(super) async fn send(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let id = send_uc::send(&state.deps, &account, body).await?;
-    let location = format!("{}/v1/PushNotifications/Operations/{id}", base_url(&state, &headers));
+    let location = format!("{}/v1/PushNotifications/Operations/{id}", links.0);
     Ok(located(StatusCode::ACCEPTED, location.clone(), json!({ "operationId": id, "operationLocation": location })))
 }
 
@@ -191,6 +228,7 @@ pub(super) async fn fetch_notification(
 pub(super) async fn cancel_notification(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Body,
@@ -198,12 +236,13 @@ pub(super) async fn cancel_notification(
     let id = notification_id(&raw)?;
     let body = json_body(&state, &headers, body).await?;
     cancel::cancel_notification(&state.deps, &account, id, &body).await?;
-    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/{id}"), id.to_string()))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/{id}"), id.to_string()))
 }
 
 pub(super) async fn cancel_operation(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     Path(raw): Path<String>,
     body: Body,
@@ -211,7 +250,7 @@ pub(super) async fn cancel_operation(
     let id = operation_id(&raw)?;
     let body = json_body(&state, &headers, body).await?;
     cancel::cancel_operation(&state.deps, &account, id, &body).await?;
-    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/Operations/{id}"), id.to_string()))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Operations/{id}"), id.to_string()))
 }
 
 pub(super) async fn list_notifications(
@@ -294,18 +333,13 @@ pub(super) async fn list_operation_errors(
 pub(super) async fn create_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let c = credentials::create_credential(&state.deps, &account, &body).await?;
-    Ok(resource(
-        &state,
-        &headers,
-        StatusCode::ACCEPTED,
-        format!("/v1/PushNotifications/Credentials/{}", c.id),
-        c.id.to_string(),
-    ))
+    Ok(resource(&links, StatusCode::ACCEPTED, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
 }
 
 pub(super) async fn list_credentials(
@@ -343,6 +377,7 @@ pub(super) async fn fetch_credential(
 pub(super) async fn patch_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
@@ -350,30 +385,18 @@ pub(super) async fn patch_credential(
     let id = credential_id(&id)?;
     let body = json_body(&state, &headers, body).await?;
     let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
-    Ok(resource(
-        &state,
-        &headers,
-        StatusCode::OK,
-        format!("/v1/PushNotifications/Credentials/{}", c.id),
-        c.id.to_string(),
-    ))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
 }
 
 pub(super) async fn delete_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    headers: HeaderMap,
+    links: Links,
     Path(id): Path<String>,
 ) -> ApiResult {
     let id = credential_id(&id)?;
     let c = credentials::delete_credential(&state.deps, &account, id).await?;
-    Ok(resource(
-        &state,
-        &headers,
-        StatusCode::OK,
-        format!("/v1/PushNotifications/Credentials/{}", c.id),
-        c.id.to_string(),
-    ))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
 }
 
 // ---- Apps ----
@@ -403,6 +426,7 @@ pub(super) async fn fetch_app(
 pub(super) async fn patch_app(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     Path(name): Path<String>,
     body: Body,
@@ -410,13 +434,7 @@ pub(super) async fn patch_app(
     let name = app_name(&name)?;
     let body = json_body(&state, &headers, body).await?;
     let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
-    Ok(resource(
-        &state,
-        &headers,
-        StatusCode::OK,
-        format!("/v1/PushNotifications/Apps/{}", app.name),
-        app.name.to_string(),
-    ))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Apps/{}", app.name), app.name.to_string()))
 }
 
 // ---- DeviceRegistrations ----
@@ -428,12 +446,13 @@ fn registration_location(id: &DeviceRegistrationId) -> String {
 pub(super) async fn register_device(
     State(state): State<ApiState>,
     Caller(account): Caller,
+    links: Links,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let body = json_body(&state, &headers, body).await?;
     let r = directory::register(&state.deps, &account, &body).await?;
-    Ok(resource(&state, &headers, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
+    Ok(resource(&links, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
 }
 
 pub(super) async fn list_registrations(
@@ -472,12 +491,12 @@ pub(super) async fn fetch_registration(
 pub(super) async fn delete_registration(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    headers: HeaderMap,
+    links: Links,
     Path(id): Path<String>,
 ) -> ApiResult {
     let id = registration_id(&id)?;
     let r = directory::delete_registration(&state.deps, &account, &id).await?;
-    Ok(resource(&state, &headers, StatusCode::OK, registration_location(&r.id), r.id.to_string()))
+    Ok(resource(&links, StatusCode::OK, registration_location(&r.id), r.id.to_string()))
 }
 
 // ---- Users ----
@@ -506,12 +525,12 @@ pub(super) async fn fetch_user(
 pub(super) async fn delete_user(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    headers: HeaderMap,
+    links: Links,
     Path(id): Path<String>,
 ) -> ApiResult {
     let id = user_id(&id)?;
     let u = directory::delete_user(&state.deps, &account, id).await?;
-    Ok(resource(&state, &headers, StatusCode::OK, format!("/v1/PushNotifications/Users/{}", u.id), u.id.to_string()))
+    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Users/{}", u.id), u.id.to_string()))
 }
 
 // ---- fallbacks ----

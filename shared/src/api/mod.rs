@@ -3,10 +3,12 @@
 
 pub mod dto;
 pub mod error;
+pub mod guard;
 mod handlers;
 pub mod query;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -18,18 +20,44 @@ pub use error::ApiError;
 /// Default request body limit: 8 MiB (10,000 recipients with variables fit comfortably).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Default time allowed for a request body to arrive: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// `PUSHGATE_PUBLIC_URL`: base of absolute `Location` URLs; falls back to the `Host` header.
+    /// `PUSHGATE_PUBLIC_URL`: base of absolute `Location` URLs; without it, the [`PublicBase`]
+    /// the server that received the request set (never the request's `Host`).
     pub public_url: Option<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// `PUSHGATE_REQUEST_TIMEOUT_SECS`: how long a handler waits for the request body.
+    pub request_timeout: Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { public_url: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        Self { public_url: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+    }
+}
+
+/// The base of absolute links (`Location`, `operationLocation`, `resourceLocation`) for the
+/// requests one server received, set by that server as a request extension: the address
+/// `pushgate-local` listens on, or the domain (and stage) API Gateway reports in a Lambda
+/// event's request context. Never taken from the request's own headers, which the client
+/// chooses. `PUSHGATE_PUBLIC_URL`, when set, wins over it; with neither, links are relative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicBase(Arc<str>);
+
+impl PublicBase {
+    /// A base such as `http://127.0.0.1:3000` (a trailing `/` is dropped).
+    pub fn new(base: &str) -> Self {
+        Self(Arc::from(base.trim_end_matches('/')))
+    }
+
+    /// The base, without a trailing `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -142,7 +170,9 @@ pub fn router(deps: Deps, config: ApiConfig) -> Router {
 }
 
 /// The router of one Lambda function (`Some`): only that function's routes; any other path is
-/// 404 and any other method 405, in Twilio's error shape. `None` serves every route.
+/// 404 and any other method 405, in Twilio's error shape. `None` serves every route. Every
+/// request passes [`guard`] first (URI and header limits, path encoding), and every error
+/// answer leaves in Twilio's error shape.
 pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Router {
     use axum::routing::{MethodRouter, delete, patch};
     use handlers::*;
@@ -183,6 +213,7 @@ pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Rout
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }

@@ -12,7 +12,7 @@ use lambda_http::{RequestExt, service_fn};
 use lambda_runtime::LambdaEvent;
 use tower::ServiceExt;
 
-use crate::api::{Function, router_for};
+use crate::api::{Function, PublicBase, router_for};
 use crate::app::Deps;
 use crate::app::dispatch::{QueueMessage, process_messages};
 use crate::cloud::{CloudConfig, build_deps, sdk_config};
@@ -46,13 +46,19 @@ pub async fn run_http(function: Function) -> Result<(), Error> {
 /// API Gateway puts the stage in front of the path of a REST API (`/prod/v1/...`) and of an HTTP
 /// API with a named stage; the router knows the API's own paths only, so the stage prefix is
 /// removed first.
+///
+/// The base of the answer's absolute links (unless `PUSHGATE_PUBLIC_URL` is set) is the domain
+/// API Gateway received the request on, from the request context AWS writes (`domainName`), never
+/// the `Host` header the client wrote; with the stage prefix when the path had one, so the link
+/// works as it is.
 pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Result<Response<Body>, Infallible> {
-    let stage = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
-        _ => None,
+    let (stage, domain) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => (ctx.stage.clone(), ctx.domain_name.clone()),
+        Some(RequestContext::ApiGatewayV2(ctx)) => (ctx.stage.clone(), ctx.domain_name.clone()),
+        _ => (None, None),
     };
     let (mut parts, body) = request.into_parts();
+    let mut prefix = String::new();
     if let Some(stage) = stage.filter(|s| s != "$default")
         && let Some(rest) = parts.uri.path().strip_prefix(&format!("/{stage}"))
         && (rest == "/v1" || rest.starts_with("/v1/"))
@@ -63,7 +69,11 @@ pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Resu
         };
         if let Ok(uri) = rewritten.parse() {
             parts.uri = uri;
+            prefix = format!("/{stage}");
         }
+    }
+    if let Some(domain) = domain.filter(|d| !d.is_empty()) {
+        parts.extensions.insert(PublicBase::new(&format!("https://{domain}{prefix}")));
     }
     let request = http::Request::from_parts(parts, Body::new(body));
     router.oneshot(request).await

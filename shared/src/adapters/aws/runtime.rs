@@ -251,6 +251,8 @@ pub struct AwsLocalApp {
     pub generated_account: bool,
     consumers: Vec<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
+    limits: crate::local::ServerLimits,
+    public_url_set: bool,
 }
 
 /// Names of the local AWS mode's resources.
@@ -333,6 +335,8 @@ pub async fn build_local(
         generated_account,
         consumers,
         stop,
+        limits: config.server.clone(),
+        public_url_set: config.api.public_url.is_some(),
     })
 }
 
@@ -366,15 +370,16 @@ async fn consume(deps: Deps, queue: SqsQueue, mut stopped: tokio::sync::watch::R
 }
 
 impl AwsLocalApp {
-    /// Serves on `listener` until `shutdown`, then lets the consumers finish their batch (up to
-    /// `drain`).
+    /// Serves on `listener` (the same hardened server as the memory mode, under the
+    /// configuration's limits) until `shutdown`, then lets the consumers finish their batch (up
+    /// to `drain`).
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         drain: std::time::Duration,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router).with_graceful_shutdown(shutdown).await?;
+        crate::local::serve_router(listener, self.router, &self.limits, self.public_url_set, shutdown).await?;
         let _ = self.stop.send(true);
         let _ = tokio::time::timeout(drain, futures::future::join_all(self.consumers)).await;
         Ok(())
