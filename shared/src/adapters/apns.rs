@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::http::{HttpSettings, client_builder};
 use crate::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
+use crate::domain::device_token::is_apn_token;
 use crate::domain::{Content, CredentialId, CredentialSecret, CredentialType, ErrorCode, Priority};
 
 /// Apple's limit on the payload of a (non-VoIP) notification.
@@ -264,6 +265,15 @@ impl ApnsSender {
 
     /// Sends one notification and classifies the answer.
     pub async fn send(&self, d: &Delivery<'_>) -> DeliveryOutcome {
+        // The token becomes a path segment: one that is not hex (one queued before tokens were
+        // checked) must never shape the URL.
+        if !is_apn_token(d.token) {
+            return DeliveryOutcome::Permanent {
+                code: ErrorCode::InvalidToken,
+                message: "the device token is not an APNs device token (hex digits); nothing was sent".into(),
+                reason: None,
+            };
+        }
         let base = if d.credential_type == CredentialType::ApnSandbox { &self.sandbox } else { &self.production };
         let (client, auth, topic) = match d.secret.as_ref() {
             CredentialSecret::ApnToken { key_id, team_id, private_key_pem, bundle_id } => {

@@ -14,6 +14,7 @@ use tracing::warn;
 use super::apns::{merge, redact, transport_reason};
 use super::http::{HttpSettings, client_builder, retry_after};
 use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::domain::device_token::is_fcm_token;
 use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority};
 
 /// FCM's limit on a message.
@@ -225,6 +226,13 @@ impl FcmSender {
         let CredentialSecret::Fcm { project_id, client_email, private_key_pem, token_uri } = d.secret.as_ref() else {
             return unusable("an APN credential cannot send to FCM".into());
         };
+        if !is_fcm_token(d.token) {
+            return DeliveryOutcome::Permanent {
+                code: ErrorCode::InvalidToken,
+                message: "the device token is not an FCM registration token; nothing was sent".into(),
+                reason: None,
+            };
+        }
         let body = match build_message(d.content, d.priority, d.sound, d.token) {
             Ok(b) => b,
             Err(n) => {

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
+use super::device_token::parse_token;
 use super::ids::{AppName, CredentialId, UserId};
 use super::model::{Content, Priority, Provider, Senders, Timestamp};
 use super::template::{Globals, RenderError, Template};
 
 /// Most recipients one send may address.
 pub const MAX_RECIPIENTS: usize = 10_000;
-/// Longest device token accepted.
-pub const MAX_TOKEN_CHARS: usize = 4096;
+pub use super::device_token::MAX_TOKEN_CHARS;
 /// Most tags on one send.
 pub const MAX_TAGS: usize = 10;
 /// Longest tag key (chars).
@@ -278,8 +278,18 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
             }
             continue;
         }
+        let provider = match r.get("provider") {
+            Some(Value::String(p)) => Provider::parse(p),
+            _ => None,
+        };
         let token = match r.remove("token") {
-            Some(Value::String(t)) if !t.is_empty() && t.chars().count() <= MAX_TOKEN_CHARS => Some(t),
+            Some(Value::String(t)) => match parse_token(&t, provider) {
+                Ok(_) => Some(t),
+                Err(e) => {
+                    errors.push(FieldError::new(field("token"), e.to_string()));
+                    None
+                }
+            },
             None => {
                 errors.push(FieldError::new(field("token"), "is required (or give a userId)"));
                 None
@@ -291,10 +301,6 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
                 ));
                 None
             }
-        };
-        let provider = match r.get("provider") {
-            Some(Value::String(p)) => Provider::parse(p),
-            _ => None,
         };
         if provider.is_none() {
             errors.push(FieldError::new(field("provider"), "must be one of APN, FCM"));
@@ -529,18 +535,23 @@ mod tests {
         }
     }
 
+    /// A well-formed APNs device token (32 bytes of hex, like Apple's).
+    const APN_TOKEN: &str = "5d4a1b0c9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b";
+
     fn valid() -> Value {
         json!({
-            "to": [{"token": "abc", "provider": "APN"}, {"token": "def", "provider": "FCM", "variables": {"name": "Ada"}}],
+            "to": [{"token": APN_TOKEN, "provider": "APN"}, {"token": "fcm-def:APA91b", "provider": "FCM", "variables": {"name": "Ada"}}],
             "content": {"title": "Hi {{ name }}", "body": "Boarding"},
         })
     }
 
     #[test]
     fn the_seed_example_request_is_valid() {
+        // The seed's tokens are Twilio's placeholders; its APN one (`utJXX2Tr9wN`) is not hex, so
+        // a well-formed 32-byte token stands in for it. The FCM placeholder is FCM-shaped as is.
         let body = json!({
             "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
-            "to": [{"token": "dqWD7WEC83K41WHyufTS7:APA91bFc", "provider": "FCM"}, {"token": "utJXX2Tr9wN", "provider": "APN"}],
+            "to": [{"token": "dqWD7WEC83K41WHyufTS7:APA91bFc", "provider": "FCM"}, {"token": APN_TOKEN, "provider": "APN"}],
             "content": {"title": "Boarding time @ TLL", "body": "Dear customer, you have 1 hour until boarding time at the Tallinn airport"},
             "priority": "HIGH",
             "sound": "ring",
@@ -587,73 +598,76 @@ mod tests {
             ("to[0].token", json!({"to": [{"provider": "APN"}], "content": {"title": "x"}})),
             (
                 "to[0].variables",
-                json!({"to": [{"token": "a", "provider": "APN", "variables": [1]}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "variables": [1]}], "content": {"title": "x"}}),
             ),
             (
                 "to[0].variables.big",
-                json!({"to": [{"token": "a", "provider": "APN", "variables": {"big": vec![0; 1001]}}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "variables": {"big": vec![0; 1001]}}], "content": {"title": "x"}}),
             ),
             (
                 "to[0]",
-                json!({"to": [{"token": "a", "provider": "APN", "userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}}),
             ),
-            ("content", json!({"to": [{"token": "a", "provider": "APN"}]})),
+            ("content", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}]})),
             (
                 "content",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"image": "https://x.test/a.png"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"image": "https://x.test/a.png"}}),
             ),
-            ("content.data.k", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"data": {"k": 1}}})),
+            ("content.data.k", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"data": {"k": 1}}})),
             (
                 "content.ttl",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "ttl": 2_419_201}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "ttl": 2_419_201}}),
             ),
             (
                 "content.contentAvailable",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "contentAvailable": "yes"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "contentAvailable": "yes"}}),
             ),
-            ("content.apn", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "apn": 3}})),
-            ("content.title", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "{{ x "}})),
+            (
+                "content.apn",
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "apn": 3}}),
+            ),
+            ("content.title", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "{{ x "}})),
             (
                 "content.body",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"body": "{% for i in (1..100000000) %}x{% endfor %}"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"body": "{% for i in (1..100000000) %}x{% endfor %}"}}),
             ),
             (
                 "from.apn",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"apn": "cred"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {"apn": "cred"}}),
             ),
             (
                 "from.appName",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"appName": "Bad-Name"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {"appName": "Bad-Name"}}),
             ),
-            ("from", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {}})),
-            ("sound", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "sound": 3})),
+            ("from", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {}})),
+            ("sound", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "sound": 3})),
             (
                 "tags",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": (0..11).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": (0..11).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}),
             ),
             (
                 "tags.k",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "v".repeat(257)}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "v".repeat(257)}}),
             ),
             (
                 "tags.k",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "{% if %}"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "{% if %}"}}),
             ),
             (
                 "schedule.sendAt",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": []}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": []}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-27T09:00:00Z"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-27T09:00:00Z"]}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-12-05T10:00:00Z"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-12-05T10:00:00Z"]}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-28 10:00"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-28 10:00"]}}),
             ),
         ];
         for (field, body) in cases {
@@ -664,7 +678,7 @@ mod tests {
 
     #[test]
     fn more_than_ten_thousand_recipients_are_refused() {
-        let to: Vec<Value> = (0..10_001).map(|i| json!({"token": format!("t{i}"), "provider": "FCM"})).collect();
+        let to: Vec<Value> = (0..10_001).map(|i| json!({"token": format!("fcm-t{i}"), "provider": "FCM"})).collect();
         assert_eq!(fields(json!({"to": to, "content": {"title": "x"}})), vec!["to".to_owned()]);
     }
 
@@ -682,5 +696,35 @@ mod tests {
         let mut body = valid();
         body["futureField"] = json!({"x": 1});
         assert!(parse_send(body, now()).is_ok());
+    }
+
+    #[test]
+    fn device_tokens_must_have_their_providers_format() {
+        let cases: Vec<(String, &str, bool)> = vec![
+            ("../../../admin?x=1".to_owned(), "APN", false),
+            ("ab".to_owned(), "APN", false),
+            ("ab".repeat(15), "APN", false),
+            ("ab".repeat(16), "APN", true),
+            ("AB".repeat(32), "APN", true),
+            ("ab".repeat(100), "APN", true),
+            ("ab".repeat(101), "APN", false),
+            (format!("{}a", "ab".repeat(32)), "APN", false),
+            ("zz".repeat(32), "APN", false),
+            ("dqWD7WEC83K41WHyufTS7:APA91bFc_x-y.z".to_owned(), "FCM", true),
+            ("fcm token".to_owned(), "FCM", false),
+            ("tok\n".to_owned(), "FCM", false),
+            ("a/b".to_owned(), "FCM", false),
+            ("a?b".to_owned(), "FCM", false),
+            ("x".repeat(4096), "FCM", true),
+            ("x".repeat(4097), "FCM", false),
+        ];
+        for (token, provider, valid) in cases {
+            let body = json!({"to": [{"token": &token, "provider": provider}], "content": {"title": "x"}});
+            let got = fields(body);
+            assert_eq!(got.is_empty(), valid, "{provider} {token:?}: {got:?}");
+            if !valid {
+                assert_eq!(got, ["to[0].token"], "{provider} {token:?}");
+            }
+        }
     }
 }

@@ -32,11 +32,7 @@ pub struct CannedReply {
 impl CannedReply {
     /// A JSON answer with `status`.
     pub fn json(status: u16, body: &serde_json::Value) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: body.to_string(),
-        }
+        Self { status, headers: vec![("content-type".into(), "application/json".into())], body: body.to_string() }
     }
 
     /// A redirect (`302 Found`) to `location`.

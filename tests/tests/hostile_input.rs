@@ -1,0 +1,86 @@
+//! Issue 9, classes 5–8: hostile input never misdirects pushgate. It is refused at the edge
+//! (credential create, send, device registration) before anything is stored, and what was
+//! stored or queued before these rules existed sends nothing where it does not belong.
+
+use std::sync::Arc;
+
+use pushgate::app::dispatch::process_chunk;
+use pushgate::app::ports::PageRequest;
+use pushgate::app::{queries, send};
+use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, provider_rig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The `field`s of a 400's errors.
+fn fields(body: &Value) -> Vec<String> {
+    body["errors"].as_array().into_iter().flatten().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()
+}
+
+const PATH_CLIMB: &str = "../../../admin?x=1";
+
+#[tokio::test]
+async fn device_tokens_that_are_not_their_providers_format_are_refused_at_send() {
+    let app = TestApp::spawn().await;
+    app.create_apn_credential("main").await;
+    let bad: Vec<(String, &str)> = vec![
+        (PATH_CLIMB.to_owned(), "APN"),
+        ("ab".to_owned(), "APN"),
+        ("abc".to_owned(), "APN"),
+        ("zz".repeat(32), "APN"),
+        (format!("{}/x", "ab".repeat(32)), "APN"),
+        ("fcm token with spaces".to_owned(), "FCM"),
+        ("tok\r\nx-evil: 1".to_owned(), "FCM"),
+        ("../x?y=1".to_owned(), "FCM"),
+        ("x".repeat(4097), "FCM"),
+    ];
+    let to: Vec<Value> = bad.iter().map(|(token, provider)| json!({"token": token, "provider": provider})).collect();
+    let (status, body) = app.post("/v1/PushNotifications", &json!({"to": to, "content": {"title": "x"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let expected: Vec<String> = (0..bad.len()).map(|i| format!("to[{i}].token")).collect();
+    assert_eq!(fields(&body), expected, "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(errors[0]["message"].as_str().is_some_and(|m| m.contains("hex")), "{body}");
+    assert!(errors[5]["message"].as_str().is_some_and(|m| m.contains("A-Z a-z 0-9")), "{body}");
+    assert!(app.apns.received().is_empty() && app.fcm.received().is_empty());
+}
+
+#[tokio::test]
+async fn a_path_climbing_apns_token_is_refused_at_registration() {
+    let app = TestApp::spawn().await;
+    app.create_apn_credential("main").await;
+    for (token, provider) in [(PATH_CLIMB, "APN"), ("not/an:fcm?token", "FCM")] {
+        let (status, body) = app
+            .post(
+                "/v1/PushNotifications/DeviceRegistrations",
+                &json!({"appName": "main", "token": token, "provider": provider}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(fields(&body), ["token"], "{body}");
+    }
+    let (_, users) = app.get("/v1/PushNotifications/Users").await;
+    assert_eq!(users["users"], json!([]), "no User was created for a refused registration");
+}
+
+#[tokio::test]
+async fn a_queued_chunk_holding_a_path_climbing_apns_token_sends_nothing() {
+    let queue = Arc::new(ManualQueue::default());
+    let ProviderRig { deps, account, apns, .. } = provider_rig(queue.clone(), |_| {}).await;
+    let op = send::send(
+        &deps,
+        &account,
+        json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "x"}}),
+    )
+    .await
+    .expect("accepted");
+    for mut chunk in queue.take() {
+        // As if queued before tokens were checked.
+        chunk.recipients[0].token = PATH_CLIMB.to_owned();
+        process_chunk(&deps, &chunk, 1).await;
+    }
+    assert!(apns.received().is_empty(), "no request reached the APNs host: {:?}", apns.received());
+    let page = PageRequest { size: 10, cursor: None };
+    let errors = queries::list_operation_errors(&deps, &account, op, &page).await.expect("listed");
+    assert_eq!(errors.items.len(), 1);
+    assert_eq!(errors.items[0].error.code, 30410, "{:?}", errors.items[0]);
+}
