@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pushgate::app::dispatch::process_chunk;
 use pushgate::app::ports::PageRequest;
 use pushgate::app::{queries, send};
-use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, provider_rig};
+use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -83,4 +83,41 @@ async fn a_queued_chunk_holding_a_path_climbing_apns_token_sends_nothing() {
     let errors = queries::list_operation_errors(&deps, &account, op, &page).await.expect("listed");
     assert_eq!(errors.items.len(), 1);
     assert_eq!(errors.items[0].error.code, 30410, "{:?}", errors.items[0]);
+}
+
+#[tokio::test]
+async fn content_fcm_may_not_readdress_the_message() {
+    let app = TestApp::spawn().await;
+    let fcm = json!({"token": fcm_token(99), "topic": "everyone", "condition": "'a' in topics", "fid": "f", "android": {"priority": "NORMAL"}});
+    let (status, body) = app
+        .post(
+            "/v1/PushNotifications",
+            &json!({"to": [{"token": fcm_token(1), "provider": "FCM"}], "content": {"title": "x", "fcm": fcm}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let mut got = fields(&body);
+    got.sort();
+    assert_eq!(got, ["content.fcm.condition", "content.fcm.fid", "content.fcm.token", "content.fcm.topic"], "{body}");
+}
+
+#[tokio::test]
+async fn content_apn_and_content_fcm_are_bounded_in_depth_and_size() {
+    let app = TestApp::spawn().await;
+    let mut deep = json!("leaf");
+    for _ in 0..9 {
+        deep = json!({ "a": deep });
+    }
+    let big = json!({"x": "y".repeat(4096)});
+    for (name, value) in [("apn", deep.clone()), ("fcm", json!({"android": deep})), ("apn", big.clone()), ("fcm", big)]
+    {
+        let (status, body) = app
+            .post(
+                "/v1/PushNotifications",
+                &json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "x", name: value}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(fields(&body), [format!("content.{name}")], "{body}");
+    }
 }

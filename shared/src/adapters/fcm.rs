@@ -15,6 +15,7 @@ use super::apns::{merge, redact, transport_reason};
 use super::http::{HttpSettings, client_builder, retry_after};
 use crate::app::ports::{Delivery, DeliveryOutcome};
 use crate::domain::device_token::is_fcm_token;
+use crate::domain::send::FCM_RESERVED_FIELDS;
 use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority};
 
 /// FCM's limit on a message.
@@ -31,7 +32,6 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// Builds the `{"message": …}` body for one notification.
 pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>, token: &str) -> Result<String, usize> {
     let mut message = Map::new();
-    message.insert("token".into(), Value::String(token.to_owned()));
     let mut notification = Map::new();
     for (key, value) in [("title", &content.title), ("body", &content.body), ("image", &content.image)] {
         if let Some(v) = value {
@@ -78,6 +78,12 @@ pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>,
     if let Some(extra) = &content.fcm {
         merge(&mut message, extra);
     }
+    // The recorded token, set last: nothing merged may send this message anywhere else (the send
+    // refuses such a `content.fcm`; this holds for whatever was queued before).
+    for key in FCM_RESERVED_FIELDS {
+        message.remove(key);
+    }
+    message.insert("token".into(), Value::String(token.to_owned()));
     let body = json!({ "message": message }).to_string();
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(body.len());
@@ -368,5 +374,23 @@ mod tests {
             classify(503, &error("UNAVAILABLE", "UNAVAILABLE", "later"), None),
             DeliveryOutcome::Retryable { after: None, .. }
         ));
+    }
+
+    #[test]
+    fn the_recorded_token_is_the_one_fcm_receives_whatever_content_fcm_says() {
+        let content = Content {
+            body: Some("B".into()),
+            fcm: json!({"token": "someone-else", "topic": "everyone", "condition": "'a' in topics", "android": {"priority": "NORMAL"}})
+                .as_object()
+                .cloned(),
+            ..Content::default()
+        };
+        let body: Value =
+            serde_json::from_str(&build_message(&content, Priority::High, None, "recorded").expect("fits"))
+                .expect("json");
+        let m = &body["message"];
+        assert_eq!(m["token"], "recorded");
+        assert!(m.get("topic").is_none() && m.get("condition").is_none(), "{m}");
+        assert_eq!(m["android"]["priority"], "NORMAL");
     }
 }

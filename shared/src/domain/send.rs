@@ -29,6 +29,15 @@ pub const MAX_SEND_AT: usize = 10;
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(7);
 /// Most entries in any object or array inside a recipient's `variables` (bounds template loops).
 pub const MAX_VARIABLE_ENTRIES: usize = 1000;
+/// Deepest nesting of `content.apn` / `content.fcm` (each object or array is one level).
+pub const MAX_EXTRA_DEPTH: usize = 8;
+/// Largest serialized `content.apn` / `content.fcm`: they merge into a payload of at most
+/// 4,096 bytes.
+pub const MAX_EXTRA_BYTES: usize = 4096;
+/// FCM `message` fields `content.fcm` may not set: the target (`token`, `topic`, `condition`,
+/// `fid`) decides who receives the message, and pushgate sends each message to its recipient's
+/// token only; `name` is set by FCM.
+pub const FCM_RESERVED_FIELDS: [&str; 5] = ["token", "topic", "condition", "fid", "name"];
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -409,7 +418,10 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
     for (name, slot) in [("apn", &mut content.apn), ("fcm", &mut content.fcm)] {
         match c.get(name) {
             None | Some(Value::Null) => {}
-            Some(Value::Object(m)) => *slot = Some(m.clone()),
+            Some(Value::Object(m)) => {
+                check_extra(name, m, errors);
+                *slot = Some(m.clone());
+            }
             Some(_) => errors.push(FieldError::new(format!("content.{name}"), "must be an object")),
         }
     }
@@ -418,6 +430,40 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
         errors.push(FieldError::new("content", "needs at least one of title, body, data, contentAvailable"));
     }
     content
+}
+
+/// Bounds `content.apn` / `content.fcm` (depth, serialized size) and keeps `content.fcm` from
+/// addressing the message.
+fn check_extra(name: &str, extra: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let field = format!("content.{name}");
+    if depth(extra) > MAX_EXTRA_DEPTH {
+        errors.push(FieldError::new(&field, format!("may nest objects and arrays at most {MAX_EXTRA_DEPTH} deep")));
+    } else if serde_json::to_vec(extra).map_or(usize::MAX, |b| b.len()) > MAX_EXTRA_BYTES {
+        errors.push(FieldError::new(&field, format!("must serialize to at most {MAX_EXTRA_BYTES} bytes")));
+    }
+    if name == "fcm" {
+        for key in FCM_RESERVED_FIELDS.into_iter().filter(|k| extra.contains_key(*k)) {
+            let message = if key == "name" {
+                "may not be set: FCM sets a message's name"
+            } else {
+                "may not be set: it chooses who receives the message, and pushgate sends each message to \
+                 its recipient's token"
+            };
+            errors.push(FieldError::new(format!("{field}.{key}"), message));
+        }
+    }
+}
+
+/// Levels of objects and arrays in `m` (itself one).
+fn depth(m: &Map<String, Value>) -> usize {
+    fn value_depth(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => depth(m),
+            Value::Array(a) => 1 + a.iter().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + m.values().map(value_depth).max().unwrap_or(0)
 }
 
 fn parse_from(value: Option<&Value>, errors: &mut Vec<FieldError>) -> SenderSpec {
@@ -725,6 +771,29 @@ mod tests {
             if !valid {
                 assert_eq!(got, ["to[0].token"], "{provider} {token:?}");
             }
+        }
+    }
+
+    #[test]
+    fn content_fcm_may_not_set_who_receives_the_message() {
+        for key in ["token", "topic", "condition", "fid", "name"] {
+            let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "fcm": {key: "v"}}});
+            assert_eq!(fields(body), [format!("content.fcm.{key}")], "{key}");
+        }
+        let allowed = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "fcm": {"android": {"priority": "NORMAL"}, "webpush": {"headers": {"Urgency": "high"}}}}});
+        assert!(fields(allowed).is_empty());
+    }
+
+    #[test]
+    fn content_apn_and_fcm_are_bounded_in_depth_and_serialized_size() {
+        let nested = |levels: usize| (0..levels).fold(json!("leaf"), |inner, _| json!({ "a": inner }));
+        for name in ["apn", "fcm"] {
+            let ok = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: nested(8)}});
+            assert!(fields(ok).is_empty(), "{name}: 8 levels are fine");
+            let deep = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: nested(9)}});
+            assert_eq!(fields(deep), [format!("content.{name}")], "{name}: 9 levels");
+            let big = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: {"k": "v".repeat(4096)}}});
+            assert_eq!(fields(big), [format!("content.{name}")], "{name}: over 4,096 bytes");
         }
     }
 }
