@@ -403,7 +403,7 @@ async fn credential_creation_reports_every_problem_and_never_echoes_content() {
     let (status, body) = app
         .post(
             "/v1/PushNotifications/Credentials",
-            &json!({"credentialType": "APN", "appName": "a", "content": {"keyId": "K", "teamId": "T", "bundleId": "b", "privateKey": "bm90IGEgcGVt"}}),
+            &json!({"credentialType": "APN", "appName": "a", "content": {"keyId": "KEY1234567", "teamId": "TEAM123456", "bundleId": "b", "privateKey": "bm90IGEgcGVt"}}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -4,10 +4,15 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use pushgate::app::dispatch::process_chunk;
 use pushgate::app::ports::PageRequest;
 use pushgate::app::{queries, send};
-use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
+use pushgate_tests::{
+    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, provider_rig,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -120,4 +125,90 @@ async fn content_apn_and_content_fcm_are_bounded_in_depth_and_size() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(fields(&body), [format!("content.{name}")], "{body}");
     }
+}
+
+#[tokio::test]
+async fn header_and_url_fields_of_an_apn_token_credential_are_refused_when_malformed() {
+    let app = TestApp::spawn().await;
+    for (field, value) in [
+        ("bundleId", "com.example.app\r\nx-evil: 1"),
+        ("bundleId", "com.example.app\u{0}"),
+        ("bundleId", "com/example"),
+        ("keyId", "KEY\n123456"),
+        ("keyId", "KEY12345678"),
+        ("teamId", "TEAM 12345"),
+    ] {
+        let mut body = apn_credential_body(&app.apns_key, "main");
+        body["content"][field] = json!(value);
+        let (status, answer) = app.post("/v1/PushNotifications/Credentials", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={value:?}: {answer}");
+        assert_eq!(fields(&answer), [format!("content.{field}")], "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_fcm_project_id_that_is_not_a_gcp_project_id_is_refused_at_create() {
+    let app = TestApp::spawn().await;
+    for project in ["p/../../x", "pushgate-test\n", "UPPER-case-1", "a"] {
+        let mut account = app.fcm_account.clone();
+        account.project_id = project.to_owned();
+        let (status, body) =
+            app.post("/v1/PushNotifications/Credentials", &fcm_credential_body(&account, "main")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{project:?}: {body}");
+        assert_eq!(fields(&body), ["content.privateKey"], "{body}");
+        assert!(body.to_string().contains("project_id"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn control_characters_in_a_static_collapse_key_are_refused_at_send() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post(
+            "/v1/PushNotifications",
+            &json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "x", "collapseKey": "a\r\nx-evil: 1"}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(fields(&body), ["content.collapseKey"], "{body}");
+}
+
+#[tokio::test]
+async fn a_collapse_key_that_renders_control_characters_fails_that_notification_with_30422() {
+    let app = TestApp::spawn().await;
+    app.create_apn_credential("main").await;
+    let op = app
+        .send(&json!({
+            "to": [
+                {"token": apn_token(1), "provider": "APN", "variables": {"k": "a\r\nx-evil: 1"}},
+                {"token": apn_token(2), "provider": "APN", "variables": {"k": "fine"}},
+            ],
+            "content": {"title": "x", "collapseKey": "{{ k }}"},
+        }))
+        .await;
+    let operation = app.settle(&op).await;
+    assert_eq!((operation["stats"]["sent"].as_u64(), operation["stats"]["failed"].as_u64()), (Some(1), Some(1)));
+    let notifications = app.notifications_of(&op).await;
+    let failed = notifications.iter().find(|n| n["status"] == "FAILED").expect("one FAILED");
+    assert_eq!(failed["error"]["code"], 30422, "{failed}");
+    assert!(failed["error"]["message"].as_str().is_some_and(|m| m.contains("content.collapseKey")), "{failed}");
+    assert_eq!(app.apns.received().len(), 1, "only the fine one was sent");
+}
+
+#[tokio::test]
+async fn a_certificate_whose_uid_is_not_a_bundle_id_is_refused_at_create() {
+    let app = TestApp::spawn().await;
+    let cert = pushgate_fakes::keys::apns_client_certificate("com.example.app\r\nx-evil: 1");
+    let (status, body) = app
+        .post(
+            "/v1/PushNotifications/Credentials",
+            &json!({
+                "credentialType": "APN",
+                "appName": "main",
+                "content": {"certificate": STANDARD.encode(&cert.certificate_pem), "privateKey": STANDARD.encode(&cert.private_key_pem)},
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(fields(&body), ["content.certificate"], "{body}");
 }

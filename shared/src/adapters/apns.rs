@@ -15,6 +15,7 @@ use tracing::warn;
 
 use super::http::{HttpSettings, client_builder};
 use crate::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
+use crate::domain::credential::is_bundle_id;
 use crate::domain::device_token::is_apn_token;
 use crate::domain::{Content, CredentialId, CredentialSecret, CredentialType, ErrorCode, Priority};
 
@@ -290,6 +291,11 @@ impl ApnsSender {
             }
             CredentialSecret::Fcm { .. } => return unusable("an FCM credential cannot send to APNs".into()),
         };
+        // A credential stored before topics were checked must not put a control character (or
+        // anything else) into a header.
+        if topic.is_some_and(|t| !is_bundle_id(t)) {
+            return unusable("the credential's topic (bundle id) is not a valid bundle id".into());
+        }
         let request = match build_request(d.content, d.priority, d.sound, topic, Utc::now()) {
             Ok(r) => r,
             Err(PayloadError::TooLarge(n)) => {

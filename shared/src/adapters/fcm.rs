@@ -14,6 +14,7 @@ use tracing::warn;
 use super::apns::{merge, redact, transport_reason};
 use super::http::{HttpSettings, client_builder, retry_after};
 use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::domain::credential::is_project_id;
 use crate::domain::device_token::is_fcm_token;
 use crate::domain::send::FCM_RESERVED_FIELDS;
 use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority};
@@ -232,6 +233,10 @@ impl FcmSender {
         let CredentialSecret::Fcm { project_id, client_email, private_key_pem, token_uri } = d.secret.as_ref() else {
             return unusable("an APN credential cannot send to FCM".into());
         };
+        // The project id goes into the URL path: one stored before it was checked must not shape it.
+        if !is_project_id(project_id) {
+            return unusable("the service account's project_id is not a valid Google Cloud project id".into());
+        }
         if !is_fcm_token(d.token) {
             return DeliveryOutcome::Permanent {
                 code: ErrorCode::InvalidToken,

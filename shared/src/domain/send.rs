@@ -170,10 +170,8 @@ impl CompiledContent {
         content.body = field("content.body", &self.body)?;
         content.image = field("content.image", &self.image)?;
         content.collapse_key = field("content.collapseKey", &self.collapse_key)?;
-        if let Some(key) = &content.collapse_key
-            && key.len() > MAX_COLLAPSE_KEY_BYTES
-        {
-            return Err(RenderError(format!("content.collapseKey: longer than {MAX_COLLAPSE_KEY_BYTES} bytes")));
+        if let Some(Err(problem)) = content.collapse_key.as_deref().map(check_collapse_key) {
+            return Err(RenderError(format!("content.collapseKey: {problem}")));
         }
         if self.base.data.is_some() {
             let mut data = BTreeMap::new();
@@ -192,6 +190,23 @@ impl CompiledContent {
         }
         Ok((content, tags))
     }
+}
+
+/// A collapse key becomes the `apns-collapse-id` header: at most 64 bytes, no control
+/// characters.
+pub fn check_collapse_key(key: &str) -> Result<(), String> {
+    check_collapse_key_length(key)?;
+    if key.chars().any(char::is_control) {
+        return Err("may not contain control characters".into());
+    }
+    Ok(())
+}
+
+fn check_collapse_key_length(key: &str) -> Result<(), String> {
+    if key.len() > MAX_COLLAPSE_KEY_BYTES {
+        return Err(format!("must be at most {MAX_COLLAPSE_KEY_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 /// Parses and validates a send body (taking ownership: recipients' variables move, not copy).
@@ -369,10 +384,13 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
     {
         errors.push(FieldError::new("content.image", "must be an absolute http(s) URL"));
     }
-    if let Some(key) = &content.collapse_key
-        && key.len() > MAX_COLLAPSE_KEY_BYTES
-    {
-        errors.push(FieldError::new("content.collapseKey", format!("must be at most {MAX_COLLAPSE_KEY_BYTES} bytes")));
+    if let Some(key) = &content.collapse_key {
+        // A template is checked again once rendered, per recipient.
+        let fixed = !key.contains("{{") && !key.contains("{%");
+        let checked = if fixed { check_collapse_key(key) } else { check_collapse_key_length(key) };
+        if let Err(problem) = checked {
+            errors.push(FieldError::new("content.collapseKey", problem));
+        }
     }
     match c.get("data") {
         None | Some(Value::Null) => {}
@@ -795,5 +813,23 @@ mod tests {
             let big = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: {"k": "v".repeat(4096)}}});
             assert_eq!(fields(big), [format!("content.{name}")], "{name}: over 4,096 bytes");
         }
+    }
+
+    #[test]
+    fn a_static_collapse_key_with_control_characters_is_refused() {
+        for key in ["a\r\nx-evil: 1", "a\u{0}", "tab\there", "del\u{7f}"] {
+            let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "collapseKey": key}});
+            assert_eq!(fields(body), ["content.collapseKey"], "{key:?}");
+        }
+    }
+
+    #[test]
+    fn a_collapse_key_rendering_control_characters_fails_that_recipient() {
+        let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "collapseKey": "{{ k }}"}});
+        let (_, compiled) = parse_send(body, now()).expect("valid");
+        let vars = |k: &str| json!({"k": k}).as_object().cloned().unwrap_or_default();
+        assert!(compiled.render(&vars("fine")).is_ok());
+        let error = compiled.render(&vars("a\r\nx-evil: 1")).expect_err("refused");
+        assert!(error.0.starts_with("content.collapseKey"), "{error:?}");
     }
 }
