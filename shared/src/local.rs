@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::adapters::crypto::AesGcmBox;
-use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
+use crate::adapters::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use crate::adapters::http::HttpSettings;
 use crate::adapters::memory::{
     MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, MemoryScheduler, QueueWorkers,
@@ -62,7 +62,7 @@ pub struct LocalConfig {
     pub data_key: Option<[u8; 32]>,
     /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
     pub api: ApiConfig,
-    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
+    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_FCM_TOKEN_URIS`, `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
     /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
     pub workers: usize,
@@ -130,6 +130,9 @@ impl LocalConfig {
         }
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
+        if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
+            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+        }
         if let Some(path) = var("PUSHGATE_EXTRA_CA_FILE") {
             let pem =
                 std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;

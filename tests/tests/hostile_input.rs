@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-
+use pushgate::adapters::gateway::ProviderGateway;
 use pushgate::app::dispatch::process_chunk;
-use pushgate::app::ports::PageRequest;
-use pushgate::app::{queries, send};
+use pushgate::app::ports::{PageRequest, PushGateway};
+use pushgate::app::{credentials, queries, send};
+use pushgate::domain::credential::CredentialBook;
+use pushgate::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
+use pushgate_fakes::keys::{fcm_service_account, p384_private_key_pem};
+use pushgate_fakes::{CannedReply, CannedServer};
 use pushgate_tests::{
-    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, provider_rig,
+    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, memory_deps,
+    provider_rig,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -19,6 +24,156 @@ use serde_json::{Value, json};
 /// The `field`s of a 400's errors.
 fn fields(body: &Value) -> Vec<String> {
     body["errors"].as_array().into_iter().flatten().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()
+}
+
+/// An FCM credential-create body for the test app's service account with another `token_uri`.
+fn fcm_body_with_token_uri(app: &TestApp, token_uri: &str) -> Value {
+    let mut account = app.fcm_account.clone();
+    account.token_uri = token_uri.to_owned();
+    fcm_credential_body(&account, "main")
+}
+
+/// A provider gateway configured the way an operator configures one (through the environment
+/// of a function), with `token_uris` as the allowed OAuth token endpoints.
+fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Arc<dyn PushGateway> {
+    let env = [
+        ("PUSHGATE_PUSH_TABLE", "push"),
+        ("PUSHGATE_CONFIG_TABLE", "config"),
+        ("PUSHGATE_DIRECTORY_TABLE", "directory"),
+        ("APNS_ENDPOINT", apns),
+        ("FCM_ENDPOINT", fcm),
+        ("PUSHGATE_FCM_TOKEN_URIS", token_uris),
+    ];
+    let config = pushgate::cloud::CloudConfig::from_lookup(|name| {
+        env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+    })
+    .expect("the configuration reads");
+    Arc::new(ProviderGateway::new(&config.providers).expect("the gateway builds"))
+}
+
+/// Stores an FCM credential without the create use case, as one stored before today's rules:
+/// sealed secret plus an entry in the credential book.
+async fn store_fcm_credential(deps: &pushgate::app::Deps, account: &AccountId, secret: CredentialSecret) -> String {
+    let now = chrono::Utc::now();
+    let id = CredentialId::from_ulid(ulid::Ulid::generate());
+    let plain = serde_json::to_vec(&secret).expect("serializes");
+    let sealed = deps.secrets.seal(&plain, format!("{account}/{id}").as_bytes()).await.expect("sealed");
+    deps.credentials.put_secret(account, &id, sealed).await.expect("stored");
+    let (mut book, version): (CredentialBook, u64) = deps.credentials.load_book(account).await.expect("book");
+    let credential = Credential {
+        id: id.clone(),
+        account_id: account.clone(),
+        credential_type: CredentialType::Fcm,
+        app_name: pushgate::domain::AppName::parse("stored").expect("name"),
+        is_default: false,
+        created_at: now,
+        updated_at: now,
+    };
+    book.add(credential, false).expect("added");
+    deps.credentials.save_book(account, &book, version).await.expect("saved");
+    id.to_string()
+}
+
+/// Sends `body`, processes every queued chunk once, and returns the operation's notifications.
+async fn send_and_dispatch(
+    deps: &pushgate::app::Deps,
+    account: &AccountId,
+    queue: &ManualQueue,
+    body: Value,
+) -> (OperationId, Vec<pushgate::domain::Notification>) {
+    let op = send::send(deps, account, body).await.expect("accepted");
+    for chunk in queue.take() {
+        process_chunk(deps, &chunk, 1).await;
+    }
+    let filter = pushgate::app::ports::NotificationFilter { operation_id: Some(op), ..Default::default() };
+    let page = PageRequest { size: 100, cursor: None };
+    let listed = queries::list_notifications(deps, account, &filter, &page).await.expect("listed");
+    let mut notifications = Vec::new();
+    for n in listed.items {
+        notifications.push(queries::fetch_notification(deps, account, n.id).await.expect("fetched"));
+    }
+    (op, notifications)
+}
+
+#[tokio::test]
+async fn a_service_account_whose_token_uri_points_at_loopback_or_the_metadata_address_is_refused_at_create() {
+    let app = TestApp::spawn().await;
+    let listener = CannedServer::start(vec![(
+        "/token",
+        CannedReply::json(200, &json!({"access_token": "stolen", "expires_in": 3600})),
+    )])
+    .await;
+    for token_uri in [
+        listener.url("/token"),
+        "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token".to_owned(),
+        "http://[::1]:8080/token".to_owned(),
+        "https://oauth2.googleapis.com.attacker.test/token".to_owned(),
+        "https://oauth2.googleapis.com/token?next=http://169.254.169.254/".to_owned(),
+    ] {
+        let (status, body) =
+            app.post("/v1/PushNotifications/Credentials", &fcm_body_with_token_uri(&app, &token_uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{token_uri}: {body}");
+        assert_eq!(fields(&body), ["content.privateKey"], "{token_uri}: {body}");
+        assert!(body.to_string().contains("token_uri"), "the message names token_uri: {body}");
+    }
+    let (_, listed) = app.get("/v1/PushNotifications/Credentials").await;
+    assert_eq!(listed["credentials"], json!([]), "nothing was stored");
+    assert!(listener.received().is_empty(), "nothing was asked of the loopback listener");
+}
+
+#[tokio::test]
+async fn a_credential_stored_with_a_token_uri_off_the_allowlist_makes_no_request_at_dispatch() {
+    let queue = Arc::new(ManualQueue::default());
+    let ProviderRig { deps, account, fcm, .. } = provider_rig(queue.clone(), |_| {}).await;
+    let listener = CannedServer::start(vec![(
+        "/token",
+        CannedReply::json(200, &json!({"access_token": "stolen", "expires_in": 3600})),
+    )])
+    .await;
+    let sa = fcm_service_account("pushgate-test", &listener.url("/token"));
+    let secret = CredentialSecret::Fcm {
+        project_id: sa.project_id.clone(),
+        client_email: sa.client_email.clone(),
+        private_key_pem: sa.private_key_pem.clone(),
+        token_uri: sa.token_uri.clone(),
+    };
+    let id = store_fcm_credential(&deps, &account, secret).await;
+
+    let body =
+        json!({"to": [{"token": fcm_token(1), "provider": "FCM"}], "content": {"title": "x"}, "from": {"fcm": id}});
+    let (_, notifications) = send_and_dispatch(&deps, &account, &queue, body).await;
+
+    assert!(listener.received().is_empty(), "no OAuth request left for the stored token_uri");
+    assert!(fcm.received().is_empty(), "nothing was sent");
+    assert_eq!(notifications.len(), 1);
+    let error = notifications[0].error.as_ref().expect("FAILED with an error");
+    assert_eq!(error.code, 30404, "{error:?}");
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_token_endpoint_is_not_followed() {
+    let target = CannedServer::start(vec![(
+        "/token",
+        CannedReply::json(200, &json!({"access_token": "stolen", "expires_in": 3600})),
+    )])
+    .await;
+    let redirector = CannedServer::start(vec![("/token", CannedReply::redirect(&target.url("/token")))]).await;
+    let fcm = pushgate_fakes::FakeFcm::start_h2c().await;
+    let queue = Arc::new(ManualQueue::default());
+    let (deps, account, _) = memory_deps(gateway("", &fcm.base_url(), &redirector.url("/token")), queue.clone());
+    let sa = fcm_service_account("pushgate-test", &redirector.url("/token"));
+    let id = credentials::create_credential(&deps, &account, &fcm_credential_body(&sa, "main"))
+        .await
+        .expect("the redirector is an allowed token endpoint")
+        .id;
+
+    let body = json!({"to": [{"token": fcm_token(1), "provider": "FCM"}], "content": {"title": "x"}, "from": {"fcm": id.to_string()}});
+    let (_, notifications) = send_and_dispatch(&deps, &account, &queue, body).await;
+
+    assert_eq!(redirector.received().len(), 1, "one OAuth request, to the allowed endpoint");
+    assert!(target.received().is_empty(), "the redirect target received nothing");
+    let error = notifications[0].error.as_ref().expect("FAILED with an error");
+    assert_eq!(error.code, 30404, "{error:?}");
 }
 
 const PATH_CLIMB: &str = "../../../admin?x=1";
@@ -193,6 +348,61 @@ async fn a_collapse_key_that_renders_control_characters_fails_that_notification_
     assert_eq!(failed["error"]["code"], 30422, "{failed}");
     assert!(failed["error"]["message"].as_str().is_some_and(|m| m.contains("content.collapseKey")), "{failed}");
     assert_eq!(app.apns.received().len(), 1, "only the fine one was sent");
+}
+
+#[tokio::test]
+async fn an_apn_token_credential_whose_key_is_not_p256_is_refused_at_create() {
+    let app = TestApp::spawn().await;
+    let garbage =
+        "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+    for (what, pem) in [
+        ("an RSA key", app.fcm_account.private_key_pem.clone()),
+        ("a P-384 key", p384_private_key_pem()),
+        ("garbage", garbage.to_owned()),
+    ] {
+        let mut body = apn_credential_body(&app.apns_key, "main");
+        body["content"]["privateKey"] = json!(STANDARD.encode(&pem));
+        let (status, answer) = app.post("/v1/PushNotifications/Credentials", &body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{what}: {answer}");
+        assert_eq!(fields(&answer), ["content.privateKey"], "{what}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_fcm_service_account_whose_key_is_not_rsa_is_refused_at_create() {
+    let app = TestApp::spawn().await;
+    let mut account = app.fcm_account.clone();
+    account.private_key_pem = app.apns_key.private_key_pem.clone();
+    let (status, body) = app.post("/v1/PushNotifications/Credentials", &fcm_credential_body(&account, "main")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(fields(&body), ["content.privateKey"], "{body}");
+}
+
+#[tokio::test]
+async fn the_webhook_client_does_not_follow_redirects() {
+    use pushgate::adapters::webhook::{Webhook, WebhookClient};
+    use pushgate::domain::{EventType, OperationEvent, OperationStatus, Stats};
+    let target = CannedServer::start(vec![("/hook", CannedReply::json(200, &json!({})))]).await;
+    let redirector = CannedServer::start(vec![("/hook", CannedReply::redirect(&target.url("/hook")))]).await;
+    let account = AccountId::from_bytes([9; 16]);
+    let hook = Webhook { url: redirector.url("/hook"), secret: "a-webhook-secret-of-some-length".into() };
+    let client = WebhookClient::new([(account.clone(), hook)].into()).expect("client");
+    let operation_id = OperationId::from_ulid(ulid::Ulid::generate());
+    let event = OperationEvent {
+        id: format!("{operation_id}.operation.completed"),
+        kind: EventType::Completed,
+        account_id: account,
+        operation_id,
+        status: OperationStatus::Completed,
+        stats: Stats::default(),
+        occurred_at: chrono::Utc::now(),
+    };
+
+    let posted = client.post(&event).await;
+
+    assert!(posted.is_err(), "a redirect is not a delivery");
+    assert_eq!(redirector.received().len(), 1);
+    assert!(target.received().is_empty(), "the redirect target received nothing");
 }
 
 #[tokio::test]

@@ -335,6 +335,20 @@ impl ApnsSender {
     }
 }
 
+/// Can `pem` sign APNs provider tokens (ES256, a P-256 key), the way [`ApnsSender`] will?
+pub fn check_signing_key(key_id: &str, team_id: &str, pem: &str) -> Result<(), String> {
+    mint(key_id, team_id, pem, Utc::now()).map(|_| ()).map_err(|_| {
+        "must be the P-256 private key of an APNs auth key (.p8, PKCS#8 PEM): it signs ES256 tokens".into()
+    })
+}
+
+/// Do `cert` and `key` make the client identity [`ApnsSender`] will present?
+pub fn check_identity(cert: &str, key: &str) -> Result<(), String> {
+    reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+        .map(|_| ())
+        .map_err(|_| "the certificate and private key do not make a TLS client identity".into())
+}
+
 fn lifetime() -> chrono::Duration {
     chrono::Duration::from_std(JWT_LIFETIME).unwrap_or(chrono::Duration::minutes(40))
 }

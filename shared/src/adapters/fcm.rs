@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::apns::{merge, redact, transport_reason};
 use super::http::{HttpSettings, client_builder, retry_after};
-use crate::app::ports::{Delivery, DeliveryOutcome};
+use crate::app::ports::{CredentialProblem, Delivery, DeliveryOutcome};
 use crate::domain::credential::is_project_id;
 use crate::domain::device_token::is_fcm_token;
 use crate::domain::send::FCM_RESERVED_FIELDS;
@@ -23,6 +23,10 @@ use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Google's FCM host.
 pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+/// The OAuth token endpoints service accounts may name when the operator lists none: Google's,
+/// and the legacy one older key files carry.
+pub const DEFAULT_TOKEN_URIS: [&str; 2] =
+    ["https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"];
 /// The OAuth scope FCM needs.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// FCM asks senders to back off at least this long after QUOTA_EXCEEDED.
@@ -139,20 +143,53 @@ pub struct FcmSender {
     endpoint: String,
     client: reqwest::Client,
     oauth: reqwest::Client,
+    token_uris: Vec<String>,
     tokens: Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
 
 impl FcmSender {
-    /// Uses `endpoint` (tests, proxies) or Google's host.
-    pub fn new(endpoint: Option<&str>, settings: HttpSettings) -> Result<Self, reqwest::Error> {
+    /// Uses `endpoint` (tests, proxies) or Google's host, and exchanges assertions only at the
+    /// OAuth endpoints in `token_uris` (empty: [`DEFAULT_TOKEN_URIS`]).
+    pub fn new(endpoint: Option<&str>, token_uris: &[String], settings: HttpSettings) -> Result<Self, reqwest::Error> {
         let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim_end_matches('/').to_owned();
         let client = client_builder(&endpoint, &settings)?.build()?;
-        // The token endpoint is another host that may only speak HTTP/1.1: negotiate.
-        let mut oauth = reqwest::Client::builder().timeout(settings.timeout);
+        // The token endpoint is another host that may only speak HTTP/1.1: negotiate. Like every
+        // provider client, it follows no redirect.
+        let mut oauth =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(settings.timeout);
         if let Some(pem) = &settings.extra_ca_pem {
             oauth = oauth.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        Ok(Self { endpoint, client, oauth: oauth.build()?, tokens: Mutex::default() })
+        let token_uris = if token_uris.is_empty() {
+            DEFAULT_TOKEN_URIS.iter().map(|u| (*u).to_owned()).collect()
+        } else {
+            token_uris.to_vec()
+        };
+        Ok(Self { endpoint, client, oauth: oauth.build()?, token_uris, tokens: Mutex::default() })
+    }
+
+    /// Is `token_uri` one of the OAuth endpoints this sender talks to (exact match)?
+    pub fn allows(&self, token_uri: &str) -> bool {
+        self.token_uris.iter().any(|u| u == token_uri)
+    }
+
+    /// What a service account must satisfy to be used: an allowed `token_uri` and an RSA key
+    /// that signs the RS256 assertion.
+    pub fn check(&self, client_email: &str, pem: &str, token_uri: &str) -> Vec<CredentialProblem> {
+        let mut problems = Vec::new();
+        if !self.allows(token_uri) {
+            problems.push(CredentialProblem::TokenUri(format!(
+                "service-account token_uri must be one of the OAuth token endpoints this deployment uses: {}",
+                self.token_uris.join(", ")
+            )));
+        }
+        if assertion(client_email, pem, token_uri, Utc::now().timestamp()).is_err() {
+            problems.push(CredentialProblem::PrivateKey(
+                "service-account private_key must be an RSA private key (PEM): it signs the RS256 OAuth assertion"
+                    .into(),
+            ));
+        }
+        problems
     }
 
     fn slot(&self, id: &CredentialId) -> Result<Arc<tokio::sync::Mutex<Option<AccessToken>>>, String> {
@@ -167,6 +204,13 @@ impl FcmSender {
         pem: &str,
         token_uri: &str,
     ) -> Result<Arc<str>, DeliveryOutcome> {
+        // Checked before every use, not only at create: a credential stored earlier (or before
+        // the operator changed the list) makes no request to an endpoint off the list.
+        if !self.allows(token_uri) {
+            return Err(unusable(
+                "the service account's token_uri is not an allowed OAuth token endpoint; nothing was sent".into(),
+            ));
+        }
         let slot = self.slot(id).map_err(unusable)?;
         let mut cached = slot.lock().await;
         if let Some(t) = cached.as_ref()
@@ -174,12 +218,7 @@ impl FcmSender {
         {
             return Ok(t.token.clone());
         }
-        let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|_| unusable("the FCM service-account private key is not a valid RSA key".into()))?;
-        let iat = Utc::now().timestamp();
-        let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });
-        let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
-            .map_err(|_| unusable("could not sign the FCM OAuth assertion".into()))?;
+        let assertion = assertion(client_email, pem, token_uri, Utc::now().timestamp()).map_err(unusable)?;
         let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let response = self
             .oauth
@@ -281,6 +320,15 @@ impl FcmSender {
         }
         classify(status, &bytes, after)
     }
+}
+
+/// The RS256-signed JWT a service account exchanges for an access token at `token_uri`.
+fn assertion(client_email: &str, pem: &str, token_uri: &str, iat: i64) -> Result<String, String> {
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| "the FCM service-account private key is not a valid RSA key".to_owned())?;
+    let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
+        .map_err(|_| "could not sign the FCM OAuth assertion".to_owned())
 }
 
 fn unusable(message: String) -> DeliveryOutcome {

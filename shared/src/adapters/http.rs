@@ -21,9 +21,11 @@ impl Default for HttpSettings {
 
 /// A client builder for `base`: `http://` speaks HTTP/2 with prior knowledge (h2c), `https://`
 /// negotiates HTTP/2 by ALPN. Connections are pooled and kept alive so many notifications share
-/// a few multiplexed connections.
+/// a few multiplexed connections. Redirects are not followed: a provider that redirects is
+/// answering, not pointing pushgate (and its credentials) somewhere else.
 pub fn client_builder(base: &str, settings: &HttpSettings) -> Result<reqwest::ClientBuilder, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(600))
