@@ -12,11 +12,11 @@ use pushgate::app::ports::{PageRequest, PushGateway};
 use pushgate::app::{credentials, queries, send};
 use pushgate::domain::credential::CredentialBook;
 use pushgate::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
-use pushgate_fakes::keys::{fcm_service_account, p384_private_key_pem};
+use pushgate_fakes::keys::{apns_signing_key, fcm_service_account, p384_private_key_pem};
 use pushgate_fakes::{CannedReply, CannedServer};
 use pushgate_tests::{
-    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, fcm_credential_body, fcm_token, memory_deps,
-    provider_rig,
+    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, capture_logs, captured_logs,
+    fcm_credential_body, fcm_token, memory_deps, provider_rig,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -173,7 +173,94 @@ async fn a_redirect_from_the_token_endpoint_is_not_followed() {
     assert_eq!(redirector.received().len(), 1, "one OAuth request, to the allowed endpoint");
     assert!(target.received().is_empty(), "the redirect target received nothing");
     let error = notifications[0].error.as_ref().expect("FAILED with an error");
-    assert_eq!(error.code, 30404, "{error:?}");
+    assert_eq!((error.code, error.provider_reason.as_deref()), (30404, Some("HTTP 302")), "{error:?}");
+}
+
+#[tokio::test]
+async fn remote_error_text_never_reaches_a_notification_or_the_operation_errors() {
+    capture_logs();
+    const HOSTILE: &str = "HOSTILE-<script>alert(1)</script>";
+    let apns_path = format!("/3/device/{}", apn_token(1));
+    let hostile = CannedServer::start(vec![
+        ("/oauth-refuses", CannedReply::json(400, &json!({"error": HOSTILE, "error_description": HOSTILE}))),
+        ("/oauth-ok", CannedReply::json(200, &json!({"access_token": "at", "expires_in": 3600}))),
+        (
+            "/v1/projects/pushgate-test/messages:send",
+            CannedReply::json(
+                400,
+                &json!({"error": {"code": 400, "status": HOSTILE, "message": HOSTILE, "details": [{"errorCode": HOSTILE}]}}),
+            ),
+        ),
+        (apns_path.as_str(), CannedReply::json(400, &json!({"reason": HOSTILE}))),
+    ])
+    .await;
+    let allowed = format!("{},{}", hostile.url("/oauth-refuses"), hostile.url("/oauth-ok"));
+    let queue = Arc::new(ManualQueue::default());
+    let (deps, account, _) = memory_deps(gateway(&hostile.base_url(), &hostile.base_url(), &allowed), queue.clone());
+    let create = |body: Value| {
+        let (deps, account) = (deps.clone(), account.clone());
+        async move { credentials::create_credential(&deps, &account, &body).await.expect("created").id.to_string() }
+    };
+    let apn = create(apn_credential_body(&apns_signing_key("KEY1234567", "TEAM123456"), "main")).await;
+    let refused =
+        create(fcm_credential_body(&fcm_service_account("pushgate-test", &hostile.url("/oauth-refuses")), "main"))
+            .await;
+    let ok =
+        create(fcm_credential_body(&fcm_service_account("pushgate-test", &hostile.url("/oauth-ok")), "main")).await;
+
+    let mut errors = Vec::new();
+    for (provider, token, from) in [
+        ("APN", apn_token(1), json!({"apn": apn})),
+        ("FCM", fcm_token(1), json!({"fcm": refused})),
+        ("FCM", fcm_token(2), json!({"fcm": ok})),
+    ] {
+        let body = json!({"to": [{"token": token, "provider": provider}], "content": {"title": "x"}, "from": from});
+        let (op, notifications) = send_and_dispatch(&deps, &account, &queue, body).await;
+        assert_eq!(notifications.len(), 1);
+        let error = notifications[0].error.clone().expect("FAILED with an error");
+        let page = PageRequest { size: 10, cursor: None };
+        let listed = queries::list_operation_errors(&deps, &account, op, &page).await.expect("listed");
+        errors.push((provider, error, listed.items));
+    }
+
+    assert_eq!(hostile.received().len(), 4, "the APNs request, two OAuth requests and one FCM send were made");
+    for (provider, error, listed) in &errors {
+        let shown = format!("{} {:?} {:?}", error.message, error.provider_reason, listed);
+        assert!(!shown.contains("HOSTILE"), "{provider}: remote text reached the tenant: {shown}");
+        let reason = error.provider_reason.as_deref().expect("a provider reason");
+        assert!(reason == "HTTP 400" || reason.chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{reason}");
+    }
+    assert!(!captured_logs().contains("HOSTILE"), "remote text was not logged either");
+}
+
+#[tokio::test]
+async fn a_provider_reply_is_read_only_up_to_64_kib() {
+    let padding = "x".repeat(1 << 20);
+    let apns_path = format!("/3/device/{}", apn_token(1));
+    let apns = CannedServer::start(vec![(
+        apns_path.as_str(),
+        CannedReply::json(400, &json!({"pad": padding, "reason": "BadTopic"})),
+    )])
+    .await;
+    let queue = Arc::new(ManualQueue::default());
+    let (deps, account, _) = memory_deps(gateway(&apns.base_url(), "", ""), queue.clone());
+    credentials::create_credential(
+        &deps,
+        &account,
+        &apn_credential_body(&apns_signing_key("KEY1234567", "TEAM123456"), "main"),
+    )
+    .await
+    .expect("created");
+
+    let body = json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "x"}});
+    let (_, notifications) = send_and_dispatch(&deps, &account, &queue, body).await;
+
+    let error = notifications[0].error.as_ref().expect("FAILED with an error");
+    assert_eq!(
+        (error.code, error.provider_reason.as_deref()),
+        (30400, Some("HTTP 400")),
+        "a reason past the first 64 KiB is never read: {error:?}"
+    );
 }
 
 const PATH_CLIMB: &str = "../../../admin?x=1";

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::http::{HttpSettings, client_builder};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped};
 use crate::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
 use crate::domain::credential::is_bundle_id;
 use crate::domain::device_token::is_apn_token;
@@ -130,15 +130,53 @@ pub fn merge(target: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
-/// Classifies an APNs answer.
+/// The `reason` values Apple documents ("Handling notification responses from APNs"): the only
+/// text of an APNs reply that reaches a tenant.
+pub const REASONS: [&str; 32] = [
+    "BadCollapseId",
+    "BadDeviceToken",
+    "BadExpirationDate",
+    "BadMessageId",
+    "BadPriority",
+    "BadTopic",
+    "DeviceTokenNotForTopic",
+    "DuplicateHeaders",
+    "IdleTimeout",
+    "InvalidPushType",
+    "MissingDeviceToken",
+    "MissingTopic",
+    "PayloadEmpty",
+    "TopicDisallowed",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "ExpiredProviderToken",
+    "Forbidden",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "UnrelatedKeyIdInToken",
+    "BadEnvironmentKeyIdInToken",
+    "BadPath",
+    "MethodNotAllowed",
+    "ExpiredToken",
+    "Unregistered",
+    "PayloadTooLarge",
+    "TooManyProviderTokenUpdates",
+    "TooManyRequests",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Shutdown",
+];
+
+/// Classifies an APNs answer. The reason is one of Apple's documented [`REASONS`], else
+/// `HTTP <status>`: no other text of the reply is kept.
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
     if status == 200 {
         return DeliveryOutcome::Sent;
     }
     let reason = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| format!("HTTP {status}"));
+        .and_then(|v| v.get("reason").and_then(Value::as_str).and_then(|r| REASONS.into_iter().find(|k| *k == r)))
+        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
     match (status, reason.as_str()) {
         (410, _) | (400, "BadDeviceToken") => DeliveryOutcome::InvalidToken { reason },
         (429, _) | (500, _) | (503, _) => DeliveryOutcome::Retryable { after: retry_after, reason },
@@ -320,13 +358,13 @@ impl ApnsSender {
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                warn!(error = %redact(&e), "APNs request failed");
+                debug!(error = %redact(&e), "APNs request failed");
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };
         let status = response.status().as_u16();
         let retry_after = super::http::retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_capped(response, MAX_REPLY_BYTES).await;
         let outcome = classify(status, &body, retry_after);
         if status == 403 {
             self.forget_jwt(&d.credential_id);
@@ -493,6 +531,22 @@ mod tests {
         assert!(matches!(
             classify(503, br#"{"reason":"ServiceUnavailable"}"#, None),
             DeliveryOutcome::Retryable { .. }
+        ));
+    }
+
+    #[test]
+    fn only_apples_documented_reasons_reach_the_tenant() {
+        assert!(matches!(
+            classify(400, br#"{"reason":"<script>HOSTILE</script>"}"#, None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "HTTP 400"
+        ));
+        assert!(matches!(
+            classify(400, br#"{"reason":"DeviceTokenNotForTopic"}"#, None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "DeviceTokenNotForTopic"
+        ));
+        assert!(matches!(
+            classify(503, br#"{"reason":"HOSTILE"}"#, None),
+            DeliveryOutcome::Retryable { reason, .. } if reason == "HTTP 503"
         ));
     }
 }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
-use tracing::warn;
+use tracing::debug;
 
 use super::apns::{merge, redact, transport_reason};
-use super::http::{HttpSettings, client_builder, retry_after};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped, retry_after};
 use crate::app::ports::{CredentialProblem, Delivery, DeliveryOutcome};
 use crate::domain::credential::is_project_id;
 use crate::domain::device_token::is_fcm_token;
@@ -96,24 +96,69 @@ pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>,
     Ok(body)
 }
 
-/// Classifies an FCM answer.
+/// FCM's documented `errorCode` values (`FcmError.ErrorCode`).
+pub const ERROR_CODES: [&str; 8] = [
+    "UNSPECIFIED_ERROR",
+    "INVALID_ARGUMENT",
+    "UNREGISTERED",
+    "SENDER_ID_MISMATCH",
+    "QUOTA_EXCEEDED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "THIRD_PARTY_AUTH_ERROR",
+];
+/// Google's canonical error `status` values (`google.rpc.Code`).
+pub const STATUSES: [&str; 16] = [
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+/// The error codes of an OAuth 2.0 token endpoint (RFC 6749, section 5.2).
+pub const OAUTH_ERRORS: [&str; 6] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+];
+
+/// `value` if it is one of `known`.
+fn known(value: Option<&str>, known: &[&'static str]) -> Option<&'static str> {
+    value.and_then(|v| known.iter().copied().find(|k| *k == v))
+}
+
+/// Classifies an FCM answer. The reason is a documented `errorCode`, else a canonical `status`,
+/// else `HTTP <status>`: no other text of the reply is kept (its `message` is read only to tell
+/// an invalid token from another invalid argument).
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
     if status == 200 {
         return DeliveryOutcome::Sent;
     }
     let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("error").cloned()).unwrap_or(Value::Null);
-    let google_status = error.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let message = error.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
     let code = error
         .get("details")
         .and_then(Value::as_array)
-        .and_then(|d| d.iter().find_map(|d| d.get("errorCode").and_then(Value::as_str)))
-        .map(str::to_owned);
-    let reason = code
-        .clone()
-        .unwrap_or_else(|| if google_status.is_empty() { format!("HTTP {status}") } else { google_status.clone() });
+        .and_then(|d| d.iter().find_map(|d| d.get("errorCode").and_then(Value::as_str)));
+    let reason = known(code, &ERROR_CODES)
+        .or_else(|| known(error.get("status").and_then(Value::as_str), &STATUSES))
+        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
     let about_token = message.to_ascii_lowercase().contains("token");
-    match (status, code.as_deref()) {
+    match (status, code) {
         (_, Some("UNREGISTERED")) => DeliveryOutcome::InvalidToken { reason },
         (400, Some("INVALID_ARGUMENT")) | (400, None) if about_token => DeliveryOutcome::InvalidToken { reason },
         (429, _) | (_, Some("QUOTA_EXCEEDED")) => DeliveryOutcome::Retryable {
@@ -126,7 +171,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Deli
         (401, _) => DeliveryOutcome::Retryable { after: None, reason },
         _ => DeliveryOutcome::Permanent {
             code: ErrorCode::ProviderRejected,
-            message: format!("FCM refused the message (HTTP {status}): {message}"),
+            message: format!("FCM refused the message (HTTP {status})"),
             reason: Some(reason),
         },
     }
@@ -228,13 +273,15 @@ impl FcmSender {
             .send()
             .await
             .map_err(|e| {
-                warn!(error = %redact(&e), "FCM OAuth request failed");
+                debug!(error = %redact(&e), "FCM OAuth request failed");
                 DeliveryOutcome::Retryable { after: None, reason: format!("oauth {}", transport_reason(&e)) }
             })?;
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = serde_json::from_slice(&read_capped(response, MAX_REPLY_BYTES).await).unwrap_or(Value::Null);
         if status != 200 {
-            let reason = body.get("error").and_then(Value::as_str).unwrap_or("oauth error").to_owned();
+            // Only an RFC 6749 error code reaches the tenant, never the endpoint's own text.
+            let reason = known(body.get("error").and_then(Value::as_str), &OAUTH_ERRORS)
+                .map_or_else(|| format!("HTTP {status}"), str::to_owned);
             return Err(if status >= 500 || status == 429 {
                 DeliveryOutcome::Retryable { after: None, reason }
             } else {
@@ -308,13 +355,13 @@ impl FcmSender {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                warn!(error = %redact(&e), "FCM request failed");
+                debug!(error = %redact(&e), "FCM request failed");
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };
         let status = response.status().as_u16();
         let after = retry_after(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = read_capped(response, MAX_REPLY_BYTES).await;
         if status == 401 {
             self.forget_token(&d.credential_id).await;
         }
@@ -445,5 +492,27 @@ mod tests {
         assert_eq!(m["token"], "recorded");
         assert!(m.get("topic").is_none() && m.get("condition").is_none(), "{m}");
         assert_eq!(m["android"]["priority"], "NORMAL");
+    }
+
+    #[test]
+    fn remote_text_never_becomes_a_reason_or_message() {
+        let hostile = "<script>HOSTILE</script>";
+        for (status, body) in [
+            (400, error(hostile, hostile, hostile)),
+            (403, error("PERMISSION_DENIED", hostile, hostile)),
+            (418, b"HOSTILE".to_vec()),
+        ] {
+            let outcome = classify(status, &body, None);
+            let shown = format!("{outcome:?}");
+            assert!(!shown.contains("HOSTILE"), "{shown}");
+        }
+        assert!(matches!(
+            classify(403, &error("PERMISSION_DENIED", hostile, hostile), None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "PERMISSION_DENIED"
+        ));
+        assert!(matches!(
+            classify(404, &error("NOT_FOUND", "SENDER_ID_MISMATCH", hostile), None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "SENDER_ID_MISMATCH"
+        ));
     }
 }
