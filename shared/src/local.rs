@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::adapters::crypto::AesGcmBox;
-use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
+use crate::adapters::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use crate::adapters::http::HttpSettings;
 use crate::adapters::memory::{
     MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, MemoryScheduler, QueueWorkers,
@@ -70,7 +70,8 @@ pub struct LocalConfig {
     /// Limits of the HTTP server (`PUSHGATE_HEADER_TIMEOUT_SECS`, `PUSHGATE_IDLE_TIMEOUT_SECS`,
     /// `PUSHGATE_MAX_CONNECTIONS`, `PUSHGATE_HTTP2_MAX_STREAMS`).
     pub server: ServerLimits,
-    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_EXTRA_CA_FILE`).
+    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_FCM_TOKEN_URIS`,
+    /// `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
     /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
     pub workers: usize,
@@ -166,6 +167,9 @@ impl LocalConfig {
         }
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
+        if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
+            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+        }
         if let Some(path) = var("PUSHGATE_EXTRA_CA_FILE") {
             let pem =
                 std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;

@@ -249,6 +249,7 @@ impl AwsRig {
         config.page_token_key = Some("a-page-token-secret-of-at-least-32-characters".into());
         config.providers.apns_endpoint = Some(apns.base_url());
         config.providers.fcm_endpoint = Some(fcm.base_url());
+        config.providers.fcm_token_uris = vec![fcm.token_uri()];
         tweak(&mut config);
         let deps = pushgate::cloud::build_deps(&config, &sdk).expect("deps build");
 

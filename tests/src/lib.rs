@@ -112,6 +112,7 @@ impl TestApp {
         let mut config = test_config();
         config.providers.apns_endpoint = Some(apns.base_url());
         config.providers.fcm_endpoint = Some(fcm.base_url());
+        config.providers.fcm_token_uris = vec![fcm.token_uri()];
         config.providers.http.extra_ca_pem = apns.server_ca_pem().map(String::into_bytes);
         tweak(&mut config);
         let app = build(&config).expect("the test configuration builds");
@@ -284,6 +285,7 @@ pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate::app::por
     let config = ProviderConfig {
         apns_endpoint: Some(apns.base_url()),
         fcm_endpoint: Some(fcm.base_url()),
+        fcm_token_uris: vec![fcm.token_uri()],
         http: pushgate::adapters::http::HttpSettings {
             extra_ca_pem: apns.server_ca_pem().map(String::into_bytes),
             ..Default::default()

@@ -4,12 +4,14 @@ use pushgate_tests::{TestApp, apn_token, fcm_token, send_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+/// The seed's request. Its APN token is Twilio's placeholder (`utJXX2Tr9wN…`, not hex), so a
+/// well-formed 32-byte token stands in for it; the FCM placeholder is FCM-shaped as is.
 fn seed_request() -> Value {
     json!({
         "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
         "to": [
             {"token": "dqWD7WEC83K41WHyufTS7:APA91bFcrVaOLqKeJfSiEutJXX2Tr9wN_tYOwYd8rFA6mYUMBFqdz9n6k3v5EpFA_ukXD89hGqG3OarzbVfdjGnLOIAQfwbQcqJkjQWMrhwElrtU1y3JLDPfnjc0eTJLxzhyYvDFopEh", "provider": "FCM"},
-            {"token": "utJXX2Tr9wN_tYOwYd8rFA6mYUMBFqdz9n6k3v5EpFAukXD89hGq", "provider": "APN"}
+            {"token": "5d4a1b0c9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b", "provider": "APN"}
         ],
         "content": {"title": "Boarding time @ TLL", "body": "Dear customer, you have 1 hour until boarding time at the Tallinn airport"},
         "priority": "HIGH",
@@ -401,7 +403,7 @@ async fn credential_creation_reports_every_problem_and_never_echoes_content() {
     let (status, body) = app
         .post(
             "/v1/PushNotifications/Credentials",
-            &json!({"credentialType": "APN", "appName": "a", "content": {"keyId": "K", "teamId": "T", "bundleId": "b", "privateKey": "bm90IGEgcGVt"}}),
+            &json!({"credentialType": "APN", "appName": "a", "content": {"keyId": "KEY1234567", "teamId": "TEAM123456", "bundleId": "b", "privateKey": "bm90IGEgcGVt"}}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -258,13 +258,13 @@ async fn explicit_from_and_app_senders_pick_their_credentials() {
     let op = app.send(&json!({"to": [{"token": fcm_token(2), "provider": "FCM"}], "content": {"title": "x"}, "from": {"fcm": other}})).await;
     app.settle(&op).await;
     assert_eq!(app.notifications_of(&op).await[0]["from"], json!({"fcm": other}));
-    let (status, body) = app.post("/v1/PushNotifications", &json!({"to": [{"token": "t", "provider": "FCM"}], "content": {"title": "x"}, "from": {"appName": "missing"}})).await;
+    let (status, body) = app.post("/v1/PushNotifications", &json!({"to": [{"token": fcm_token(1), "provider": "FCM"}], "content": {"title": "x"}, "from": {"appName": "missing"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"][0]["field"], "from.appName");
     let (status, body) = app
         .post(
             "/v1/PushNotifications",
-            &json!({"to": [{"token": "t", "provider": "FCM"}], "content": {"title": "x"}, "from": {"apn": other}}),
+            &json!({"to": [{"token": fcm_token(1), "provider": "FCM"}], "content": {"title": "x"}, "from": {"apn": other}}),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "an FCM credential named as the APN sender");

@@ -119,15 +119,15 @@ async fn an_unknown_user_id_is_404_and_a_deleted_users_id_is_400() {
 async fn one_registration_per_user_and_app_holds_devices_unique_by_token_and_provider() {
     let app = app_with_an_app().await;
     app.create_fcm_credential("other").await;
-    let first = register(&app, json!({"appName": "app", "token": "same", "provider": "APN"})).await;
+    let first = register(&app, json!({"appName": "app", "token": apn_token(101), "provider": "APN"})).await;
     let user = first["userId"].as_str().expect("userId");
     let again = |token: &str, provider: &str, app_name: &str| json!({"appName": app_name, "token": token, "provider": provider, "userId": user});
-    let second = register(&app, again("same", "APN", "app")).await;
+    let second = register(&app, again(&apn_token(101), "APN", "app")).await;
     assert_eq!(second["id"], first["id"], "the same registration");
-    assert_eq!(tokens(&second), ["same"], "re-registering refreshes, it does not duplicate");
-    let third = register(&app, again("same", "FCM", "app")).await;
+    assert_eq!(tokens(&second), [apn_token(101)], "re-registering refreshes, it does not duplicate");
+    let third = register(&app, again(&apn_token(101), "FCM", "app")).await;
     assert_eq!(third["devices"].as_array().map(Vec::len), Some(2), "another provider is another device");
-    let in_other = register(&app, again("same", "APN", "other")).await;
+    let in_other = register(&app, again(&apn_token(101), "APN", "other")).await;
     assert_ne!(in_other["id"], first["id"], "another App is another registration");
 
     assert_eq!(registrations_of(&app, user).await.len(), 2);
@@ -143,16 +143,16 @@ async fn one_registration_per_user_and_app_holds_devices_unique_by_token_and_pro
 #[tokio::test]
 async fn a_token_registered_by_another_user_of_the_app_moves_to_them() {
     let app = app_with_an_app().await;
-    let alice = register(&app, json!({"appName": "app", "token": "shared", "provider": "APN"})).await;
+    let alice = register(&app, json!({"appName": "app", "token": apn_token(102), "provider": "APN"})).await;
     let alice_user = alice["userId"].as_str().expect("userId");
-    register(&app, json!({"appName": "app", "token": "alice-only", "provider": "APN", "userId": alice_user})).await;
-    let bob = register(&app, json!({"appName": "app", "token": "shared", "provider": "APN"})).await;
-    assert_eq!(tokens(&bob), ["shared"]);
+    register(&app, json!({"appName": "app", "token": apn_token(103), "provider": "APN", "userId": alice_user})).await;
+    let bob = register(&app, json!({"appName": "app", "token": apn_token(102), "provider": "APN"})).await;
+    assert_eq!(tokens(&bob), [apn_token(102)]);
     let (_, alice_now) = app.get(&format!("{REGISTRATIONS}/{}", alice["id"].as_str().expect("id"))).await;
-    assert_eq!(tokens(&alice_now), ["alice-only"], "the token left Alice's registration");
+    assert_eq!(tokens(&alice_now), [apn_token(103)], "the token left Alice's registration");
 
     // Moving Bob's only device back to Alice leaves Bob without a registration (1–50 devices).
-    register(&app, json!({"appName": "app", "token": "shared", "provider": "APN", "userId": alice_user})).await;
+    register(&app, json!({"appName": "app", "token": apn_token(102), "provider": "APN", "userId": alice_user})).await;
     let bob_user = bob["userId"].as_str().expect("userId");
     assert_eq!(registrations_of(&app, bob_user).await, Vec::<Value>::new());
     assert_eq!(app.get(&format!("{REGISTRATIONS}/{}", bob["id"].as_str().expect("id"))).await.0, StatusCode::NOT_FOUND);
@@ -169,11 +169,12 @@ async fn a_51st_device_evicts_the_least_recently_registered() {
     }
     // Refresh device 0: device 1 is now the least recently registered.
     register(&app, json!({"appName": "app", "token": fcm_token(0), "provider": "FCM", "userId": user})).await;
-    let full = register(&app, json!({"appName": "app", "token": "the-51st", "provider": "FCM", "userId": user})).await;
+    let full =
+        register(&app, json!({"appName": "app", "token": fcm_token(51), "provider": "FCM", "userId": user})).await;
     let held = tokens(&full);
     assert_eq!(held.len(), 50);
     assert!(!held.contains(&fcm_token(1)), "the oldest device was evicted");
-    assert!(held.contains(&fcm_token(0)) && held.contains(&"the-51st".to_owned()));
+    assert!(held.contains(&fcm_token(0)) && held.contains(&fcm_token(51)));
 
     // The evicted token is free: another User takes it without touching this registration.
     register(&app, json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"})).await;
@@ -195,10 +196,11 @@ async fn listing_registrations_requires_a_user_id_and_pages() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     app.create_apn_credential("second").await;
-    let r1 = register(&app, json!({"appName": "app", "token": "t", "provider": "APN"})).await;
+    let r1 = register(&app, json!({"appName": "app", "token": apn_token(104), "provider": "APN"})).await;
     let user = r1["userId"].as_str().expect("userId");
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    let r2 = register(&app, json!({"appName": "second", "token": "t", "provider": "APN", "userId": user})).await;
+    let r2 =
+        register(&app, json!({"appName": "second", "token": apn_token(104), "provider": "APN", "userId": user})).await;
     let (status, page) = app.get(&format!("{REGISTRATIONS}?userId={user}&pageSize=1")).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["deviceRegistrations"][0]["id"], r2["id"], "newest first");
@@ -211,7 +213,7 @@ async fn listing_registrations_requires_a_user_id_and_pages() {
 #[tokio::test]
 async fn deleting_a_registration_removes_it_and_frees_its_tokens() {
     let app = app_with_an_app().await;
-    let r = register(&app, json!({"appName": "app", "token": "t1", "provider": "APN"})).await;
+    let r = register(&app, json!({"appName": "app", "token": apn_token(105), "provider": "APN"})).await;
     let id = r["id"].as_str().expect("id");
     let (status, deleted) = app.delete(&format!("{REGISTRATIONS}/{id}")).await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
@@ -221,18 +223,19 @@ async fn deleting_a_registration_removes_it_and_frees_its_tokens() {
     let user = r["userId"].as_str().expect("userId");
     assert!(registrations_of(&app, user).await.is_empty());
     // The token is free for a new registration (which then holds it alone).
-    let again = register(&app, json!({"appName": "app", "token": "t1", "provider": "APN", "userId": user})).await;
+    let again =
+        register(&app, json!({"appName": "app", "token": apn_token(105), "provider": "APN", "userId": user})).await;
     assert_ne!(again["id"], r["id"]);
-    assert_eq!(tokens(&again), ["t1"]);
+    assert_eq!(tokens(&again), [apn_token(105)]);
 }
 
 #[tokio::test]
 async fn deleting_a_user_shows_deleted_at_and_removes_its_registrations() {
     let app = app_with_an_app().await;
     app.create_fcm_credential("other").await;
-    let r = register(&app, json!({"appName": "app", "token": "t1", "provider": "APN"})).await;
+    let r = register(&app, json!({"appName": "app", "token": apn_token(105), "provider": "APN"})).await;
     let user = r["userId"].as_str().expect("userId");
-    register(&app, json!({"appName": "other", "token": "t2", "provider": "FCM", "userId": user})).await;
+    register(&app, json!({"appName": "other", "token": fcm_token(106), "provider": "FCM", "userId": user})).await;
     assert_eq!(registrations_of(&app, user).await.len(), 2);
 
     let (status, deleted) = app.delete(&format!("{USERS}/{user}")).await;
@@ -248,8 +251,8 @@ async fn deleting_a_user_shows_deleted_at_and_removes_its_registrations() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(app.get(&format!("{USERS}/{user}")).await.1["deletedAt"], fetched["deletedAt"]);
     // Its tokens are free for others.
-    let other = register(&app, json!({"appName": "app", "token": "t1", "provider": "APN"})).await;
-    assert_eq!(tokens(&other), ["t1"]);
+    let other = register(&app, json!({"appName": "app", "token": apn_token(105), "provider": "APN"})).await;
+    assert_eq!(tokens(&other), [apn_token(105)]);
 }
 
 #[tokio::test]
@@ -257,7 +260,7 @@ async fn users_list_newest_first_in_signed_pages() {
     let app = app_with_an_app().await;
     let mut users = Vec::new();
     for i in 0..3 {
-        let r = register(&app, json!({"appName": "app", "token": format!("t{i}"), "provider": "APN"})).await;
+        let r = register(&app, json!({"appName": "app", "token": apn_token(110 + i), "provider": "APN"})).await;
         users.push(r["userId"].clone());
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
@@ -299,7 +302,7 @@ async fn malformed_ids_get_400_and_unknown_ones_404() {
 #[tokio::test]
 async fn another_accounts_registrations_and_users_are_not_found() {
     let app = app_with_an_app().await;
-    let r = register(&app, json!({"appName": "app", "token": "t1", "provider": "APN"})).await;
+    let r = register(&app, json!({"appName": "app", "token": apn_token(105), "provider": "APN"})).await;
     let (id, user) = (r["id"].as_str().expect("id"), r["userId"].as_str().expect("userId"));
     let (other, other_token) = app.add_account();
     let as_other = |method: Method, path: String| {
@@ -319,11 +322,11 @@ async fn another_accounts_registrations_and_users_are_not_found() {
     let (_, list) = send_json(as_other(Method::GET, USERS.to_owned())).await;
     assert_eq!(list["users"], json!([]));
     // Registering into the owner's User or App from the other account fails.
-    let body = json!({"appName": "app", "token": "t1", "provider": "APN", "userId": user});
+    let body = json!({"appName": "app", "token": apn_token(105), "provider": "APN", "userId": user});
     let (status, _) = send_json(as_other(Method::POST, REGISTRATIONS.to_owned()).json(&body)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "the other account has no App `app`");
     // The owner still has everything.
-    assert_eq!(tokens(&app.get(&format!("{REGISTRATIONS}/{id}")).await.1), ["t1"]);
+    assert_eq!(tokens(&app.get(&format!("{REGISTRATIONS}/{id}")).await.1), [apn_token(105)]);
 }
 
 #[tokio::test]
@@ -331,9 +334,10 @@ async fn deleting_an_apps_last_credential_deletes_its_registrations() {
     let app = TestApp::spawn().await;
     let doomed = app.create_apn_credential("doomed").await;
     app.create_apn_credential("kept").await;
-    let r = register(&app, json!({"appName": "doomed", "token": "t1", "provider": "APN"})).await;
+    let r = register(&app, json!({"appName": "doomed", "token": apn_token(105), "provider": "APN"})).await;
     let user = r["userId"].as_str().expect("userId");
-    let kept = register(&app, json!({"appName": "kept", "token": "t1", "provider": "APN", "userId": user})).await;
+    let kept =
+        register(&app, json!({"appName": "kept", "token": apn_token(105), "provider": "APN", "userId": user})).await;
 
     let (status, _) = app.delete(&format!("/v1/PushNotifications/Credentials/{doomed}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -342,7 +346,8 @@ async fn deleting_an_apps_last_credential_deletes_its_registrations() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["id"], kept["id"]);
     // The App is gone: registering into it is refused.
-    let (status, _) = app.post(REGISTRATIONS, &json!({"appName": "doomed", "token": "t1", "provider": "APN"})).await;
+    let (status, _) =
+        app.post(REGISTRATIONS, &json!({"appName": "doomed", "token": apn_token(105), "provider": "APN"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
 

@@ -168,6 +168,13 @@ impl PushGateway for PanicsFor {
         }
         self.inner.deliver(delivery).await
     }
+
+    fn check_credential(
+        &self,
+        secret: &pushgate::domain::CredentialSecret,
+    ) -> Vec<pushgate::app::ports::CredentialProblem> {
+        self.inner.check_credential(secret)
+    }
 }
 
 #[tokio::test]

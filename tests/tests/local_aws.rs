@@ -59,6 +59,7 @@ async fn the_aws_mode_delivers_through_sqs_and_a_second_process_sees_the_first_o
     let mut config = test_config();
     config.providers.apns_endpoint = Some(apns.base_url());
     config.providers.fcm_endpoint = Some(fcm.base_url());
+    config.providers.fcm_token_uris = vec![fcm.token_uri()];
     config.workers = 2;
     let account_token = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
     config.account = Some((

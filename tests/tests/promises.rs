@@ -183,6 +183,7 @@ async fn shutdown_drains_queued_chunks_before_the_process_exits() {
     let mut config = pushgate_tests::test_config();
     config.providers.apns_endpoint = Some(apns.base_url());
     config.providers.fcm_endpoint = Some(fcm.base_url());
+    config.providers.fcm_token_uris = vec![fcm.token_uri()];
     let app = pushgate::local::build(&config).expect("builds");
     let (account, token) = (app.account.to_string(), app.token.expose().to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use pushgate::adapters::gateway::{ProviderConfig, ProviderGateway};
-use pushgate::adapters::http::HttpSettings;
 use pushgate::adapters::memory::MemoryTokenCache;
 use pushgate::app::ports::{Delivery, DeliveryOutcome, PushGateway, SharedToken, TokenCache};
 use pushgate::domain::{Content, CredentialId, CredentialSecret, CredentialType, Priority};
@@ -12,8 +11,7 @@ use pushgate_fakes::keys::{ApnsSigningKey, apns_signing_key};
 use pushgate_tests::apn_token;
 
 fn gateway(apns: &FakeApns, cache: &Arc<MemoryTokenCache>) -> ProviderGateway {
-    let config =
-        ProviderConfig { apns_endpoint: Some(apns.base_url()), fcm_endpoint: None, http: HttpSettings::default() };
+    let config = ProviderConfig { apns_endpoint: Some(apns.base_url()), ..ProviderConfig::default() };
     ProviderGateway::new(&config).expect("gateway builds").with_token_cache(cache.clone())
 }
 
@@ -98,11 +96,7 @@ async fn a_shared_token_apple_refuses_is_replaced_and_every_process_moves_to_the
     let key = apns_signing_key("KEY1234567", "TEAM123456");
     apns.register_signing_key(&key);
     let cache = Arc::new(PoisonedCache { inner: MemoryTokenCache::default(), replaced: false.into() });
-    let config = |apns: &FakeApns| ProviderConfig {
-        apns_endpoint: Some(apns.base_url()),
-        fcm_endpoint: None,
-        http: HttpSettings::default(),
-    };
+    let config = |apns: &FakeApns| ProviderConfig { apns_endpoint: Some(apns.base_url()), ..ProviderConfig::default() };
     let first = ProviderGateway::new(&config(&apns)).expect("builds").with_token_cache(cache.clone());
     let second = ProviderGateway::new(&config(&apns)).expect("builds").with_token_cache(cache.clone());
     let id = CredentialId::from_ulid(ulid::Ulid::generate());

@@ -11,10 +11,12 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tracing::warn;
+use tracing::{debug, warn};
 
-use super::http::{HttpSettings, client_builder};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped};
 use crate::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
+use crate::domain::credential::is_bundle_id;
+use crate::domain::device_token::is_apn_token;
 use crate::domain::{Content, CredentialId, CredentialSecret, CredentialType, ErrorCode, Priority};
 
 /// Apple's limit on the payload of a (non-VoIP) notification.
@@ -128,15 +130,53 @@ pub fn merge(target: &mut Map<String, Value>, extra: &Map<String, Value>) {
     }
 }
 
-/// Classifies an APNs answer.
+/// The `reason` values Apple documents ("Handling notification responses from APNs"): the only
+/// text of an APNs reply that reaches a tenant.
+pub const REASONS: [&str; 32] = [
+    "BadCollapseId",
+    "BadDeviceToken",
+    "BadExpirationDate",
+    "BadMessageId",
+    "BadPriority",
+    "BadTopic",
+    "DeviceTokenNotForTopic",
+    "DuplicateHeaders",
+    "IdleTimeout",
+    "InvalidPushType",
+    "MissingDeviceToken",
+    "MissingTopic",
+    "PayloadEmpty",
+    "TopicDisallowed",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "ExpiredProviderToken",
+    "Forbidden",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "UnrelatedKeyIdInToken",
+    "BadEnvironmentKeyIdInToken",
+    "BadPath",
+    "MethodNotAllowed",
+    "ExpiredToken",
+    "Unregistered",
+    "PayloadTooLarge",
+    "TooManyProviderTokenUpdates",
+    "TooManyRequests",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "Shutdown",
+];
+
+/// Classifies an APNs answer. The reason is one of Apple's documented [`REASONS`], else
+/// `HTTP <status>`: no other text of the reply is kept.
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
     if status == 200 {
         return DeliveryOutcome::Sent;
     }
     let reason = serde_json::from_slice::<Value>(body)
         .ok()
-        .and_then(|v| v.get("reason").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| format!("HTTP {status}"));
+        .and_then(|v| v.get("reason").and_then(Value::as_str).and_then(|r| REASONS.into_iter().find(|k| *k == r)))
+        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
     match (status, reason.as_str()) {
         (410, _) | (400, "BadDeviceToken") => DeliveryOutcome::InvalidToken { reason },
         (429, _) | (500, _) | (503, _) => DeliveryOutcome::Retryable { after: retry_after, reason },
@@ -264,6 +304,15 @@ impl ApnsSender {
 
     /// Sends one notification and classifies the answer.
     pub async fn send(&self, d: &Delivery<'_>) -> DeliveryOutcome {
+        // The token becomes a path segment: one that is not hex (one queued before tokens were
+        // checked) must never shape the URL.
+        if !is_apn_token(d.token) {
+            return DeliveryOutcome::Permanent {
+                code: ErrorCode::InvalidToken,
+                message: "the device token is not an APNs device token (hex digits); nothing was sent".into(),
+                reason: None,
+            };
+        }
         let base = if d.credential_type == CredentialType::ApnSandbox { &self.sandbox } else { &self.production };
         let (client, auth, topic) = match d.secret.as_ref() {
             CredentialSecret::ApnToken { key_id, team_id, private_key_pem, bundle_id } => {
@@ -280,6 +329,11 @@ impl ApnsSender {
             }
             CredentialSecret::Fcm { .. } => return unusable("an FCM credential cannot send to APNs".into()),
         };
+        // A credential stored before topics were checked must not put a control character (or
+        // anything else) into a header.
+        if topic.is_some_and(|t| !is_bundle_id(t)) {
+            return unusable("the credential's topic (bundle id) is not a valid bundle id".into());
+        }
         let request = match build_request(d.content, d.priority, d.sound, topic, Utc::now()) {
             Ok(r) => r,
             Err(PayloadError::TooLarge(n)) => {
@@ -304,19 +358,33 @@ impl ApnsSender {
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) => {
-                warn!(error = %redact(&e), "APNs request failed");
+                debug!(error = %redact(&e), "APNs request failed");
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };
         let status = response.status().as_u16();
         let retry_after = super::http::retry_after(response.headers());
-        let body = response.bytes().await.unwrap_or_default();
+        let body = read_capped(response, MAX_REPLY_BYTES).await;
         let outcome = classify(status, &body, retry_after);
         if status == 403 {
             self.forget_jwt(&d.credential_id);
         }
         outcome
     }
+}
+
+/// Can `pem` sign APNs provider tokens (ES256, a P-256 key), the way [`ApnsSender`] will?
+pub fn check_signing_key(key_id: &str, team_id: &str, pem: &str) -> Result<(), String> {
+    mint(key_id, team_id, pem, Utc::now()).map(|_| ()).map_err(|_| {
+        "must be the P-256 private key of an APNs auth key (.p8, PKCS#8 PEM): it signs ES256 tokens".into()
+    })
+}
+
+/// Do `cert` and `key` make the client identity [`ApnsSender`] will present?
+pub fn check_identity(cert: &str, key: &str) -> Result<(), String> {
+    reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
+        .map(|_| ())
+        .map_err(|_| "the certificate and private key do not make a TLS client identity".into())
 }
 
 fn lifetime() -> chrono::Duration {
@@ -463,6 +531,22 @@ mod tests {
         assert!(matches!(
             classify(503, br#"{"reason":"ServiceUnavailable"}"#, None),
             DeliveryOutcome::Retryable { .. }
+        ));
+    }
+
+    #[test]
+    fn only_apples_documented_reasons_reach_the_tenant() {
+        assert!(matches!(
+            classify(400, br#"{"reason":"<script>HOSTILE</script>"}"#, None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "HTTP 400"
+        ));
+        assert!(matches!(
+            classify(400, br#"{"reason":"DeviceTokenNotForTopic"}"#, None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "DeviceTokenNotForTopic"
+        ));
+        assert!(matches!(
+            classify(503, br#"{"reason":"HOSTILE"}"#, None),
+            DeliveryOutcome::Retryable { reason, .. } if reason == "HTTP 503"
         ));
     }
 }

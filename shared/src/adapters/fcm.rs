@@ -9,17 +9,24 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
-use tracing::warn;
+use tracing::debug;
 
 use super::apns::{merge, redact, transport_reason};
-use super::http::{HttpSettings, client_builder, retry_after};
-use crate::app::ports::{Delivery, DeliveryOutcome};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped, retry_after};
+use crate::app::ports::{CredentialProblem, Delivery, DeliveryOutcome};
+use crate::domain::credential::is_project_id;
+use crate::domain::device_token::is_fcm_token;
+use crate::domain::send::FCM_RESERVED_FIELDS;
 use crate::domain::{Content, CredentialId, CredentialSecret, ErrorCode, Priority};
 
 /// FCM's limit on a message.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// Google's FCM host.
 pub const DEFAULT_ENDPOINT: &str = "https://fcm.googleapis.com";
+/// The OAuth token endpoints service accounts may name when the operator lists none: Google's,
+/// and the legacy one older key files carry.
+pub const DEFAULT_TOKEN_URIS: [&str; 2] =
+    ["https://oauth2.googleapis.com/token", "https://accounts.google.com/o/oauth2/token"];
 /// The OAuth scope FCM needs.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// FCM asks senders to back off at least this long after QUOTA_EXCEEDED.
@@ -30,7 +37,6 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// Builds the `{"message": …}` body for one notification.
 pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>, token: &str) -> Result<String, usize> {
     let mut message = Map::new();
-    message.insert("token".into(), Value::String(token.to_owned()));
     let mut notification = Map::new();
     for (key, value) in [("title", &content.title), ("body", &content.body), ("image", &content.image)] {
         if let Some(v) = value {
@@ -77,6 +83,12 @@ pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>,
     if let Some(extra) = &content.fcm {
         merge(&mut message, extra);
     }
+    // The recorded token, set last: nothing merged may send this message anywhere else (the send
+    // refuses such a `content.fcm`; this holds for whatever was queued before).
+    for key in FCM_RESERVED_FIELDS {
+        message.remove(key);
+    }
+    message.insert("token".into(), Value::String(token.to_owned()));
     let body = json!({ "message": message }).to_string();
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(body.len());
@@ -84,24 +96,69 @@ pub fn build_message(content: &Content, priority: Priority, sound: Option<&str>,
     Ok(body)
 }
 
-/// Classifies an FCM answer.
+/// FCM's documented `errorCode` values (`FcmError.ErrorCode`).
+pub const ERROR_CODES: [&str; 8] = [
+    "UNSPECIFIED_ERROR",
+    "INVALID_ARGUMENT",
+    "UNREGISTERED",
+    "SENDER_ID_MISMATCH",
+    "QUOTA_EXCEEDED",
+    "UNAVAILABLE",
+    "INTERNAL",
+    "THIRD_PARTY_AUTH_ERROR",
+];
+/// Google's canonical error `status` values (`google.rpc.Code`).
+pub const STATUSES: [&str; 16] = [
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+/// The error codes of an OAuth 2.0 token endpoint (RFC 6749, section 5.2).
+pub const OAUTH_ERRORS: [&str; 6] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+];
+
+/// `value` if it is one of `known`.
+fn known(value: Option<&str>, known: &[&'static str]) -> Option<&'static str> {
+    value.and_then(|v| known.iter().copied().find(|k| *k == v))
+}
+
+/// Classifies an FCM answer. The reason is a documented `errorCode`, else a canonical `status`,
+/// else `HTTP <status>`: no other text of the reply is kept (its `message` is read only to tell
+/// an invalid token from another invalid argument).
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> DeliveryOutcome {
     if status == 200 {
         return DeliveryOutcome::Sent;
     }
     let error = serde_json::from_slice::<Value>(body).ok().and_then(|v| v.get("error").cloned()).unwrap_or(Value::Null);
-    let google_status = error.get("status").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let message = error.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
     let code = error
         .get("details")
         .and_then(Value::as_array)
-        .and_then(|d| d.iter().find_map(|d| d.get("errorCode").and_then(Value::as_str)))
-        .map(str::to_owned);
-    let reason = code
-        .clone()
-        .unwrap_or_else(|| if google_status.is_empty() { format!("HTTP {status}") } else { google_status.clone() });
+        .and_then(|d| d.iter().find_map(|d| d.get("errorCode").and_then(Value::as_str)));
+    let reason = known(code, &ERROR_CODES)
+        .or_else(|| known(error.get("status").and_then(Value::as_str), &STATUSES))
+        .map_or_else(|| format!("HTTP {status}"), str::to_owned);
     let about_token = message.to_ascii_lowercase().contains("token");
-    match (status, code.as_deref()) {
+    match (status, code) {
         (_, Some("UNREGISTERED")) => DeliveryOutcome::InvalidToken { reason },
         (400, Some("INVALID_ARGUMENT")) | (400, None) if about_token => DeliveryOutcome::InvalidToken { reason },
         (429, _) | (_, Some("QUOTA_EXCEEDED")) => DeliveryOutcome::Retryable {
@@ -114,7 +171,7 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Deli
         (401, _) => DeliveryOutcome::Retryable { after: None, reason },
         _ => DeliveryOutcome::Permanent {
             code: ErrorCode::ProviderRejected,
-            message: format!("FCM refused the message (HTTP {status}): {message}"),
+            message: format!("FCM refused the message (HTTP {status})"),
             reason: Some(reason),
         },
     }
@@ -131,20 +188,53 @@ pub struct FcmSender {
     endpoint: String,
     client: reqwest::Client,
     oauth: reqwest::Client,
+    token_uris: Vec<String>,
     tokens: Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<Option<AccessToken>>>>>,
 }
 
 impl FcmSender {
-    /// Uses `endpoint` (tests, proxies) or Google's host.
-    pub fn new(endpoint: Option<&str>, settings: HttpSettings) -> Result<Self, reqwest::Error> {
+    /// Uses `endpoint` (tests, proxies) or Google's host, and exchanges assertions only at the
+    /// OAuth endpoints in `token_uris` (empty: [`DEFAULT_TOKEN_URIS`]).
+    pub fn new(endpoint: Option<&str>, token_uris: &[String], settings: HttpSettings) -> Result<Self, reqwest::Error> {
         let endpoint = endpoint.unwrap_or(DEFAULT_ENDPOINT).trim_end_matches('/').to_owned();
         let client = client_builder(&endpoint, &settings)?.build()?;
-        // The token endpoint is another host that may only speak HTTP/1.1: negotiate.
-        let mut oauth = reqwest::Client::builder().timeout(settings.timeout);
+        // The token endpoint is another host that may only speak HTTP/1.1: negotiate. Like every
+        // provider client, it follows no redirect.
+        let mut oauth =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(settings.timeout);
         if let Some(pem) = &settings.extra_ca_pem {
             oauth = oauth.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        Ok(Self { endpoint, client, oauth: oauth.build()?, tokens: Mutex::default() })
+        let token_uris = if token_uris.is_empty() {
+            DEFAULT_TOKEN_URIS.iter().map(|u| (*u).to_owned()).collect()
+        } else {
+            token_uris.to_vec()
+        };
+        Ok(Self { endpoint, client, oauth: oauth.build()?, token_uris, tokens: Mutex::default() })
+    }
+
+    /// Is `token_uri` one of the OAuth endpoints this sender talks to (exact match)?
+    pub fn allows(&self, token_uri: &str) -> bool {
+        self.token_uris.iter().any(|u| u == token_uri)
+    }
+
+    /// What a service account must satisfy to be used: an allowed `token_uri` and an RSA key
+    /// that signs the RS256 assertion.
+    pub fn check(&self, client_email: &str, pem: &str, token_uri: &str) -> Vec<CredentialProblem> {
+        let mut problems = Vec::new();
+        if !self.allows(token_uri) {
+            problems.push(CredentialProblem::TokenUri(format!(
+                "service-account token_uri must be one of the OAuth token endpoints this deployment uses: {}",
+                self.token_uris.join(", ")
+            )));
+        }
+        if assertion(client_email, pem, token_uri, Utc::now().timestamp()).is_err() {
+            problems.push(CredentialProblem::PrivateKey(
+                "service-account private_key must be an RSA private key (PEM): it signs the RS256 OAuth assertion"
+                    .into(),
+            ));
+        }
+        problems
     }
 
     fn slot(&self, id: &CredentialId) -> Result<Arc<tokio::sync::Mutex<Option<AccessToken>>>, String> {
@@ -159,6 +249,13 @@ impl FcmSender {
         pem: &str,
         token_uri: &str,
     ) -> Result<Arc<str>, DeliveryOutcome> {
+        // Checked before every use, not only at create: a credential stored earlier (or before
+        // the operator changed the list) makes no request to an endpoint off the list.
+        if !self.allows(token_uri) {
+            return Err(unusable(
+                "the service account's token_uri is not an allowed OAuth token endpoint; nothing was sent".into(),
+            ));
+        }
         let slot = self.slot(id).map_err(unusable)?;
         let mut cached = slot.lock().await;
         if let Some(t) = cached.as_ref()
@@ -166,12 +263,7 @@ impl FcmSender {
         {
             return Ok(t.token.clone());
         }
-        let key = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|_| unusable("the FCM service-account private key is not a valid RSA key".into()))?;
-        let iat = Utc::now().timestamp();
-        let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });
-        let assertion = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
-            .map_err(|_| unusable("could not sign the FCM OAuth assertion".into()))?;
+        let assertion = assertion(client_email, pem, token_uri, Utc::now().timestamp()).map_err(unusable)?;
         let form = format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}");
         let response = self
             .oauth
@@ -181,13 +273,15 @@ impl FcmSender {
             .send()
             .await
             .map_err(|e| {
-                warn!(error = %redact(&e), "FCM OAuth request failed");
+                debug!(error = %redact(&e), "FCM OAuth request failed");
                 DeliveryOutcome::Retryable { after: None, reason: format!("oauth {}", transport_reason(&e)) }
             })?;
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body: Value = serde_json::from_slice(&read_capped(response, MAX_REPLY_BYTES).await).unwrap_or(Value::Null);
         if status != 200 {
-            let reason = body.get("error").and_then(Value::as_str).unwrap_or("oauth error").to_owned();
+            // Only an RFC 6749 error code reaches the tenant, never the endpoint's own text.
+            let reason = known(body.get("error").and_then(Value::as_str), &OAUTH_ERRORS)
+                .map_or_else(|| format!("HTTP {status}"), str::to_owned);
             return Err(if status >= 500 || status == 429 {
                 DeliveryOutcome::Retryable { after: None, reason }
             } else {
@@ -225,6 +319,17 @@ impl FcmSender {
         let CredentialSecret::Fcm { project_id, client_email, private_key_pem, token_uri } = d.secret.as_ref() else {
             return unusable("an APN credential cannot send to FCM".into());
         };
+        // The project id goes into the URL path: one stored before it was checked must not shape it.
+        if !is_project_id(project_id) {
+            return unusable("the service account's project_id is not a valid Google Cloud project id".into());
+        }
+        if !is_fcm_token(d.token) {
+            return DeliveryOutcome::Permanent {
+                code: ErrorCode::InvalidToken,
+                message: "the device token is not an FCM registration token; nothing was sent".into(),
+                reason: None,
+            };
+        }
         let body = match build_message(d.content, d.priority, d.sound, d.token) {
             Ok(b) => b,
             Err(n) => {
@@ -250,18 +355,27 @@ impl FcmSender {
         let response = match response {
             Ok(r) => r,
             Err(e) => {
-                warn!(error = %redact(&e), "FCM request failed");
+                debug!(error = %redact(&e), "FCM request failed");
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };
         let status = response.status().as_u16();
         let after = retry_after(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = read_capped(response, MAX_REPLY_BYTES).await;
         if status == 401 {
             self.forget_token(&d.credential_id).await;
         }
         classify(status, &bytes, after)
     }
+}
+
+/// The RS256-signed JWT a service account exchanges for an access token at `token_uri`.
+fn assertion(client_email: &str, pem: &str, token_uri: &str, iat: i64) -> Result<String, String> {
+    let key = EncodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|_| "the FCM service-account private key is not a valid RSA key".to_owned())?;
+    let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });
+    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key)
+        .map_err(|_| "could not sign the FCM OAuth assertion".to_owned())
 }
 
 fn unusable(message: String) -> DeliveryOutcome {
@@ -359,6 +473,46 @@ mod tests {
         assert!(matches!(
             classify(503, &error("UNAVAILABLE", "UNAVAILABLE", "later"), None),
             DeliveryOutcome::Retryable { after: None, .. }
+        ));
+    }
+
+    #[test]
+    fn the_recorded_token_is_the_one_fcm_receives_whatever_content_fcm_says() {
+        let content = Content {
+            body: Some("B".into()),
+            fcm: json!({"token": "someone-else", "topic": "everyone", "condition": "'a' in topics", "android": {"priority": "NORMAL"}})
+                .as_object()
+                .cloned(),
+            ..Content::default()
+        };
+        let body: Value =
+            serde_json::from_str(&build_message(&content, Priority::High, None, "recorded").expect("fits"))
+                .expect("json");
+        let m = &body["message"];
+        assert_eq!(m["token"], "recorded");
+        assert!(m.get("topic").is_none() && m.get("condition").is_none(), "{m}");
+        assert_eq!(m["android"]["priority"], "NORMAL");
+    }
+
+    #[test]
+    fn remote_text_never_becomes_a_reason_or_message() {
+        let hostile = "<script>HOSTILE</script>";
+        for (status, body) in [
+            (400, error(hostile, hostile, hostile)),
+            (403, error("PERMISSION_DENIED", hostile, hostile)),
+            (418, b"HOSTILE".to_vec()),
+        ] {
+            let outcome = classify(status, &body, None);
+            let shown = format!("{outcome:?}");
+            assert!(!shown.contains("HOSTILE"), "{shown}");
+        }
+        assert!(matches!(
+            classify(403, &error("PERMISSION_DENIED", hostile, hostile), None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "PERMISSION_DENIED"
+        ));
+        assert!(matches!(
+            classify(404, &error("NOT_FOUND", "SENDER_ID_MISMATCH", hostile), None),
+            DeliveryOutcome::Permanent { reason: Some(r), .. } if r == "SENDER_ID_MISMATCH"
         ));
     }
 }

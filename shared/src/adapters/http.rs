@@ -1,4 +1,5 @@
-//! Shared HTTP client settings for the providers.
+//! Shared HTTP client settings for the providers: no redirects followed, replies read only up to
+//! [`MAX_REPLY_BYTES`].
 
 use std::time::Duration;
 
@@ -19,11 +20,16 @@ impl Default for HttpSettings {
     }
 }
 
+/// The most of a provider's reply that is read (APNs and FCM errors are a few hundred bytes).
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
 /// A client builder for `base`: `http://` speaks HTTP/2 with prior knowledge (h2c), `https://`
 /// negotiates HTTP/2 by ALPN. Connections are pooled and kept alive so many notifications share
-/// a few multiplexed connections.
+/// a few multiplexed connections. Redirects are not followed: a provider that redirects is
+/// answering, not pointing pushgate (and its credentials) somewhere else.
 pub fn client_builder(base: &str, settings: &HttpSettings) -> Result<reqwest::ClientBuilder, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(600))
@@ -46,4 +52,16 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// The first `limit` bytes of `response`'s body; the rest is never read (a failed read ends it).
+pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
 }

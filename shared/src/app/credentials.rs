@@ -9,7 +9,7 @@ use crate::domain::{
 };
 
 use super::dispatch::secret_aad;
-use super::ports::{Page, PageRequest, StoreError};
+use super::ports::{CredentialProblem, Page, PageRequest, StoreError};
 use super::{AppError, Deps};
 
 /// How often an optimistic book update is retried when another writer got there first.
@@ -111,6 +111,15 @@ pub async fn create_credential(deps: &Deps, account: &AccountId, body: &Value) -
         },
         (None, Some(_)) => None,
     };
+    // Validated against what the provider accepts, before anything is stored.
+    for problem in secret.as_ref().map(|s| deps.gateway.check_credential(s)).unwrap_or_default() {
+        errors.push(match problem {
+            CredentialProblem::PrivateKey(m) | CredentialProblem::TokenUri(m) => {
+                FieldError::new("content.privateKey", m)
+            }
+            CredentialProblem::Certificate(m) => FieldError::new("content.certificate", m),
+        });
+    }
     let (Some(credential_type), Some(app_name), Some(secret), true) =
         (credential_type, app_name, secret, errors.is_empty())
     else {

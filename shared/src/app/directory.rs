@@ -20,7 +20,8 @@
 use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::directory::{Device, parse_token};
+use crate::domain::device_token::parse_token;
+use crate::domain::directory::Device;
 use crate::domain::{
     AccountId, AppName, DeviceRegistration, DeviceRegistrationId, FieldError, Provider, Timestamp, User, UserId,
 };
@@ -59,7 +60,8 @@ fn parse_registration(body: &Value) -> Result<Registration, AppError> {
             None
         }
     };
-    let token = match obj.get("token").and_then(Value::as_str).map(parse_token) {
+    let provider = obj.get("provider").and_then(Value::as_str).and_then(Provider::parse);
+    let token = match obj.get("token").and_then(Value::as_str).map(|t| parse_token(t, provider)) {
         Some(Ok(t)) => Some(t.to_owned()),
         Some(Err(e)) => {
             errors.push(FieldError::new("token", e.to_string()));
@@ -70,7 +72,6 @@ fn parse_registration(body: &Value) -> Result<Registration, AppError> {
             None
         }
     };
-    let provider = obj.get("provider").and_then(Value::as_str).and_then(Provider::parse);
     if provider.is_none() {
         errors.push(FieldError::new("provider", "must be one of APN, FCM"));
     }

@@ -602,11 +602,28 @@ pub enum DeliveryOutcome {
     },
 }
 
+/// Why a provider would refuse a credential's content, found when it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialProblem {
+    /// The private key cannot sign what the provider requires (APNs: ES256 with a P-256 key;
+    /// FCM: RS256 with an RSA key). The text says what is needed.
+    PrivateKey(String),
+    /// The certificate and its key do not make a client identity.
+    Certificate(String),
+    /// The service account's `token_uri` is not one of the OAuth token endpoints this
+    /// deployment talks to.
+    TokenUri(String),
+}
+
 /// Delivers one notification to APNs or FCM.
 #[async_trait]
 pub trait PushGateway: Send + Sync {
     /// Sends once (no retries: the dispatcher owns the retry policy) and classifies the answer.
     async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryOutcome;
+    /// Checks a credential against what its provider accepts, the way [`Self::deliver`] will
+    /// use it (signing a provider token or an OAuth assertion; the allowed OAuth endpoints),
+    /// without any request. Empty when usable.
+    fn check_credential(&self, secret: &CredentialSecret) -> Vec<CredentialProblem>;
 }
 
 #[cfg(test)]

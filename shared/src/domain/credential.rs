@@ -154,9 +154,12 @@ impl CredentialSecret {
                 json.and_then(|json| parse_service_account(&json, &mut errors))
             }
             CredentialType::Apn | CredentialType::ApnSandbox if c.contains_key("keyId") || c.contains_key("teamId") => {
-                let key_id = text(c, "keyId", &mut errors);
-                let team_id = text(c, "teamId", &mut errors);
-                let bundle_id = text(c, "bundleId", &mut errors);
+                let key_id = text(c, "keyId", &mut errors)
+                    .filter(|v| checked(is_apple_id(v), "content.keyId", APPLE_ID_RULE, &mut errors));
+                let team_id = text(c, "teamId", &mut errors)
+                    .filter(|v| checked(is_apple_id(v), "content.teamId", APPLE_ID_RULE, &mut errors));
+                let bundle_id = text(c, "bundleId", &mut errors)
+                    .filter(|v| checked(is_bundle_id(v), "content.bundleId", BUNDLE_ID_RULE, &mut errors));
                 let key = text(c, "privateKey", &mut errors)
                     .and_then(|b64| decode_b64(&b64, "content.privateKey", &mut errors));
                 let key = key.filter(|pem| {
@@ -183,10 +186,20 @@ impl CredentialSecret {
                         &mut errors,
                     )
                 });
-                match (cert, key) {
-                    (Some(certificate_pem), Some(private_key_pem)) => {
-                        let topic = certificate_topic(&certificate_pem);
-                        Some(Self::ApnCertificate { certificate_pem, private_key_pem, topic })
+                // The certificate's UID becomes the `apns-topic` header.
+                let topic = cert.as_deref().map(certificate_topic);
+                let topic_ok = match &topic {
+                    Some(Some(topic)) => checked(
+                        is_bundle_id(topic),
+                        "content.certificate",
+                        &format!("holds a UID (the topic) that is not a bundle id: {BUNDLE_ID_RULE}"),
+                        &mut errors,
+                    ),
+                    _ => true,
+                };
+                match (cert, key, topic_ok) {
+                    (Some(certificate_pem), Some(private_key_pem), true) => {
+                        Some(Self::ApnCertificate { certificate_pem, private_key_pem, topic: topic.flatten() })
                     }
                     _ => None,
                 }
@@ -197,6 +210,49 @@ impl CredentialSecret {
             _ => Err(errors),
         }
     }
+}
+
+/// What `keyId` and `teamId` must be.
+const APPLE_ID_RULE: &str = "must be Apple's 10-character id (letters A-Z a-z and digits 0-9)";
+/// What a bundle id (the `apns-topic` header) must be.
+const BUNDLE_ID_RULE: &str = "must be a bundle id: 1 to 255 characters from A-Z a-z 0-9 . - (reverse-DNS)";
+
+/// Apple key and team ids (the JWT's `kid` and `iss`): 10 ASCII letters or digits.
+pub fn is_apple_id(s: &str) -> bool {
+    s.len() == 10 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// An app's bundle id, sent as the `apns-topic` header (with suffixes such as `.voip`):
+/// reverse-DNS characters only, so no control character or separator reaches a header.
+pub fn is_bundle_id(s: &str) -> bool {
+    (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+}
+
+/// A Google Cloud project id, which goes into FCM's URL path: 6 to 30 lowercase letters,
+/// digits or hyphens, starting with a letter and not ending with a hyphen, optionally behind a
+/// legacy domain scope (`example.com:my-project`).
+pub fn is_project_id(s: &str) -> bool {
+    let (scope, id) = match s.rsplit_once(':') {
+        Some((scope, id)) => (Some(scope), id),
+        None => (None, s),
+    };
+    let id_ok = (6..=30).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_lowercase())
+        && !id.ends_with('-')
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let scope_ok = scope.is_none_or(|d| {
+        (1..=253).contains(&d.len())
+            && d.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    });
+    id_ok && scope_ok
+}
+
+/// Records `message` on `field` unless `ok`; returns `ok`.
+fn checked(ok: bool, field: &str, message: &str, errors: &mut Vec<FieldError>) -> bool {
+    if !ok {
+        errors.push(FieldError::new(field, message));
+    }
+    ok
 }
 
 fn text(c: &serde_json::Map<String, Value>, name: &str, errors: &mut Vec<FieldError>) -> Option<String> {
@@ -269,6 +325,15 @@ fn parse_service_account(json: &str, errors: &mut Vec<FieldError>) -> Option<Cre
         errors.push(FieldError::new(field, format!("service-account JSON lacks {}", missing.join(", "))));
         return None;
     }
+    let project_id = get("project_id")?;
+    if !is_project_id(&project_id) {
+        errors.push(FieldError::new(
+            field,
+            "service-account project_id must be a Google Cloud project id: 6 to 30 lowercase letters, digits \
+             or hyphens, starting with a letter",
+        ));
+        return None;
+    }
     let private_key_pem = get("private_key")?;
     if !check_pem(&private_key_pem, &["PRIVATE KEY", "RSA PRIVATE KEY"], field, errors) {
         return None;
@@ -278,12 +343,7 @@ fn parse_service_account(json: &str, errors: &mut Vec<FieldError>) -> Option<Cre
         errors.push(FieldError::new(field, "service-account token_uri must be an http(s) URL"));
         return None;
     }
-    Some(CredentialSecret::Fcm {
-        project_id: get("project_id")?,
-        client_email: get("client_email")?,
-        private_key_pem,
-        token_uri,
-    })
+    Some(CredentialSecret::Fcm { project_id, client_email: get("client_email")?, private_key_pem, token_uri })
 }
 
 /// Apple push certificates carry the bundle id as the subject's UID.
@@ -548,7 +608,8 @@ mod tests {
 
     #[test]
     fn apn_token_content_reports_every_missing_field() {
-        let errors = CredentialSecret::parse(CredentialType::Apn, &json!({"keyId": "K"})).expect_err("invalid");
+        let errors =
+            CredentialSecret::parse(CredentialType::Apn, &json!({"keyId": "ABC123DEFG"})).expect_err("invalid");
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["content.teamId", "content.bundleId", "content.privateKey"]);
     }
@@ -566,13 +627,45 @@ mod tests {
 
     #[test]
     fn fcm_content_must_be_a_service_account_json() {
-        let sa = json!({"project_id": "p", "client_email": "a@p.iam.gserviceaccount.com", "private_key": FAKE_PEM_KEY, "token_uri": "http://127.0.0.1:1/token"});
+        let sa = json!({"project_id": "my-project", "client_email": "a@p.iam.gserviceaccount.com", "private_key": FAKE_PEM_KEY, "token_uri": "http://127.0.0.1:1/token"});
         let secret =
             CredentialSecret::parse(CredentialType::Fcm, &json!({"privateKey": b64(&sa.to_string())})).expect("valid");
-        assert!(matches!(secret, CredentialSecret::Fcm { ref project_id, .. } if project_id == "p"));
-        let bad = json!({"project_id": "p"});
+        assert!(matches!(secret, CredentialSecret::Fcm { ref project_id, .. } if project_id == "my-project"));
+        let bad = json!({"project_id": "my-project"});
         let errors = CredentialSecret::parse(CredentialType::Fcm, &json!({"privateKey": b64(&bad.to_string())}))
             .expect_err("invalid");
         assert!(errors[0].message.contains("client_email"));
+    }
+
+    #[test]
+    fn header_and_url_fields_of_credentials_are_refused_when_malformed() {
+        let apn = |field: &str, value: &str| {
+            let mut content = json!({"keyId": "ABC123DEFG", "teamId": "TEAM123456", "bundleId": "com.example.app", "privateKey": b64(FAKE_PEM_KEY)});
+            content[field] = json!(value);
+            CredentialSecret::parse(CredentialType::Apn, &content)
+                .err()
+                .map(|e| e.into_iter().map(|e| e.field).collect::<Vec<_>>())
+        };
+        for (field, value) in [
+            ("bundleId", "com.example.app\r\nx: 1"),
+            ("bundleId", "com example"),
+            ("bundleId", "com/example"),
+            ("keyId", "ABC123DEF"),
+            ("keyId", "ABC123DEF\n"),
+            ("teamId", "TEAM-12345"),
+        ] {
+            assert_eq!(apn(field, value), Some(vec![format!("content.{field}")]), "{field}={value:?}");
+        }
+        assert_eq!(apn("bundleId", "com.example.app-2.voip"), None);
+
+        let fcm = |project: &str| {
+            let sa = json!({"project_id": project, "client_email": "a@p.iam.gserviceaccount.com", "private_key": FAKE_PEM_KEY});
+            CredentialSecret::parse(CredentialType::Fcm, &json!({"privateKey": b64(&sa.to_string())})).is_ok()
+        };
+        assert!(fcm("my-project-42") && fcm("example.com:my-project"));
+        let long = "a".repeat(31);
+        for project in ["p", "p/../x", "My-Project", "project-\n", "1project", "project-", long.as_str()] {
+            assert!(!fcm(project), "{project:?}");
+        }
     }
 }

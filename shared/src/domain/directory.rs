@@ -6,7 +6,6 @@ use sha2::{Digest, Sha256};
 
 use super::ids::{AccountId, AppName, DeviceRegistrationId, UserId};
 use super::model::{Provider, Timestamp};
-use super::send::MAX_TOKEN_CHARS;
 
 /// Most devices one registration holds; registering one more evicts the least recently
 /// registered.
@@ -45,7 +44,7 @@ impl User {
 /// One device of a registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
-    /// The provider's device token (1–4,096 chars).
+    /// The provider's device token (see [`super::device_token`]).
     pub token: String,
     /// Its provider.
     pub provider: Provider,
@@ -119,16 +118,6 @@ impl DeviceRegistration {
     }
 }
 
-/// Why a device token is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("must be a non-empty string of at most {MAX_TOKEN_CHARS} characters")]
-pub struct InvalidToken;
-
-/// Checks a device token: non-empty, at most 4,096 characters.
-pub fn parse_token(raw: &str) -> Result<&str, InvalidToken> {
-    if raw.is_empty() || raw.chars().count() > MAX_TOKEN_CHARS { Err(InvalidToken) } else { Ok(raw) }
-}
-
 /// The SHA-256 (lowercase hex) of a device token: what store keys hold instead of the token (a
 /// token may be 4 KiB; DynamoDB keys may not).
 pub fn token_hash(token: &str) -> String {
@@ -192,13 +181,6 @@ mod tests {
         assert!(!r.remove("a", Provider::Fcm, Utc::now()));
         assert!(r.remove("a", Provider::Apn, Utc::now()));
         assert!(r.devices.is_empty());
-    }
-
-    #[test]
-    fn tokens_must_be_non_empty_and_at_most_4096_chars() {
-        assert_eq!(parse_token(""), Err(InvalidToken));
-        assert_eq!(parse_token(&"x".repeat(4097)), Err(InvalidToken));
-        assert!(parse_token(&"é".repeat(4096)).is_ok());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod credential;
+pub mod device_token;
 pub mod directory;
 pub mod event;
 pub mod ids;

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
+use super::device_token::parse_token;
 use super::ids::{AppName, CredentialId, UserId};
 use super::model::{Content, Priority, Provider, Senders, Timestamp};
 use super::template::{Globals, RenderError, RenderScope, Template};
 
 /// Most recipients one send may address.
 pub const MAX_RECIPIENTS: usize = 10_000;
-/// Longest device token accepted.
-pub const MAX_TOKEN_CHARS: usize = 4096;
+pub use super::device_token::MAX_TOKEN_CHARS;
 /// Most tags on one send.
 pub const MAX_TAGS: usize = 10;
 /// Longest tag key (chars).
@@ -39,6 +39,15 @@ pub const MAX_DATA_KEYS: usize = 100;
 /// The providers' payload limit (APNs 4,096 bytes; FCM 4,096 bytes): content whose static parts
 /// alone are larger can never be delivered.
 pub const MAX_PAYLOAD_BYTES: usize = 4096;
+/// Deepest nesting of `content.apn` / `content.fcm` (each object or array is one level).
+pub const MAX_EXTRA_DEPTH: usize = 8;
+/// Largest serialized `content.apn` / `content.fcm`: they merge into a payload of at most
+/// 4,096 bytes.
+pub const MAX_EXTRA_BYTES: usize = 4096;
+/// FCM `message` fields `content.fcm` may not set: the target (`token`, `topic`, `condition`,
+/// `fid`) decides who receives the message, and pushgate sends each message to its recipient's
+/// token only; `name` is set by FCM.
+pub const FCM_RESERVED_FIELDS: [&str; 5] = ["token", "topic", "condition", "fid", "name"];
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,10 +230,8 @@ impl CompiledContent {
         content.body = field("content.body", &self.body)?;
         content.image = field("content.image", &self.image)?;
         content.collapse_key = field("content.collapseKey", &self.collapse_key)?;
-        if let Some(key) = &content.collapse_key
-            && key.len() > MAX_COLLAPSE_KEY_BYTES
-        {
-            return Err(RenderError(format!("content.collapseKey: longer than {MAX_COLLAPSE_KEY_BYTES} bytes")));
+        if let Some(Err(problem)) = content.collapse_key.as_deref().map(check_collapse_key) {
+            return Err(RenderError(format!("content.collapseKey: {problem}")));
         }
         if self.base.data.is_some() {
             let mut data = BTreeMap::new();
@@ -253,6 +260,23 @@ pub fn json_len(value: &impl serde::Serialize) -> usize {
     // Serializing plain data into a counter cannot fail; an error would only undercount.
     let _ = serde_json::to_writer(&mut count, value);
     count.0
+}
+
+/// A collapse key becomes the `apns-collapse-id` header: at most 64 bytes, no control
+/// characters.
+pub fn check_collapse_key(key: &str) -> Result<(), String> {
+    check_collapse_key_length(key)?;
+    if key.chars().any(char::is_control) {
+        return Err("may not contain control characters".into());
+    }
+    Ok(())
+}
+
+fn check_collapse_key_length(key: &str) -> Result<(), String> {
+    if key.len() > MAX_COLLAPSE_KEY_BYTES {
+        return Err(format!("must be at most {MAX_COLLAPSE_KEY_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 /// Parses and validates a send body (taking ownership: recipients' variables move, not copy).
@@ -384,8 +408,18 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
             }
             continue;
         }
+        let provider = match r.get("provider") {
+            Some(Value::String(p)) => Provider::parse(p),
+            _ => None,
+        };
         let token = match r.remove("token") {
-            Some(Value::String(t)) if !t.is_empty() && t.chars().count() <= MAX_TOKEN_CHARS => Some(t),
+            Some(Value::String(t)) => match parse_token(&t, provider) {
+                Ok(_) => Some(t),
+                Err(e) => {
+                    errors.push(FieldError::new(field("token"), e.to_string()));
+                    None
+                }
+            },
             None => {
                 errors.push(FieldError::new(field("token"), "is required (or give a userId)"));
                 None
@@ -397,10 +431,6 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
                 ));
                 None
             }
-        };
-        let provider = match r.get("provider") {
-            Some(Value::String(p)) => Provider::parse(p),
-            _ => None,
         };
         if provider.is_none() {
             errors.push(FieldError::new(field("provider"), "must be one of APN, FCM"));
@@ -460,10 +490,13 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
     {
         errors.push(FieldError::new("content.image", "must be an absolute http(s) URL"));
     }
-    if let Some(key) = &content.collapse_key
-        && key.len() > MAX_COLLAPSE_KEY_BYTES
-    {
-        errors.push(FieldError::new("content.collapseKey", format!("must be at most {MAX_COLLAPSE_KEY_BYTES} bytes")));
+    if let Some(key) = &content.collapse_key {
+        // A template is checked again once rendered, per recipient.
+        let fixed = !key.contains("{{") && !key.contains("{%");
+        let checked = if fixed { check_collapse_key(key) } else { check_collapse_key_length(key) };
+        if let Err(problem) = checked {
+            errors.push(FieldError::new("content.collapseKey", problem));
+        }
     }
     match c.get("data") {
         None | Some(Value::Null) => {}
@@ -512,7 +545,10 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
     for (name, slot) in [("apn", &mut content.apn), ("fcm", &mut content.fcm)] {
         match c.get(name) {
             None | Some(Value::Null) => {}
-            Some(Value::Object(m)) => *slot = Some(m.clone()),
+            Some(Value::Object(m)) => {
+                check_extra(name, m, errors);
+                *slot = Some(m.clone());
+            }
             Some(_) => errors.push(FieldError::new(format!("content.{name}"), "must be an object")),
         }
     }
@@ -521,6 +557,40 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
         errors.push(FieldError::new("content", "needs at least one of title, body, data, contentAvailable"));
     }
     content
+}
+
+/// Bounds `content.apn` / `content.fcm` (depth, serialized size) and keeps `content.fcm` from
+/// addressing the message.
+fn check_extra(name: &str, extra: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    let field = format!("content.{name}");
+    if depth(extra) > MAX_EXTRA_DEPTH {
+        errors.push(FieldError::new(&field, format!("may nest objects and arrays at most {MAX_EXTRA_DEPTH} deep")));
+    } else if serde_json::to_vec(extra).map_or(usize::MAX, |b| b.len()) > MAX_EXTRA_BYTES {
+        errors.push(FieldError::new(&field, format!("must serialize to at most {MAX_EXTRA_BYTES} bytes")));
+    }
+    if name == "fcm" {
+        for key in FCM_RESERVED_FIELDS.into_iter().filter(|k| extra.contains_key(*k)) {
+            let message = if key == "name" {
+                "may not be set: FCM sets a message's name"
+            } else {
+                "may not be set: it chooses who receives the message, and pushgate sends each message to \
+                 its recipient's token"
+            };
+            errors.push(FieldError::new(format!("{field}.{key}"), message));
+        }
+    }
+}
+
+/// Levels of objects and arrays in `m` (itself one).
+fn depth(m: &Map<String, Value>) -> usize {
+    fn value_depth(v: &Value) -> usize {
+        match v {
+            Value::Object(m) => depth(m),
+            Value::Array(a) => 1 + a.iter().map(value_depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    1 + m.values().map(value_depth).max().unwrap_or(0)
 }
 
 fn parse_from(value: Option<&Value>, errors: &mut Vec<FieldError>) -> SenderSpec {
@@ -638,18 +708,23 @@ mod tests {
         }
     }
 
+    /// A well-formed APNs device token (32 bytes of hex, like Apple's).
+    const APN_TOKEN: &str = "5d4a1b0c9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b";
+
     fn valid() -> Value {
         json!({
-            "to": [{"token": "abc", "provider": "APN"}, {"token": "def", "provider": "FCM", "variables": {"name": "Ada"}}],
+            "to": [{"token": APN_TOKEN, "provider": "APN"}, {"token": "fcm-def:APA91b", "provider": "FCM", "variables": {"name": "Ada"}}],
             "content": {"title": "Hi {{ name }}", "body": "Boarding"},
         })
     }
 
     #[test]
     fn the_seed_example_request_is_valid() {
+        // The seed's tokens are Twilio's placeholders; its APN one (`utJXX2Tr9wN`) is not hex, so
+        // a well-formed 32-byte token stands in for it. The FCM placeholder is FCM-shaped as is.
         let body = json!({
             "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
-            "to": [{"token": "dqWD7WEC83K41WHyufTS7:APA91bFc", "provider": "FCM"}, {"token": "utJXX2Tr9wN", "provider": "APN"}],
+            "to": [{"token": "dqWD7WEC83K41WHyufTS7:APA91bFc", "provider": "FCM"}, {"token": APN_TOKEN, "provider": "APN"}],
             "content": {"title": "Boarding time @ TLL", "body": "Dear customer, you have 1 hour until boarding time at the Tallinn airport"},
             "priority": "HIGH",
             "sound": "ring",
@@ -696,73 +771,76 @@ mod tests {
             ("to[0].token", json!({"to": [{"provider": "APN"}], "content": {"title": "x"}})),
             (
                 "to[0].variables",
-                json!({"to": [{"token": "a", "provider": "APN", "variables": [1]}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "variables": [1]}], "content": {"title": "x"}}),
             ),
             (
                 "to[0].variables.big",
-                json!({"to": [{"token": "a", "provider": "APN", "variables": {"big": vec![0; 1001]}}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "variables": {"big": vec![0; 1001]}}], "content": {"title": "x"}}),
             ),
             (
                 "to[0]",
-                json!({"to": [{"token": "a", "provider": "APN", "userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN", "userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}}),
             ),
-            ("content", json!({"to": [{"token": "a", "provider": "APN"}]})),
+            ("content", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}]})),
             (
                 "content",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"image": "https://x.test/a.png"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"image": "https://x.test/a.png"}}),
             ),
-            ("content.data.k", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"data": {"k": 1}}})),
+            ("content.data.k", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"data": {"k": 1}}})),
             (
                 "content.ttl",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "ttl": 2_419_201}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "ttl": 2_419_201}}),
             ),
             (
                 "content.contentAvailable",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "contentAvailable": "yes"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "contentAvailable": "yes"}}),
             ),
-            ("content.apn", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x", "apn": 3}})),
-            ("content.title", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "{{ x "}})),
+            (
+                "content.apn",
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x", "apn": 3}}),
+            ),
+            ("content.title", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "{{ x "}})),
             (
                 "content.body",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"body": "{% for i in (1..100000000) %}x{% endfor %}"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"body": "{% for i in (1..100000000) %}x{% endfor %}"}}),
             ),
             (
                 "from.apn",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"apn": "cred"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {"apn": "cred"}}),
             ),
             (
                 "from.appName",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {"appName": "Bad-Name"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {"appName": "Bad-Name"}}),
             ),
-            ("from", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "from": {}})),
-            ("sound", json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "sound": 3})),
+            ("from", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "from": {}})),
+            ("sound", json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "sound": 3})),
             (
                 "tags",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": (0..11).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": (0..11).map(|i| (format!("k{i}"), json!("v"))).collect::<Map<_, _>>()}),
             ),
             (
                 "tags.k",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "v".repeat(257)}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "v".repeat(257)}}),
             ),
             (
                 "tags.k",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "{% if %}"}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "tags": {"k": "{% if %}"}}),
             ),
             (
                 "schedule.sendAt",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": []}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": []}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-27T09:00:00Z"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-27T09:00:00Z"]}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-12-05T10:00:00Z"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-12-05T10:00:00Z"]}}),
             ),
             (
                 "schedule.sendAt[0]",
-                json!({"to": [{"token": "a", "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-28 10:00"]}}),
+                json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": {"title": "x"}, "schedule": {"sendAt": ["2026-11-28 10:00"]}}),
             ),
         ];
         for (field, body) in cases {
@@ -773,7 +851,7 @@ mod tests {
 
     #[test]
     fn more_than_ten_thousand_recipients_are_refused() {
-        let to: Vec<Value> = (0..10_001).map(|i| json!({"token": format!("t{i}"), "provider": "FCM"})).collect();
+        let to: Vec<Value> = (0..10_001).map(|i| json!({"token": format!("fcm-t{i}"), "provider": "FCM"})).collect();
         assert_eq!(fields(json!({"to": to, "content": {"title": "x"}})), vec!["to".to_owned()]);
     }
 
@@ -791,5 +869,76 @@ mod tests {
         let mut body = valid();
         body["futureField"] = json!({"x": 1});
         assert!(parse_send(body, now()).is_ok());
+    }
+
+    #[test]
+    fn device_tokens_must_have_their_providers_format() {
+        let cases: Vec<(String, &str, bool)> = vec![
+            ("../../../admin?x=1".to_owned(), "APN", false),
+            ("ab".to_owned(), "APN", false),
+            ("ab".repeat(15), "APN", false),
+            ("ab".repeat(16), "APN", true),
+            ("AB".repeat(32), "APN", true),
+            ("ab".repeat(100), "APN", true),
+            ("ab".repeat(101), "APN", false),
+            (format!("{}a", "ab".repeat(32)), "APN", false),
+            ("zz".repeat(32), "APN", false),
+            ("dqWD7WEC83K41WHyufTS7:APA91bFc_x-y.z".to_owned(), "FCM", true),
+            ("fcm token".to_owned(), "FCM", false),
+            ("tok\n".to_owned(), "FCM", false),
+            ("a/b".to_owned(), "FCM", false),
+            ("a?b".to_owned(), "FCM", false),
+            ("x".repeat(4096), "FCM", true),
+            ("x".repeat(4097), "FCM", false),
+        ];
+        for (token, provider, valid) in cases {
+            let body = json!({"to": [{"token": &token, "provider": provider}], "content": {"title": "x"}});
+            let got = fields(body);
+            assert_eq!(got.is_empty(), valid, "{provider} {token:?}: {got:?}");
+            if !valid {
+                assert_eq!(got, ["to[0].token"], "{provider} {token:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn content_fcm_may_not_set_who_receives_the_message() {
+        for key in ["token", "topic", "condition", "fid", "name"] {
+            let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "fcm": {key: "v"}}});
+            assert_eq!(fields(body), [format!("content.fcm.{key}")], "{key}");
+        }
+        let allowed = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "fcm": {"android": {"priority": "NORMAL"}, "webpush": {"headers": {"Urgency": "high"}}}}});
+        assert!(fields(allowed).is_empty());
+    }
+
+    #[test]
+    fn content_apn_and_fcm_are_bounded_in_depth_and_serialized_size() {
+        let nested = |levels: usize| (0..levels).fold(json!("leaf"), |inner, _| json!({ "a": inner }));
+        for name in ["apn", "fcm"] {
+            let ok = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: nested(8)}});
+            assert!(fields(ok).is_empty(), "{name}: 8 levels are fine");
+            let deep = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: nested(9)}});
+            assert_eq!(fields(deep), [format!("content.{name}")], "{name}: 9 levels");
+            let big = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", name: {"k": "v".repeat(4096)}}});
+            assert_eq!(fields(big), [format!("content.{name}")], "{name}: over 4,096 bytes");
+        }
+    }
+
+    #[test]
+    fn a_static_collapse_key_with_control_characters_is_refused() {
+        for key in ["a\r\nx-evil: 1", "a\u{0}", "tab\there", "del\u{7f}"] {
+            let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "collapseKey": key}});
+            assert_eq!(fields(body), ["content.collapseKey"], "{key:?}");
+        }
+    }
+
+    #[test]
+    fn a_collapse_key_rendering_control_characters_fails_that_recipient() {
+        let body = json!({"to": [{"token": "ab".repeat(32), "provider": "APN"}], "content": {"title": "x", "collapseKey": "{{ k }}"}});
+        let (_, compiled) = parse_send(body, now()).expect("valid");
+        let vars = |k: &str| json!({"k": k}).as_object().cloned().unwrap_or_default();
+        assert!(compiled.render(&vars("fine")).is_ok());
+        let error = compiled.render(&vars("a\r\nx-evil: 1")).expect_err("refused");
+        assert!(error.0.starts_with("content.collapseKey"), "{error:?}");
     }
 }

@@ -46,6 +46,14 @@ pub fn apns_signing_key(key_id: &str, team_id: &str) -> ApnsSigningKey {
     }
 }
 
+/// PKCS#8 PEM of a fresh P-384 key: an EC key on a curve APNs does not accept
+/// (provider tokens are ES256, P-256 only).
+pub fn p384_private_key_pem() -> String {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+        .expect("pushgate-fakes: generating a P-384 key failed")
+        .serialize_pem()
+}
+
 /// The committed, test-only RSA 2048 key of every fake FCM service account.
 const FCM_PRIVATE_KEY_PEM: &str = include_str!("../fixtures/fcm-service-account-TEST-ONLY.key.pem");
 /// The public half of [`FCM_PRIVATE_KEY_PEM`].

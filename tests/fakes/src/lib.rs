@@ -20,10 +20,14 @@
 //!   its project, the message shape and size, and answers with Google's error
 //!   shape (`{"error": {"code", "message", "status", "details"}}`).
 //!
+//! * [`CannedServer`] answers every request with a canned reply per path and
+//!   records it: the stand-in for an attacker's endpoint.
+//!
 //! Key material for both (APNs `.p8` signing keys, APNs client certificates,
 //! FCM service accounts) comes from [`keys`].
 
 pub mod apns;
+pub mod canned;
 pub mod fcm;
 pub mod keys;
 
@@ -31,4 +35,5 @@ mod server;
 mod support;
 
 pub use apns::{ApnsReply, ApnsRequest, FakeApns};
+pub use canned::{CannedReply, CannedRequest, CannedServer};
 pub use fcm::{FakeFcm, FcmReply, FcmRequest};

@@ -235,6 +235,7 @@ fn spawn_service(binary: &Path, apns: &FakeApns, fcm: &FakeFcm) -> Result<Servic
         .env("PUSHGATE_DATA_KEY", STANDARD.encode(random_bytes(32)?))
         .env("APNS_ENDPOINT", apns.base_url())
         .env("FCM_ENDPOINT", fcm.base_url())
+        .env("PUSHGATE_FCM_TOKEN_URIS", fcm.token_uri())
         .env("RUST_LOG", "warn")
         // The memory settings README recommends for pushgate-local (see "Benchmark"), unless the
         // caller chose others.

@@ -18,7 +18,7 @@ use crate::adapters::aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use crate::adapters::aws::kms::KmsEnvelopeBox;
 use crate::adapters::aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use crate::adapters::aws::sqs::{QueuedEvents, SqsQueue};
-use crate::adapters::gateway::{ProviderConfig, ProviderGateway};
+use crate::adapters::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use crate::adapters::system::{RandomIds, SystemClock};
 use crate::api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
 use crate::app::ports::{AccountStore, Chunk, FanoutQueue, QueueError, Release, Scheduler, SecretBox, StoreError};
@@ -55,7 +55,7 @@ pub struct CloudConfig {
     pub bootstrap: Option<Account>,
     /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
     pub api: ApiConfig,
-    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`).
+    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_FCM_TOKEN_URIS`).
     pub providers: ProviderConfig,
     /// Use case tunables.
     pub settings: Settings,
@@ -145,6 +145,9 @@ impl CloudConfig {
         };
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
+        if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
+            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+        }
         Ok(config)
     }
 }
@@ -540,6 +543,28 @@ mod tests {
         let alone = CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_ACCOUNT_ID", id)]))
             .expect_err("hash missing");
         assert_eq!(alone.var, "PUSHGATE_AUTH_TOKEN_SHA256");
+    }
+
+    #[test]
+    fn fcm_token_uris_are_read_as_a_list_and_a_bad_entry_names_the_variable() {
+        let base = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
+        let unset = CloudConfig::from_lookup(lookup(&base)).expect("valid");
+        assert!(unset.providers.fcm_token_uris.is_empty(), "unset: Google's endpoints");
+        let listed = CloudConfig::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            base[2],
+            ("PUSHGATE_FCM_TOKEN_URIS", "https://oauth2.googleapis.com/token,http://127.0.0.1:8080/token"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            listed.providers.fcm_token_uris,
+            ["https://oauth2.googleapis.com/token", "http://127.0.0.1:8080/token"]
+        );
+        let bad =
+            CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_FCM_TOKEN_URIS", "not a url")]))
+                .expect_err("not a URL");
+        assert_eq!(bad.var, "PUSHGATE_FCM_TOKEN_URIS");
     }
 
     #[test]
