@@ -176,13 +176,17 @@ impl LocalConfig {
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
         config.webhook = webhook_config(var)?;
-        if let Some(n) = var("PUSHGATE_RENDER_THREADS") {
-            config.render_threads = Some(
-                n.parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| err("PUSHGATE_RENDER_THREADS", "must be a positive integer"))?,
-            );
+        if let Some(n) = positive(var, "PUSHGATE_RENDER_THREADS", "a number of threads")? {
+            config.render_threads =
+                Some(usize::try_from(n).map_err(|_| err("PUSHGATE_RENDER_THREADS", "is too large"))?);
+        }
+        if let Some(n) = var("PUSHGATE_MAX_LIVE_NOTIFICATIONS") {
+            config.settings.max_live_notifications = match n.trim() {
+                "none" => None,
+                n => Some(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    err("PUSHGATE_MAX_LIVE_NOTIFICATIONS", "must be a number of notifications > 0, or none")
+                })?),
+            };
         }
         if let Some(n) = var("PUSHGATE_WORKERS") {
             config.workers = n

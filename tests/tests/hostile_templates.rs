@@ -217,3 +217,47 @@ async fn nested_loops_of_ten_thousand_fail_every_recipient_within_the_budget_ins
     let (_, errors) = app.get(&format!("/v1/PushNotifications/Operations/{id}/Errors")).await;
     assert!(errors["errors"][0]["message"].as_str().is_some_and(|m| m.contains("iterations")), "{errors}");
 }
+
+#[tokio::test]
+async fn an_account_over_its_cap_of_live_notifications_gets_429_until_some_are_final() {
+    let app = TestApp::spawn_with(pushgate_fakes::FakeApns::start_h2c().await, |c| {
+        c.settings.max_live_notifications = Some(5);
+    })
+    .await;
+    app.create_apn_credential("app").await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let scheduled = |n: usize| {
+        let to: Vec<Value> = (0..n).map(|i| json!({"token": apn_token(i), "provider": "APN"})).collect();
+        json!({"to": to, "content": {"title": "later"}, "schedule": {"sendAt": [in_an_hour]}})
+    };
+    let first = app.send(&scheduled(3)).await;
+    app.settle(&first).await;
+    let response = app.request(reqwest::Method::POST, "/v1/PushNotifications").json(&scheduled(3)).send().await;
+    let response = response.expect("answered");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("30"));
+    let body: Value = response.json().await.expect("Twilio-shaped JSON");
+    assert_eq!((body["code"].as_u64(), body["status"].as_u64()), (Some(20429), Some(429)), "{body}");
+    let (_, ops) = app.get("/v1/PushNotifications/Operations").await;
+    assert_eq!(ops["operations"].as_array().map(Vec::len), Some(1), "nothing stored for the refused send");
+    // Two more fit; canceling the scheduled ones frees the rest.
+    app.send(&scheduled(2)).await;
+    let (status, _) =
+        app.patch(&format!("/v1/PushNotifications/Operations/{first}"), &json!({"status": "CANCELED"})).await;
+    assert_eq!(status, StatusCode::OK);
+    app.send(&scheduled(3)).await;
+}
+
+#[test]
+fn the_live_notification_cap_is_configurable_and_can_be_lifted() {
+    use pushgate::local::LocalConfig;
+    let read = |value: &'static str| {
+        LocalConfig::from_vars(move |name| (name == "PUSHGATE_MAX_LIVE_NOTIFICATIONS").then(|| value.to_owned()))
+    };
+    assert_eq!(read("250").expect("valid").settings.max_live_notifications, Some(250));
+    assert_eq!(read("none").expect("valid").settings.max_live_notifications, None);
+    let error = read("-3").expect_err("refused");
+    assert_eq!(error.var, "PUSHGATE_MAX_LIVE_NOTIFICATIONS");
+    let default = LocalConfig::from_vars(|_| None).expect("defaults");
+    assert_eq!(default.settings.max_live_notifications, Some(pushgate::app::DEFAULT_MAX_LIVE_NOTIFICATIONS));
+}

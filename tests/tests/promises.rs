@@ -234,6 +234,7 @@ async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connec
     let sa = fcm_service_account("pushgate-test", &fcm.token_uri());
     let mut config = pushgate_tests::test_config();
     config.providers.fcm_endpoint = Some(fcm.base_url());
+    config.providers.fcm_token_uris = vec![fcm.token_uri()];
     let app = pushgate::local::build(&config).expect("builds");
     let authorization = format!(
         "Basic {}",

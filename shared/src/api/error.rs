@@ -111,6 +111,11 @@ impl IntoResponse for ApiError {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 r
             }
+            ApiError::App(AppError::Limit { message, retry_after }) => {
+                let mut r = respond(StatusCode::TOO_MANY_REQUESTS, 20429, message, vec![]);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                r
+            }
             ApiError::App(AppError::Unexpected(detail)) => {
                 error!(detail = %detail, "unexpected failure");
                 respond(StatusCode::INTERNAL_SERVER_ERROR, 20500, "Internal server error".into(), vec![])

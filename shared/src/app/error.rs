@@ -30,6 +30,14 @@ pub enum AppError {
         /// Seconds the client should wait.
         retry_after: u64,
     },
+    /// A per-account limit is reached; nothing was changed, the same request may succeed later.
+    #[error("{message}")]
+    Limit {
+        /// Why.
+        message: String,
+        /// Seconds the client should wait.
+        retry_after: u64,
+    },
     /// A bug or an unexpected dependency failure (details are logged, not returned).
     #[error("unexpected: {0}")]
     Unexpected(String),

@@ -43,7 +43,13 @@ pub struct Settings {
     pub max_receives: u32,
     /// Concurrent deliveries per chunk.
     pub delivery_concurrency: usize,
+    /// Most notifications one account may have queued or scheduled at once (sends beyond it get
+    /// 429); `None`: no cap. Enforced where the store keeps the figure (memory).
+    pub max_live_notifications: Option<u64>,
 }
+
+/// Default cap on one account's live (queued + scheduled) notifications: 100 full sends.
+pub const DEFAULT_MAX_LIVE_NOTIFICATIONS: u64 = 1_000_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -56,6 +62,7 @@ impl Default for Settings {
             claim_lease: Duration::from_secs(120),
             max_receives: 5,
             delivery_concurrency: 128,
+            max_live_notifications: Some(DEFAULT_MAX_LIVE_NOTIFICATIONS),
         }
     }
 }

@@ -167,6 +167,10 @@ pub trait PushReader: Send + Sync {
     ) -> Result<Page<Notification>, StoreError>;
     /// The operation, or `None`.
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError>;
+    /// Notifications of the account not yet final (queued or scheduled, counted from its open
+    /// operations), or `None` when this store does not keep that figure (the per-account cap
+    /// on live notifications then does not apply).
+    async fn live_notifications(&self, account: &AccountId) -> Result<Option<u64>, StoreError>;
     /// Operations matching `filter`, newest first.
     async fn list_operations(
         &self,

@@ -32,6 +32,8 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
     let SendRequest { to, content, priority, sound, tags, send_at, .. } = request;
     let (recipients, unaddressable) = expand(deps, account, app.as_ref(), to).await?;
 
+    check_live_cap(deps, account, recipients.len() as u64 * send_at.len().max(1) as u64).await?;
+
     let id = OperationId::from_ulid(deps.ids.ulid(now));
     tracing::Span::current().record("operation_id", tracing::field::display(id));
     let total = recipients.len() as u64 * send_at.len().max(1) as u64;
@@ -86,6 +88,24 @@ pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<Opera
     let kind = if scheduled { EventType::Scheduled } else { EventType::Processing };
     events::announce(deps, kind, &operation).await;
     Ok(id)
+}
+
+/// Refuses a send that would take the account over its cap on live notifications (those queued
+/// or scheduled): 429 with Retry-After, nothing stored. Concurrent sends may each pass the check,
+/// so the cap can be exceeded by the sends in flight at that moment.
+async fn check_live_cap(deps: &Deps, account: &AccountId, adding: u64) -> Result<(), AppError> {
+    let Some(cap) = deps.settings.max_live_notifications else { return Ok(()) };
+    let Some(live) = deps.push.live_notifications(account).await? else { return Ok(()) };
+    if live.saturating_add(adding) > cap {
+        return Err(AppError::Limit {
+            message: format!(
+                "The account has {live} notifications queued or scheduled; this send would add {adding} and the \
+                 limit is {cap}. Retry once some are delivered (or cancel scheduled ones)"
+            ),
+            retry_after: 30,
+        });
+    }
+    Ok(())
 }
 
 /// Makes a scheduled send durable: per `sendAt` instant its chunks are stored and a release is

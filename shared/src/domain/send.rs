@@ -341,7 +341,8 @@ pub fn parse_send(body: Value, now: Timestamp) -> Result<(SendRequest, CompiledC
 fn check_fits(compiled: &CompiledContent, errors: &mut Vec<FieldError>) {
     let (common, apn, fcm) = compiled.static_bytes();
     for (field, size) in [("content", common), ("content.apn", apn), ("content.fcm", fcm)] {
-        if size > MAX_PAYLOAD_BYTES {
+        // An object already refused for its own size is not reported twice.
+        if size > MAX_PAYLOAD_BYTES && !errors.iter().any(|e| e.field == field) {
             errors.push(FieldError::new(
                 field,
                 format!(

@@ -67,6 +67,17 @@ impl MemoryPushStore {
 
 #[async_trait]
 impl PushReader for MemoryPushStore {
+    async fn live_notifications(&self, account: &AccountId) -> Result<Option<u64>, StoreError> {
+        let inner = super::read(&self.inner)?;
+        let live = inner
+            .operations
+            .range((account.clone(), OperationId::min())..=(account.clone(), OperationId::max()))
+            .filter(|(_, op)| matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing))
+            .map(|(_, op)| op.stats.queued + op.stats.scheduled)
+            .sum();
+        Ok(Some(live))
+    }
+
     async fn get_notification(
         &self,
         account: &AccountId,
