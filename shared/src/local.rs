@@ -28,6 +28,11 @@ use crate::domain::{Account, AccountId, AuthToken};
 pub(crate) use server::serve_router;
 pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limit};
 
+/// Chunks the local queue processes at once by default. A slot mostly waits (on the render
+/// pool, on the providers), so there are many: a few heavy operations, each limited to its
+/// share, cannot take them all.
+pub const DEFAULT_WORKERS: usize = 256;
+
 /// A configuration problem, naming the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -73,7 +78,9 @@ pub struct LocalConfig {
     /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_FCM_TOKEN_URIS`,
     /// `PUSHGATE_EXTRA_CA_FILE`).
     pub providers: ProviderConfig,
-    /// `PUSHGATE_WORKERS`: fan-out worker tasks (default 8; each delivers up to 128 at once).
+    /// `PUSHGATE_WORKERS`: chunks processed at once (default [`DEFAULT_WORKERS`]; at most
+    /// [`crate::adapters::memory::CHUNKS_PER_OPERATION`] of one operation; each delivers up to 128
+    /// notifications at once).
     pub workers: usize,
     /// `PUSHGATE_RENDER_THREADS`: threads rendering templates (default: one per core but one,
     /// at least one).
@@ -95,7 +102,7 @@ impl Default for LocalConfig {
             api: ApiConfig::default(),
             server: ServerLimits::default(),
             providers: ProviderConfig::default(),
-            workers: 8,
+            workers: DEFAULT_WORKERS,
             render_threads: None,
             settings: Settings::default(),
             webhook: None,

@@ -48,6 +48,8 @@ struct Options {
     runs: usize,
     /// Recipients per send (`--recipients`, default 10000).
     recipients: usize,
+    /// `--hostile`: measure an unrelated send and GET latency while hostile sends render.
+    hostile: bool,
 }
 
 /// Account id and auth token the child is started with.
@@ -132,6 +134,9 @@ async fn run() -> Result<()> {
     );
     let rss_after_start = proc_status_kib(service.child.id(), "VmRSS")?;
     create_credentials(&client, &service, &apns, &fcm).await?;
+    if options.hostile {
+        return hostile(&client, &service).await;
+    }
 
     let body = bytes::Bytes::from(
         serde_json::to_vec(&pushgate_tests::bench_send_body(options.recipients)).context("serializing")?,
@@ -155,15 +160,21 @@ async fn run() -> Result<()> {
 
 /// Parses `--runs N` and `--recipients N` (also `--flag=N`); `--help` prints usage and exits.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options> {
-    let mut options = Options { runs: 5, recipients: MAX_RECIPIENTS };
+    let mut options = Options { runs: 5, recipients: MAX_RECIPIENTS, hostile: false };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
             None => (arg.clone(), None),
         };
         if flag == "--help" || flag == "-h" {
-            println!("usage: pushgate-bench [--runs N (default 5)] [--recipients N (default 10000, at most 10000)]");
+            println!(
+                "usage: pushgate-bench [--runs N (default 5)] [--recipients N (default 10000, at most 10000)] [--hostile]"
+            );
             std::process::exit(0);
+        }
+        if flag == "--hostile" {
+            options.hostile = true;
+            continue;
         }
         let mut value = || -> Result<usize> {
             let raw = inline.clone().or_else(|| args.next()).ok_or_else(|| anyhow!("{flag} needs a value"))?;
@@ -391,6 +402,116 @@ async fn wait_completed(client: &reqwest::Client, service: &Service, id: &str, s
             _ => tokio::time::sleep(POLL_INTERVAL).await,
         }
     }
+}
+
+/// Hostile operations in flight at once in `--hostile`.
+const HOSTILE_OPERATIONS: usize = 8;
+/// Recipients of each hostile operation.
+const HOSTILE_RECIPIENTS: usize = 500;
+
+/// A template that spends its whole budget on every recipient: 9,999 iterations of filters on a
+/// list (the iteration budget is 10,000) and no output.
+const HOSTILE_TEMPLATE: &str = "{% for a in (1..99) %}{% for b in (1..101) %}{% assign c = items | sort | reverse | first | plus: b %}{% endfor %}{% endfor %}x";
+
+/// `--hostile`: eight sends whose every recipient renders at the budget are put in flight; while
+/// they render, an unrelated one-recipient send is timed to COMPLETED and GETs are timed one after
+/// the other. Then a 1.5 MiB request of static data to 2,000 recipients is sent, with the
+/// service's RSS around it.
+async fn hostile(client: &reqwest::Client, service: &Service) -> Result<()> {
+    let pid = service.child.id();
+    let items: Vec<u32> = (0..200).rev().collect();
+    let hostile_body = |n: usize| {
+        let to: Vec<Value> = (0..n)
+            .map(|i| json!({"token": format!("{:064x}", 1_000_000 + i), "provider": "APN", "variables": {"items": items}}))
+            .collect();
+        json!({"to": to, "content": {"title": HOSTILE_TEMPLATE}})
+    };
+    let cpu_before = cpu_seconds(&pid.to_string())?;
+    let started = Instant::now();
+    let mut hostile_ids = Vec::new();
+    for _ in 0..HOSTILE_OPERATIONS {
+        let answer = post_json(client, service, "/v1/PushNotifications", &hostile_body(HOSTILE_RECIPIENTS)).await?;
+        hostile_ids.push(answer["operationId"].as_str().unwrap_or_default().to_owned());
+    }
+    println!(
+        "pushgate-bench --hostile: {HOSTILE_OPERATIONS} operations x {HOSTILE_RECIPIENTS} recipients whose template \
+         runs ~10,000 filtered iterations each, accepted in {:.0} ms",
+        ms(started.elapsed())
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // An unrelated send, while they render.
+    let plain = json!({
+        "to": [{"token": format!("{:064x}", 7), "provider": "APN", "variables": {"name": "Ada"}}],
+        "content": {"title": "Hi {{ name }}"},
+    });
+    let sent_at = Instant::now();
+    let answer = post_json(client, service, "/v1/PushNotifications", &plain).await?;
+    let id = answer["operationId"].as_str().unwrap_or_default().to_owned();
+    let operation = wait_completed(client, service, &id, sent_at).await?;
+    println!(
+        "unrelated 1-recipient send (templated): COMPLETED in {:.0} ms (sent {})",
+        ms(sent_at.elapsed()),
+        operation["stats"]["sent"]
+    );
+
+    // GET latency, one request after the other, while they still render.
+    let mut latencies = Vec::new();
+    let path = format!("/v1/PushNotifications/Operations/{}", hostile_ids[0]);
+    for _ in 0..200 {
+        let t = Instant::now();
+        let response = request(client, service, reqwest::Method::GET, &path).send().await.context("GET")?;
+        let _ = response.bytes().await;
+        latencies.push(ms(t.elapsed()));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1];
+    println!(
+        "GET an Operation x {}: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+
+    let mut failed = 0;
+    for id in &hostile_ids {
+        let op = wait_completed(client, service, id, started).await?;
+        failed += op["stats"]["failed"].as_u64().unwrap_or(0);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let recipients = HOSTILE_OPERATIONS * HOSTILE_RECIPIENTS;
+    println!(
+        "hostile operations COMPLETED after {seconds:.1} s ({failed} of {recipients} failed at the budget); \
+         pushgate-local CPU {:.1} s, {:.2} ms per hostile recipient",
+        cpu_seconds(&pid.to_string())? - cpu_before,
+        1000.0 * seconds / recipients as f64
+    );
+
+    // 1.5 MiB of static data to 2,000 recipients.
+    let data: serde_json::Map<String, Value> =
+        (0..96).map(|i| (format!("k{i}"), Value::from("d".repeat(16 * 1024 - 8)))).collect();
+    let to: Vec<Value> = (0..2000).map(|i| json!({"token": format!("fcm-{i}:APA91b"), "provider": "FCM"})).collect();
+    let body = json!({"to": to, "content": {"data": data}});
+    let size = serde_json::to_vec(&body).map(|b| b.len()).unwrap_or(0);
+    let rss_before = proc_status_kib(pid, "VmRSS")?;
+    let response = request(client, service, reqwest::Method::POST, "/v1/PushNotifications")
+        .json(&body)
+        .send()
+        .await
+        .context("POST the large request")?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!(
+        "{:.2} MiB of static data to 2,000 recipients: HTTP {status} ({}); VmRSS {:.1} -> {:.1} MiB",
+        size as f64 / (1024.0 * 1024.0),
+        text.chars().take(160).collect::<String>(),
+        rss_before as f64 / 1024.0,
+        proc_status_kib(pid, "VmRSS")? as f64 / 1024.0
+    );
+    Ok(())
 }
 
 /// User + system CPU seconds of `/proc/<pid>/stat` (`pid` may be `self`), assuming the usual

@@ -239,6 +239,9 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
     })
 }
 
+/// Most SQS consumers local AWS mode runs.
+const MAX_LOCAL_CONSUMERS: usize = 16;
+
 /// `pushgate-local` on the AWS adapters (`PUSHGATE_BACKEND=aws`): the same router as the
 /// Lambda functions, over DynamoDB, SQS and KMS at `AWS_ENDPOINT_URL` (moto, or a sandbox
 /// account), with in-process consumers of the fan-out queue doing what the event source mapping
@@ -329,8 +332,11 @@ pub async fn build_local(
         .map_err(unavailable("PUSHGATE_ACCOUNT_ID"))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let queue = SqsQueue::new(sqs, queue_url);
-    let consumers =
-        (0..config.workers).map(|_| tokio::spawn(consume(deps.clone(), queue.clone(), stopped.clone()))).collect();
+    // Each consumer long-polls SQS for batches of up to 10 (as one dispatch Lambda instance does);
+    // PUSHGATE_WORKERS counts chunk slots in memory mode, so it is capped here.
+    let consumers = (0..config.workers.min(MAX_LOCAL_CONSUMERS))
+        .map(|_| tokio::spawn(consume(deps.clone(), queue.clone(), stopped.clone())))
+        .collect();
     Ok(AwsLocalApp {
         router: crate::api::router(deps, config.api.clone()),
         account,

@@ -14,7 +14,7 @@ pub use accounts::MemoryAccounts;
 pub use credentials::MemoryCredentials;
 pub use directory::MemoryDirectory;
 pub use push::MemoryPushStore;
-pub use queue::{MemoryQueue, QueueWorkers};
+pub use queue::{CHUNKS_PER_OPERATION, MemoryQueue, QueueWorkers};
 pub use scheduler::{MemoryScheduler, run_releases};
 pub use tokens::MemoryTokenCache;
 
