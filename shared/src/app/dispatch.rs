@@ -76,6 +76,9 @@ impl Tally {
     }
 }
 
+/// One recipient's rendered content and tags, or why rendering failed.
+type Rendered = Result<(Arc<crate::domain::Content>, std::collections::BTreeMap<String, String>), String>;
+
 type ResolvedCredential = Option<(crate::domain::CredentialId, CredentialType, Arc<CredentialSecret>)>;
 
 /// Processes one chunk; `receive_count` is how many times the queue has delivered it (1 first).
@@ -199,30 +202,28 @@ pub async fn process_messages(deps: &Deps, messages: &[QueueMessage]) -> Vec<Str
 
 /// Processes one queue message; returns its id if the queue must deliver it again.
 async fn process_message(deps: &Deps, m: &QueueMessage) -> Option<String> {
-    {
-        match serde_json::from_str::<QueueBody>(&m.body) {
-            Ok(QueueBody::Chunk(chunk)) => match process_chunk(deps, &chunk, m.receive_count).await {
-                ChunkResult::Done => None,
-                ChunkResult::RetryAfter(_) => Some(m.id.clone()),
-            },
-            Ok(QueueBody::Event { event }) => match deliver_event(deps, &event).await {
-                Ok(()) => None,
-                Err(e) => {
-                    warn!(message_id = %m.id, event = %event.id, error = %e, "webhook failed; the event goes back to the queue");
-                    Some(m.id.clone())
-                }
-            },
-            Ok(QueueBody::Release { release }) => match super::schedule::release(deps, &release).await {
-                Ok(()) => None,
-                Err(e) => {
-                    warn!(message_id = %m.id, error = %e, "release failed; it goes back to the queue");
-                    Some(m.id.clone())
-                }
-            },
+    match serde_json::from_str::<QueueBody>(&m.body) {
+        Ok(QueueBody::Chunk(chunk)) => match process_chunk(deps, &chunk, m.receive_count).await {
+            ChunkResult::Done => None,
+            ChunkResult::RetryAfter(_) => Some(m.id.clone()),
+        },
+        Ok(QueueBody::Event { event }) => match deliver_event(deps, &event).await {
+            Ok(()) => None,
             Err(e) => {
-                error!(message_id = %m.id, error = %e, "queue message is not a chunk; leaving it for the dead-letter queue");
+                warn!(message_id = %m.id, event = %event.id, error = %e, "webhook failed; the event goes back to the queue");
                 Some(m.id.clone())
             }
+        },
+        Ok(QueueBody::Release { release }) => match super::schedule::release(deps, &release).await {
+            Ok(()) => None,
+            Err(e) => {
+                warn!(message_id = %m.id, error = %e, "release failed; it goes back to the queue");
+                Some(m.id.clone())
+            }
+        },
+        Err(e) => {
+            error!(message_id = %m.id, error = %e, "queue message is not a chunk; leaving it for the dead-letter queue");
+            Some(m.id.clone())
         }
     }
 }
@@ -384,15 +385,12 @@ impl Ctx<'_> {
     }
 
     /// Renders `recipient`'s content: templates on the CPU pool (fair between operations, off
-    /// the async threads), plain content in place. `Err(None)`: the pool is shutting down, try
-    /// again later.
-    async fn render(
-        &self,
-        recipient: &ChunkRecipient,
-    ) -> Result<Result<(Arc<crate::domain::Content>, std::collections::BTreeMap<String, String>), String>, ()> {
+    /// the async threads), plain content in place. `None`: the pool is shutting down, try again
+    /// later.
+    async fn render(&self, recipient: &ChunkRecipient) -> Option<Rendered> {
         match self.compiled.as_ref() {
-            Err(e) => Ok(Err(e.clone())),
-            Ok(compiled) if !compiled.is_dynamic() => Ok(compiled.render(&recipient.variables).map_err(|e| e.0)),
+            Err(e) => Some(Err(e.clone())),
+            Ok(compiled) if !compiled.is_dynamic() => Some(compiled.render(&recipient.variables).map_err(|e| e.0)),
             Ok(_) => {
                 let (compiled, variables) = (self.compiled.clone(), recipient.variables.clone());
                 let key = self.chunk.operation_id.ulid().0;
@@ -401,12 +399,12 @@ impl Ctx<'_> {
                     Err(e) => Err(e.clone()),
                 };
                 match self.deps.cpu.run(key, job).await {
-                    Ok(rendered) => Ok(rendered),
+                    Ok(rendered) => Some(rendered),
                     Err(super::cpu::JobError::Panicked) => {
                         error!(slot = recipient.slot, "rendering panicked");
-                        Ok(Err("template rendering failed unexpectedly".to_owned()))
+                        Some(Err("template rendering failed unexpectedly".to_owned()))
                     }
-                    Err(super::cpu::JobError::Closed) => Err(()),
+                    Err(super::cpu::JobError::Closed) => None,
                 }
             }
         }
@@ -425,7 +423,7 @@ impl Ctx<'_> {
             },
             None => Senders::default(),
         };
-        let Ok(rendered) = self.render(recipient).await else {
+        let Some(rendered) = self.render(recipient).await else {
             return Ok(RecipientResult::Retry(Duration::from_secs(5)));
         };
         // The record and the delivery share the rendered content.

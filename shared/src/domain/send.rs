@@ -126,6 +126,10 @@ pub struct CompiledContent {
     collapse_key: Option<Template>,
     data: Vec<(String, Template)>,
     tags: Vec<(String, Template)>,
+    /// Does any content field need rendering per recipient?
+    content_dynamic: bool,
+    /// Does any field, tags included?
+    dynamic: bool,
 }
 
 impl CompiledContent {
@@ -153,20 +157,38 @@ impl CompiledContent {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Self { base: content.clone(), title, body, image, collapse_key, data, tags })
+        let mut compiled = Self {
+            base: content.clone(),
+            title,
+            body,
+            image,
+            collapse_key,
+            data,
+            tags,
+            content_dynamic: false,
+            dynamic: false,
+        };
+        let content_dynamic = compiled.content_templates().any(Template::is_dynamic);
+        let dynamic = compiled.templates().any(Template::is_dynamic);
+        compiled.content_dynamic = content_dynamic;
+        compiled.dynamic = dynamic;
+        Ok(compiled)
     }
 
-    fn templates(&self) -> impl Iterator<Item = &Template> {
+    fn content_templates(&self) -> impl Iterator<Item = &Template> {
         [&self.title, &self.body, &self.image, &self.collapse_key]
             .into_iter()
             .flatten()
             .chain(self.data.iter().map(|(_, t)| t))
-            .chain(self.tags.iter().map(|(_, t)| t))
+    }
+
+    fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.content_templates().chain(self.tags.iter().map(|(_, t)| t))
     }
 
     /// Does any field need rendering per recipient?
     pub fn is_dynamic(&self) -> bool {
-        self.templates().any(Template::is_dynamic)
+        self.dynamic
     }
 
     /// The least any recipient's payload can weigh: the JSON of the parts that are the same for
@@ -199,9 +221,12 @@ impl CompiledContent {
         &self,
         variables: &Map<String, Value>,
     ) -> Result<(Arc<Content>, BTreeMap<String, String>), RenderError> {
-        let dynamic: Vec<&Template> = self.templates().filter(|t| t.is_dynamic()).collect();
         let _budget = RenderScope::enter();
-        let globals = if dynamic.is_empty() { None } else { Some(Globals::new(variables, dynamic)?) };
+        let globals = if self.dynamic {
+            Some(Globals::new(variables, self.templates().filter(|t| t.is_dynamic()))?)
+        } else {
+            None
+        };
         let render = |t: &Template| match &globals {
             Some(g) => t.render_with(g),
             None => Ok(t.source().to_owned()),
@@ -217,12 +242,7 @@ impl CompiledContent {
             }
             tags.insert(k.clone(), value);
         }
-        let content_is_static = [&self.title, &self.body, &self.image, &self.collapse_key]
-            .into_iter()
-            .flatten()
-            .chain(self.data.iter().map(|(_, t)| t))
-            .all(|t| !t.is_dynamic());
-        if content_is_static {
+        if !self.content_dynamic {
             return Ok((self.base.clone(), tags));
         }
         let mut content = (*self.base).clone();

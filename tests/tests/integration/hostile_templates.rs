@@ -261,3 +261,24 @@ fn the_live_notification_cap_is_configurable_and_can_be_lifted() {
     let default = LocalConfig::from_vars(|_| None).expect("defaults");
     assert_eq!(default.settings.max_live_notifications, Some(pushgate::app::DEFAULT_MAX_LIVE_NOTIFICATIONS));
 }
+
+#[tokio::test]
+async fn another_accounts_live_notifications_do_not_count_against_the_cap() {
+    let app = TestApp::spawn_with(pushgate_fakes::FakeApns::start_h2c().await, |c| {
+        c.settings.max_live_notifications = Some(3);
+    })
+    .await;
+    app.create_apn_credential("app").await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let to: Vec<Value> = (0..3).map(|i| json!({"token": apn_token(i), "provider": "APN"})).collect();
+    let scheduled = json!({"to": to, "content": {"title": "later"}, "schedule": {"sendAt": [in_an_hour]}});
+    // The other account fills its own cap…
+    let (sid, token) = app.add_account();
+    let other = |body: &Value| {
+        app.client.post(format!("{}/v1/PushNotifications", app.base)).basic_auth(&sid, Some(&token)).json(body).send()
+    };
+    assert_eq!(other(&scheduled).await.expect("answered").status(), StatusCode::ACCEPTED);
+    assert_eq!(other(&scheduled).await.expect("answered").status(), StatusCode::TOO_MANY_REQUESTS);
+    // …and this account still has all of its own.
+    app.send(&scheduled).await;
+}

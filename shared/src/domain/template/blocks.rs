@@ -56,12 +56,6 @@ impl Drop for Depth {
     }
 }
 
-/// Resets the nesting counters before a parse (a parse that panicked may have left them up).
-pub(super) fn reset_depths() {
-    BLOCK_DEPTH.with(|d| d.set(0));
-    LOOP_DEPTH.with(|d| d.set(0));
-}
-
 /// A stdlib block whose nesting is counted.
 #[derive(Clone)]
 pub struct Nested<B>(pub B);

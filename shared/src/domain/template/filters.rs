@@ -46,7 +46,7 @@ pub(super) fn panic_caught() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
     /// Size of the result only.
-    Result,
+    Plain,
     /// `replace`/`replace_first`: the exact result size, from the number of matches.
     Replace { first: bool },
     /// `join`: the items and separators add up.
@@ -163,7 +163,7 @@ impl BoundedFilter {
         let overflow = || Error::with_msg(format!("the {} filter overflows a 64-bit integer", self.name));
         let operand = || -> Result<Option<i64>> { Ok(self.argument(0, runtime)?.and_then(|v| integer(v.as_view()))) };
         match self.check {
-            Check::Result => Ok(()),
+            Check::Plain => Ok(()),
             Check::Replace { first } => {
                 let (Some(pattern), Some(replacement)) = (self.argument(0, runtime)?, self.argument(1, runtime)?)
                 else {

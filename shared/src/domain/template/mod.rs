@@ -109,10 +109,9 @@ impl Template {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(Self { inner: None, source: source.into(), roots: Arc::default() });
         }
-        blocks::reset_depths();
+        // The nesting counters are guards: a panic unwinding through the parser resets them too.
         let parsed = catch_unwind(|| PARSER.parse(source)).map_err(|_| {
             filters::panic_caught();
-            blocks::reset_depths();
             TemplateError("the template could not be parsed".into())
         })?;
         let inner = parsed.map_err(|e| TemplateError(first_line(&e.to_string())))?;
@@ -161,12 +160,14 @@ impl Template {
 }
 
 /// One recipient's render: every field rendered while it lives shares one work budget.
-pub struct RenderScope(#[allow(dead_code)] Scope);
+pub struct RenderScope {
+    _budget: Scope,
+}
 
 impl RenderScope {
     /// Starts the budget of one recipient's render on this thread.
     pub fn enter() -> Self {
-        Self(Scope::enter())
+        Self { _budget: Scope::enter() }
     }
 }
 
@@ -222,53 +223,53 @@ fn bounded_filters(b: liquid::ParserBuilder) -> liquid::ParserBuilder {
     register!(
         b,
         Abs => Abs,
-        Append => Result,
-        AtLeast => Result,
-        AtMost => Result,
-        Capitalize => Result,
-        Ceil => Result,
-        Compact => Result,
-        Concat => Result,
-        Date => Result,
-        Default => Result,
+        Append => Plain,
+        AtLeast => Plain,
+        AtMost => Plain,
+        Capitalize => Plain,
+        Ceil => Plain,
+        Compact => Plain,
+        Concat => Plain,
+        Date => Plain,
+        Default => Plain,
         DividedBy => Div,
-        Downcase => Result,
-        Escape => Result,
-        EscapeOnce => Result,
-        First => Result,
-        Floor => Result,
+        Downcase => Plain,
+        Escape => Plain,
+        EscapeOnce => Plain,
+        First => Plain,
+        Floor => Plain,
         Join => Join,
-        Last => Result,
-        Lstrip => Result,
-        Map => Result,
+        Last => Plain,
+        Lstrip => Plain,
+        Map => Plain,
         Minus => Sub,
         Modulo => Rem,
-        NewlineToBr => Result,
+        NewlineToBr => Plain,
         Plus => Add,
-        Prepend => Result,
-        Remove => Result,
-        RemoveFirst => Result,
+        Prepend => Plain,
+        Remove => Plain,
+        RemoveFirst => Plain,
         Replace => Replace { first: false },
         ReplaceFirst => Replace { first: true },
-        Reverse => Result,
-        Round => Result,
-        Rstrip => Result,
-        Size => Result,
-        Slice => Result,
-        Sort => Result,
-        SortNatural => Result,
-        Split => Result,
-        Strip => Result,
-        StripHtml => Result,
-        StripNewlines => Result,
+        Reverse => Plain,
+        Round => Plain,
+        Rstrip => Plain,
+        Size => Plain,
+        Slice => Plain,
+        Sort => Plain,
+        SortNatural => Plain,
+        Split => Plain,
+        Strip => Plain,
+        StripHtml => Plain,
+        StripNewlines => Plain,
         Times => Mul,
-        Truncate => Result,
-        TruncateWords => Result,
-        Uniq => Result,
-        Upcase => Result,
-        UrlDecode => Result,
-        UrlEncode => Result,
-        Where => Result,
+        Truncate => Plain,
+        TruncateWords => Plain,
+        Uniq => Plain,
+        Upcase => Plain,
+        UrlDecode => Plain,
+        UrlEncode => Plain,
+        Where => Plain,
     )
 }
 
