@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pushgate::adapters::aws::dynamodb::DynamoAccountStore;
-use pushgate::adapters::memory::MemoryAccounts;
-use pushgate::app::ports::{AccountStore, CredentialStore, StoreError};
-use pushgate::domain::credential::CredentialBook;
-use pushgate::domain::{Account, AccountId, AppName, AuthToken, Credential, CredentialId, CredentialType, Timestamp};
+use pushgate_aws::dynamodb::DynamoAccountStore;
+use pushgate_core::app::ports::{AccountStore, CredentialStore, StoreError};
+use pushgate_core::domain::credential::CredentialBook;
+use pushgate_core::domain::{
+    Account, AccountId, AppName, AuthToken, Credential, CredentialId, CredentialType, Timestamp,
+};
+use pushgate_memory::MemoryAccounts;
 use ulid::Ulid;
 
 /// The credential store under test.

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
-use pushgate::app::ports::{
+use pushgate_core::app::ports::{
     Chunk, ChunkRecipient, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushWriter, StoreError,
 };
-use pushgate::domain::{
+use pushgate_core::domain::{
     AccountId, Content, CredentialId, DeliveryError, Destination, ErrorCode, Notification, NotificationId,
     NotificationStatus, Operation, OperationId, OperationStatus, Priority, Provider, Senders, Stats, Timestamp, UserId,
 };

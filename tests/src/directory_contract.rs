@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use pushgate::app::ports::{DirectoryStore, PageRequest, StoreError};
-use pushgate::domain::{
+use pushgate_core::app::ports::{DirectoryStore, PageRequest, StoreError};
+use pushgate_core::domain::{
     AccountId, AppName, DeviceRegistration, DeviceRegistrationId, Provider, Timestamp, User, UserId,
 };
 use ulid::Ulid;
@@ -338,7 +338,7 @@ pub async fn of_concurrent_claims_on_one_token_exactly_one_wins(store: Directory
 /// Use-case check (both runtimes): `contenders` new Users register one token in `app` at once;
 /// afterwards exactly one registration holds it, and the token's claim names that registration.
 pub async fn concurrent_registrations_of_one_token_leave_it_in_exactly_one_registration(
-    deps: &pushgate::app::Deps,
+    deps: &pushgate_core::app::Deps,
     account: &AccountId,
     app_name: &str,
     contenders: usize,
@@ -347,7 +347,7 @@ pub async fn concurrent_registrations_of_one_token_leave_it_in_exactly_one_regis
     let tasks: Vec<_> = (0..contenders)
         .map(|_| {
             let (deps, account, body) = (deps.clone(), account.clone(), body.clone());
-            tokio::spawn(async move { pushgate::app::directory::register(&deps, &account, &body).await })
+            tokio::spawn(async move { pushgate_core::app::directory::register(&deps, &account, &body).await })
         })
         .collect();
     let mut users = Vec::new();

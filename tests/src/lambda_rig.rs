@@ -6,10 +6,10 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, StatusCode};
-use pushgate::api::{ApiConfig, Function, router_for};
-use pushgate::app::Deps;
-use pushgate::app::dispatch::QueueMessage;
-use pushgate::domain::{Account, AccountId, AuthToken};
+use pushgate_api::{ApiConfig, Function, router_for};
+use pushgate_core::app::Deps;
+use pushgate_core::app::dispatch::QueueMessage;
+use pushgate_core::domain::{Account, AccountId, AuthToken};
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
 use pushgate_fakes::{FakeApns, FakeFcm};
 use serde_json::{Value, json};
@@ -142,7 +142,7 @@ pub fn rest_api_event(
 pub async fn invoke(deps: &Deps, function: Function, event: &str) -> (StatusCode, HeaderMap, Value) {
     let router = router_for(deps.clone(), ApiConfig::default(), Some(function));
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
-    let response = match pushgate::lambda::handle(router, request).await {
+    let response = match pushgate_glue::lambda::handle(router, request).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
@@ -179,7 +179,7 @@ pub fn failures(response: &SqsBatchResponse) -> Vec<String> {
 }
 
 /// The serverless stack on moto: fresh tables, queue and KMS key, an account, fakes, and the
-/// dependencies exactly as a function builds them (`pushgate::cloud::build_deps`).
+/// dependencies exactly as a function builds them (`pushgate_glue::cloud::build_deps`).
 pub struct AwsRig {
     /// The dependencies.
     pub deps: Deps,
@@ -194,7 +194,7 @@ pub struct AwsRig {
     /// Fake FCM.
     pub fcm: FakeFcm,
     /// The config (tests derive broken variants).
-    pub config: pushgate::cloud::CloudConfig,
+    pub config: pushgate_glue::cloud::CloudConfig,
     /// The SDK configuration.
     pub sdk: aws_config::SdkConfig,
     /// EventBridge Scheduler client (moto never fires schedules: tests read them back).
@@ -205,8 +205,8 @@ pub struct AwsRig {
 
 impl AwsRig {
     /// Builds the rig, or `None` when no emulator is configured.
-    pub async fn new(purpose: &str, tweak: impl FnOnce(&mut pushgate::cloud::CloudConfig)) -> Option<AwsRig> {
-        use pushgate::adapters::aws::dynamodb::{DynamoAccountStore, create_tables, table_definitions};
+    pub async fn new(purpose: &str, tweak: impl FnOnce(&mut pushgate_glue::cloud::CloudConfig)) -> Option<AwsRig> {
+        use pushgate_aws::dynamodb::{DynamoAccountStore, create_tables, table_definitions};
         let sdk = emulator().await?;
         let prefix = format!("pg-{purpose}-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
@@ -234,13 +234,13 @@ impl AwsRig {
 
         let apns = FakeApns::start_h2c().await;
         let fcm = FakeFcm::start_h2c().await;
-        let mut config = pushgate::cloud::CloudConfig::new(
+        let mut config = pushgate_glue::cloud::CloudConfig::new(
             format!("{prefix}push"),
             format!("{prefix}config"),
             format!("{prefix}directory"),
         );
         config.queue_url = Some(queue_url.clone());
-        config.schedules = Some(pushgate::adapters::aws::scheduler::ScheduleTarget {
+        config.schedules = Some(pushgate_aws::scheduler::ScheduleTarget {
             group: group.clone(),
             role_arn: "arn:aws:iam::123456789012:role/pushgate-scheduler".into(),
             queue_arn,
@@ -251,7 +251,7 @@ impl AwsRig {
         config.providers.fcm_endpoint = Some(fcm.base_url());
         config.providers.fcm_token_uris = vec![fcm.token_uri()];
         tweak(&mut config);
-        let deps = pushgate::cloud::build_deps(&config, &sdk).expect("deps build");
+        let deps = pushgate_glue::cloud::build_deps(&config, &sdk).expect("deps build");
 
         let caller = Caller {
             account: AccountId::from_bytes(ulid::Ulid::generate().to_bytes()),
@@ -293,6 +293,6 @@ impl AwsRig {
 
     /// Runs the dispatch function on `messages`.
     pub async fn dispatch(&self, messages: &[QueueMessage]) -> SqsBatchResponse {
-        pushgate::lambda::dispatch(&self.deps, sqs_event(messages)).await
+        pushgate_glue::lambda::dispatch(&self.deps, sqs_event(messages)).await
     }
 }

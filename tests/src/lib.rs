@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pushgate::adapters::memory::{MemoryAccounts, MemoryQueue};
-use pushgate::domain::{Account, AccountId, AuthToken};
-use pushgate::local::{LocalConfig, build};
+use pushgate_core::domain::{Account, AccountId, AuthToken};
 use pushgate_fakes::keys::{ApnsSigningKey, FcmServiceAccount, apns_signing_key, fcm_service_account};
 use pushgate_fakes::{FakeApns, FakeFcm};
+use pushgate_local::{LocalConfig, build};
+use pushgate_memory::{MemoryAccounts, MemoryQueue};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -247,46 +247,46 @@ fn hex(b: &[u8]) -> String {
 /// Use-case dependencies on the memory stores with the given gateway and queue, plus one
 /// account, for tests that drive use cases directly (no HTTP server, no workers).
 pub fn memory_deps(
-    gateway: Arc<dyn pushgate::app::ports::PushGateway>,
-    queue: Arc<dyn pushgate::app::ports::FanoutQueue>,
-) -> (pushgate::app::Deps, AccountId, AuthToken) {
-    use pushgate::adapters::crypto::AesGcmBox;
-    use pushgate::adapters::memory::{MemoryCredentials, MemoryDirectory, MemoryPushStore};
-    use pushgate::adapters::system::{RandomIds, SystemClock};
+    gateway: Arc<dyn pushgate_core::app::ports::PushGateway>,
+    queue: Arc<dyn pushgate_core::app::ports::FanoutQueue>,
+) -> (pushgate_core::app::Deps, AccountId, AuthToken) {
+    use pushgate_core::system::{RandomIds, SystemClock};
+    use pushgate_memory::crypto::AesGcmBox;
+    use pushgate_memory::{MemoryCredentials, MemoryDirectory, MemoryPushStore};
     let accounts = Arc::new(MemoryAccounts::default());
     let account = AccountId::from_bytes(rand_bytes());
     let token = AuthToken::new(hex(&rand_bytes()) + &hex(&rand_bytes()));
     accounts.insert(Account { id: account.clone(), token_hash: token.hash() }).expect("account stored");
-    let deps = pushgate::app::Deps {
+    let deps = pushgate_core::app::Deps {
         push: Arc::new(MemoryPushStore::default()),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts,
         directory: Arc::new(MemoryDirectory::default()),
         queue,
         scheduler: Arc::new(ManualScheduler::default()),
-        events: Arc::new(pushgate::adapters::webhook::InProcessEvents::new(
-            pushgate::local::webhooks(None).expect("a webhook client"),
+        events: Arc::new(pushgate_providers::webhook::InProcessEvents::new(
+            pushgate_providers::webhook::WebhookClient::configured(None).expect("a webhook client"),
             Default::default(),
         )),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
-        pages: pushgate::app::PageTokens::new([8; 32]),
+        pages: pushgate_core::app::PageTokens::new([8; 32]),
         settings: test_config().settings,
-        cpu: pushgate::app::cpu::CpuPool::new(2),
+        cpu: pushgate_core::app::cpu::CpuPool::new(2),
     };
     (deps, account, token)
 }
 
 /// A provider gateway pointed at the given fakes (h2c).
-pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate::app::ports::PushGateway> {
-    use pushgate::adapters::gateway::{ProviderConfig, ProviderGateway};
+pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate_core::app::ports::PushGateway> {
+    use pushgate_providers::gateway::{ProviderConfig, ProviderGateway};
     let config = ProviderConfig {
         apns_endpoint: Some(apns.base_url()),
         fcm_endpoint: Some(fcm.base_url()),
         fcm_token_uris: vec![fcm.token_uri()],
-        http: pushgate::adapters::http::HttpSettings {
+        http: pushgate_providers::http::HttpSettings {
             extra_ca_pem: apns.server_ca_pem().map(String::into_bytes),
             ..Default::default()
         },
@@ -298,16 +298,19 @@ pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate::app::por
 #[derive(Default)]
 pub struct ManualQueue {
     /// Chunks enqueued so far.
-    pub chunks: Mutex<Vec<pushgate::app::ports::Chunk>>,
+    pub chunks: Mutex<Vec<pushgate_core::app::ports::Chunk>>,
     /// When set, `enqueue` fails.
     pub fail: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
-impl pushgate::app::ports::FanoutQueue for ManualQueue {
-    async fn enqueue(&self, chunks: Vec<pushgate::app::ports::Chunk>) -> Result<(), pushgate::app::ports::QueueError> {
+impl pushgate_core::app::ports::FanoutQueue for ManualQueue {
+    async fn enqueue(
+        &self,
+        chunks: Vec<pushgate_core::app::ports::Chunk>,
+    ) -> Result<(), pushgate_core::app::ports::QueueError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(pushgate::app::ports::QueueError("injected failure".into()));
+            return Err(pushgate_core::app::ports::QueueError("injected failure".into()));
         }
         self.chunks.lock().expect("queue lock").extend(chunks);
         Ok(())
@@ -316,7 +319,7 @@ impl pushgate::app::ports::FanoutQueue for ManualQueue {
 
 impl ManualQueue {
     /// Takes the enqueued chunks.
-    pub fn take(&self) -> Vec<pushgate::app::ports::Chunk> {
+    pub fn take(&self) -> Vec<pushgate_core::app::ports::Chunk> {
         std::mem::take(&mut *self.chunks.lock().expect("queue lock"))
     }
 }
@@ -326,12 +329,15 @@ impl ManualQueue {
 #[derive(Default)]
 pub struct ManualScheduler {
     /// Pending releases.
-    pub pending: Mutex<Vec<pushgate::app::ports::Release>>,
+    pub pending: Mutex<Vec<pushgate_core::app::ports::Release>>,
 }
 
 #[async_trait::async_trait]
-impl pushgate::app::ports::Scheduler for ManualScheduler {
-    async fn schedule(&self, release: &pushgate::app::ports::Release) -> Result<(), pushgate::app::ports::QueueError> {
+impl pushgate_core::app::ports::Scheduler for ManualScheduler {
+    async fn schedule(
+        &self,
+        release: &pushgate_core::app::ports::Release,
+    ) -> Result<(), pushgate_core::app::ports::QueueError> {
         self.pending.lock().expect("scheduler lock").push(release.clone());
         Ok(())
     }
@@ -339,9 +345,9 @@ impl pushgate::app::ports::Scheduler for ManualScheduler {
     async fn unschedule(
         &self,
         _: &AccountId,
-        operation: pushgate::domain::OperationId,
+        operation: pushgate_core::domain::OperationId,
         instant: u8,
-    ) -> Result<(), pushgate::app::ports::QueueError> {
+    ) -> Result<(), pushgate_core::app::ports::QueueError> {
         self.pending.lock().expect("scheduler lock").retain(|r| (r.operation_id, r.instant) != (operation, instant));
         Ok(())
     }
@@ -349,7 +355,7 @@ impl pushgate::app::ports::Scheduler for ManualScheduler {
 
 impl ManualScheduler {
     /// The pending releases.
-    pub fn pending(&self) -> Vec<pushgate::app::ports::Release> {
+    pub fn pending(&self) -> Vec<pushgate_core::app::ports::Release> {
         self.pending.lock().expect("scheduler lock").clone()
     }
 }
@@ -403,7 +409,7 @@ pub async fn receive_all(
     queue_url: &str,
     expected: usize,
     visibility_secs: i32,
-) -> Vec<pushgate::app::dispatch::QueueMessage> {
+) -> Vec<pushgate_core::app::dispatch::QueueMessage> {
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     let mut out = Vec::new();
     let mut empty_polls = 0;
@@ -426,7 +432,7 @@ pub async fn receive_all(
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
-            out.push(pushgate::app::dispatch::QueueMessage {
+            out.push(pushgate_core::app::dispatch::QueueMessage {
                 id: m.message_id().unwrap_or_default().to_owned(),
                 body: m.body().unwrap_or_default().to_owned(),
                 receive_count,
@@ -447,7 +453,7 @@ pub async fn receive_all(
 /// APN and an FCM credential in its default App, sending through `queue`.
 pub struct ProviderRig {
     /// The dependencies.
-    pub deps: pushgate::app::Deps,
+    pub deps: pushgate_core::app::Deps,
     /// The account.
     pub account: AccountId,
     /// Its token.
@@ -460,8 +466,8 @@ pub struct ProviderRig {
 
 /// Builds a [`ProviderRig`]; `tweak` adjusts the settings before the credentials are created.
 pub async fn provider_rig(
-    queue: Arc<dyn pushgate::app::ports::FanoutQueue>,
-    tweak: impl FnOnce(&mut pushgate::app::Settings),
+    queue: Arc<dyn pushgate_core::app::ports::FanoutQueue>,
+    tweak: impl FnOnce(&mut pushgate_core::app::Settings),
 ) -> ProviderRig {
     let apns = FakeApns::start_h2c().await;
     let fcm = FakeFcm::start_h2c().await;
@@ -473,7 +479,7 @@ pub async fn provider_rig(
     tweak(&mut deps.settings);
     let create = |body: Value| {
         let (deps, account) = (deps.clone(), account.clone());
-        async move { pushgate::app::credentials::create_credential(&deps, &account, &body).await.expect("credential") }
+        async move { pushgate_core::app::credentials::create_credential(&deps, &account, &body).await.expect("credential") }
     };
     create(apn_credential_body(&key, "app")).await;
     create(fcm_credential_body(&sa, "app")).await;

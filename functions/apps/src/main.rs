@@ -1,8 +1,8 @@
 //! Lambda function `apps`: `/v1/PushNotifications/Apps[/{name}]`: list, fetch and update Apps.
-//! Wiring only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
 
-use pushgate::api::Function;
-use pushgate::lambda::{Error, init_logging, run_http};
+use pushgate_glue::lambda::Function;
+use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,9 +1,9 @@
 //! Lambda function `cancel`: `PATCH /v1/PushNotifications/{id}` and
 //! `PATCH /v1/PushNotifications/Operations/{operationId}` with `{"status": "CANCELED"}`. Wiring
-//! only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+//! only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
 
-use pushgate::api::Function;
-use pushgate::lambda::{Error, init_logging, run_http};
+use pushgate_glue::lambda::Function;
+use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

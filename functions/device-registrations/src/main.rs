@@ -1,9 +1,9 @@
 //! Lambda function `device-registrations`: `/v1/PushNotifications/DeviceRegistrations[/{id}]`:
-//! register, list, fetch and delete devices. Wiring only: the behaviour lives in the `pushgate`
-//! crate (see `pushgate::lambda`).
+//! register, list, fetch and delete devices. Wiring only: the behaviour lives in the shared
+//! crates (see `pushgate_glue::lambda`).
 
-use pushgate::api::Function;
-use pushgate::lambda::{Error, init_logging, run_http};
+use pushgate_glue::lambda::Function;
+use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,7 +1,7 @@
 //! Lambda function `dispatch`: the SQS consumer: delivers queued chunks to APNs and FCM and reports per-message failures.
-//! Wiring only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
 
-use pushgate::lambda::{Error, init_logging, run_dispatch};
+use pushgate_glue::lambda::{Error, init_logging, run_dispatch};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pushgate::local::{Backend, LocalConfig, build, print_banner};
+use pushgate_local::{Backend, LocalConfig, build, print_banner};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: fan-out allocates many small, short-lived objects per notification; glibc malloc
@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
         }
         #[cfg(feature = "aws")]
         Backend::Aws => {
-            let app = pushgate::cloud::build_local(&config, &pushgate::cloud::LocalResources::from_env()).await?;
+            let app =
+                pushgate_local::aws::build_local(&config, &pushgate_local::aws::LocalResources::from_env()).await?;
             print_banner(&app.account, &app.token, app.generated_account, addr);
             app.serve(listener, shutdown_signal(), DRAIN).await?;
         }

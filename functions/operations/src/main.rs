@@ -1,8 +1,8 @@
 //! Lambda function `operations`: `GET /v1/PushNotifications/Operations[/{id}[/Errors]]`: operations and their errors.
-//! Wiring only: the behaviour lives in the `pushgate` crate (see `pushgate::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
 
-use pushgate::api::Function;
-use pushgate::lambda::{Error, init_logging, run_http};
+use pushgate_glue::lambda::Function;
+use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use pushgate::api::Function;
+use pushgate_api::Function;
 use pushgate_tests::lambda_rig::{AwsRig, http_api_event, invoke};
 use pushgate_tests::{bench_send_body, receive_all};
 

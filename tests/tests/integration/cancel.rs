@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use pushgate::app::cancel::{self, NOT_CANCELABLE};
-use pushgate::app::dispatch::{ChunkResult, process_chunk};
-use pushgate::app::ports::Chunk;
-use pushgate::app::{AppError, send};
-use pushgate::domain::{NotificationId, NotificationStatus, OperationId, OperationStatus};
+use pushgate_core::app::cancel::{self, NOT_CANCELABLE};
+use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
+use pushgate_core::app::ports::Chunk;
+use pushgate_core::app::{AppError, send};
+use pushgate_core::domain::{NotificationId, NotificationStatus, OperationId, OperationStatus};
 use pushgate_fakes::{ApnsReply, FcmReply};
 use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
 use reqwest::StatusCode;
@@ -45,7 +45,7 @@ impl Rig {
         self.rig.deps.push.get_notification(&self.rig.account, id).await.expect("read").expect("exists").status
     }
 
-    async fn operation(&self, op: OperationId) -> pushgate::domain::Operation {
+    async fn operation(&self, op: OperationId) -> pushgate_core::domain::Operation {
         self.rig.deps.push.get_operation(&self.rig.account, op).await.expect("read").expect("exists")
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::aws::dynamodb::{DynamoAccountStore, DynamoCredentialStore, create_tables, table_definitions};
+use pushgate_aws::dynamodb::{DynamoAccountStore, DynamoCredentialStore, create_tables, table_definitions};
 use pushgate_tests::config_contract::{Accounts, Credentials};
 use pushgate_tests::emulator;
 
@@ -42,7 +42,7 @@ mod dynamodb_stores {
 #[tokio::test]
 async fn dynamodb_account_items_hold_the_token_hash_as_binary() {
     use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
-    use pushgate::domain::{Account, AccountId, AuthToken};
+    use pushgate_core::domain::{Account, AccountId, AuthToken};
 
     let Some((client, table)) = fresh_config_table().await else { return };
     let store = DynamoAccountStore::new(client.clone(), table.clone());

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::memory::{MemoryAccounts, MemoryCredentials};
+use pushgate_memory::{MemoryAccounts, MemoryCredentials};
 use pushgate_tests::config_contract::{Accounts, Credentials};
 
 async fn memory_credentials() -> Option<Credentials> {

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use pushgate::adapters::aws::dynamodb::{DynamoDirectoryStore, create_tables, table_definitions};
-use pushgate::app::ports::DirectoryStore;
-use pushgate::domain::{AccountId, AppName, DeviceRegistration, DeviceRegistrationId, Provider, UserId};
+use pushgate_aws::dynamodb::{DynamoDirectoryStore, create_tables, table_definitions};
+use pushgate_core::app::ports::DirectoryStore;
+use pushgate_core::domain::{AccountId, AppName, DeviceRegistration, DeviceRegistrationId, Provider, UserId};
 use pushgate_tests::directory_contract::Directory;
 use pushgate_tests::emulator;
 
@@ -48,7 +48,7 @@ async fn dynamodb_claims_key_tokens_by_hash_and_are_queryable_on_by_token() {
         chrono::Utc::now(),
     );
     store.claim_token(&registration, Provider::Fcm, &token, None).await.expect("claimed");
-    let hash = pushgate::domain::directory::token_hash(&token);
+    let hash = pushgate_core::domain::directory::token_hash(&token);
     let found = client
         .query()
         .table_name(&table)

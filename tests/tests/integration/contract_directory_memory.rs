@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::memory::MemoryDirectory;
+use pushgate_memory::MemoryDirectory;
 use pushgate_tests::directory_contract::Directory;
 
 async fn memory_directory() -> Option<Directory> {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::aws::dynamodb::{DynamoPushStore, create_tables, table_definitions};
+use pushgate_aws::dynamodb::{DynamoPushStore, create_tables, table_definitions};
 use pushgate_tests::contract::Store;
 use pushgate_tests::emulator;
 
@@ -43,9 +43,11 @@ mod dynamodb_store {
 #[tokio::test]
 async fn dynamodb_items_expire_seven_days_after_creation() {
     use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
-    use pushgate::app::ports::PushWriter;
-    use pushgate::domain::{AccountId, Content, Destination, Notification, NotificationId, NotificationStatus};
-    use pushgate::domain::{Operation, OperationId, OperationStatus, Priority, Provider, RETENTION, Senders, Stats};
+    use pushgate_core::app::ports::PushWriter;
+    use pushgate_core::domain::{AccountId, Content, Destination, Notification, NotificationId, NotificationStatus};
+    use pushgate_core::domain::{
+        Operation, OperationId, OperationStatus, Priority, Provider, RETENTION, Senders, Stats,
+    };
 
     let Some((client, table)) = fresh_table().await else { return };
     let store = DynamoPushStore::new(client.clone(), table.clone());

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::memory::MemoryPushStore;
+use pushgate_memory::MemoryPushStore;
 use pushgate_tests::contract::Store;
 
 async fn memory_store() -> Option<Store> {

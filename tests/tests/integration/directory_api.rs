@@ -359,7 +359,7 @@ async fn concurrent_registrations_of_one_token_by_new_users_leave_it_in_exactly_
     let (deps, account, _) = pushgate_tests::memory_deps(pushgate_tests::gateway_for(&apns, &fcm), queue);
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
     let body = pushgate_tests::fcm_credential_body(&sa, "app");
-    pushgate::app::credentials::create_credential(&deps, &account, &body).await.expect("credential");
+    pushgate_core::app::credentials::create_credential(&deps, &account, &body).await.expect("credential");
     for _ in 0..20 {
         pushgate_tests::directory_contract::concurrent_registrations_of_one_token_leave_it_in_exactly_one_registration(
             &deps, &account, "app", 8,
@@ -368,13 +368,13 @@ async fn concurrent_registrations_of_one_token_by_new_users_leave_it_in_exactly_
         // The next round starts from a free token.
         for (r, v) in deps
             .directory
-            .registrations_in_app(&account, &pushgate::domain::AppName::parse("app").expect("valid"))
+            .registrations_in_app(&account, &pushgate_core::domain::AppName::parse("app").expect("valid"))
             .await
             .expect("listed")
         {
             deps.directory.delete_registration(&r, v).await.expect("deleted");
             deps.directory
-                .release_token(&account, &r.app_name, pushgate::domain::Provider::Fcm, "contested", &r.id)
+                .release_token(&account, &r.app_name, pushgate_core::domain::Provider::Fcm, "contested", &r.id)
                 .await
                 .expect("released");
         }

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pushgate::adapters::gateway::ProviderGateway;
-use pushgate::app::dispatch::process_chunk;
-use pushgate::app::ports::{PageRequest, PushGateway};
-use pushgate::app::{credentials, queries, send};
-use pushgate::domain::credential::CredentialBook;
-use pushgate::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
+use pushgate_core::app::dispatch::process_chunk;
+use pushgate_core::app::ports::{PageRequest, PushGateway};
+use pushgate_core::app::{credentials, queries, send};
+use pushgate_core::domain::credential::CredentialBook;
+use pushgate_core::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account, p384_private_key_pem};
 use pushgate_fakes::{CannedReply, CannedServer};
+use pushgate_providers::gateway::ProviderGateway;
 use pushgate_tests::{
     ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, capture_logs, captured_logs,
     fcm_credential_body, fcm_token, memory_deps, provider_rig,
@@ -44,7 +44,7 @@ fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Arc<dyn PushGateway> {
         ("FCM_ENDPOINT", fcm),
         ("PUSHGATE_FCM_TOKEN_URIS", token_uris),
     ];
-    let config = pushgate::cloud::CloudConfig::from_lookup(|name| {
+    let config = pushgate_glue::cloud::CloudConfig::from_lookup(|name| {
         env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
     })
     .expect("the configuration reads");
@@ -53,7 +53,11 @@ fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Arc<dyn PushGateway> {
 
 /// Stores an FCM credential without the create use case, as one stored before today's rules:
 /// sealed secret plus an entry in the credential book.
-async fn store_fcm_credential(deps: &pushgate::app::Deps, account: &AccountId, secret: CredentialSecret) -> String {
+async fn store_fcm_credential(
+    deps: &pushgate_core::app::Deps,
+    account: &AccountId,
+    secret: CredentialSecret,
+) -> String {
     let now = chrono::Utc::now();
     let id = CredentialId::from_ulid(ulid::Ulid::generate());
     let plain = serde_json::to_vec(&secret).expect("serializes");
@@ -64,7 +68,7 @@ async fn store_fcm_credential(deps: &pushgate::app::Deps, account: &AccountId, s
         id: id.clone(),
         account_id: account.clone(),
         credential_type: CredentialType::Fcm,
-        app_name: pushgate::domain::AppName::parse("stored").expect("name"),
+        app_name: pushgate_core::domain::AppName::parse("stored").expect("name"),
         is_default: false,
         created_at: now,
         updated_at: now,
@@ -76,16 +80,16 @@ async fn store_fcm_credential(deps: &pushgate::app::Deps, account: &AccountId, s
 
 /// Sends `body`, processes every queued chunk once, and returns the operation's notifications.
 async fn send_and_dispatch(
-    deps: &pushgate::app::Deps,
+    deps: &pushgate_core::app::Deps,
     account: &AccountId,
     queue: &ManualQueue,
     body: Value,
-) -> (OperationId, Vec<pushgate::domain::Notification>) {
+) -> (OperationId, Vec<pushgate_core::domain::Notification>) {
     let op = send::send(deps, account, body).await.expect("accepted");
     for chunk in queue.take() {
         process_chunk(deps, &chunk, 1).await;
     }
-    let filter = pushgate::app::ports::NotificationFilter { operation_id: Some(op), ..Default::default() };
+    let filter = pushgate_core::app::ports::NotificationFilter { operation_id: Some(op), ..Default::default() };
     let page = PageRequest { size: 100, cursor: None };
     let listed = queries::list_notifications(deps, account, &filter, &page).await.expect("listed");
     let mut notifications = Vec::new();
@@ -467,8 +471,8 @@ async fn an_fcm_service_account_whose_key_is_not_rsa_is_refused_at_create() {
 
 #[tokio::test]
 async fn the_webhook_client_does_not_follow_redirects() {
-    use pushgate::adapters::webhook::{Webhook, WebhookClient};
-    use pushgate::domain::{EventType, OperationEvent, OperationStatus, Stats};
+    use pushgate_core::domain::{EventType, OperationEvent, OperationStatus, Stats};
+    use pushgate_providers::webhook::{Webhook, WebhookClient};
     let target = CannedServer::start(vec![("/hook", CannedReply::json(200, &json!({})))]).await;
     let redirector = CannedServer::start(vec![("/hook", CannedReply::redirect(&target.url("/hook")))]).await;
     let account = AccountId::from_bytes([9; 16]);

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pushgate::app::dispatch::{ChunkResult, process_chunk};
-use pushgate::app::ports::{Delivery, DeliveryOutcome, PushGateway};
-use pushgate::app::send;
-use pushgate::domain::NotificationStatus;
+use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
+use pushgate_core::app::ports::{Delivery, DeliveryOutcome, PushGateway};
+use pushgate_core::app::send;
+use pushgate_core::domain::NotificationStatus;
 use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -171,8 +171,8 @@ impl PushGateway for PanicsFor {
 
     fn check_credential(
         &self,
-        secret: &pushgate::domain::CredentialSecret,
-    ) -> Vec<pushgate::app::ports::CredentialProblem> {
+        secret: &pushgate_core::domain::CredentialSecret,
+    ) -> Vec<pushgate_core::app::ports::CredentialProblem> {
         self.inner.check_credential(secret)
     }
 }
@@ -191,12 +191,12 @@ async fn a_panic_while_delivering_one_recipient_fails_it_alone_and_the_chunk_is_
     let op = deps.push.get_operation(&account, id).await.expect("read").expect("exists");
     assert_eq!(
         (op.stats.sent, op.stats.failed, op.status),
-        (2, 1, pushgate::domain::OperationStatus::Completed),
+        (2, 1, pushgate_core::domain::OperationStatus::Completed),
         "{op:?}"
     );
     let failed = deps
         .push
-        .get_notification(&account, pushgate::domain::NotificationId::derive(id, 1))
+        .get_notification(&account, pushgate_core::domain::NotificationId::derive(id, 1))
         .await
         .expect("read")
         .expect("created");
@@ -250,7 +250,7 @@ async fn an_account_over_its_cap_of_live_notifications_gets_429_until_some_are_f
 
 #[test]
 fn the_live_notification_cap_is_configurable_and_can_be_lifted() {
-    use pushgate::local::LocalConfig;
+    use pushgate_local::LocalConfig;
     let read = |value: &'static str| {
         LocalConfig::from_vars(move |name| (name == "PUSHGATE_MAX_LIVE_NOTIFICATIONS").then(|| value.to_owned()))
     };
@@ -259,7 +259,7 @@ fn the_live_notification_cap_is_configurable_and_can_be_lifted() {
     let error = read("-3").expect_err("refused");
     assert_eq!(error.var, "PUSHGATE_MAX_LIVE_NOTIFICATIONS");
     let default = LocalConfig::from_vars(|_| None).expect("defaults");
-    assert_eq!(default.settings.max_live_notifications, Some(pushgate::app::DEFAULT_MAX_LIVE_NOTIFICATIONS));
+    assert_eq!(default.settings.max_live_notifications, Some(pushgate_core::app::DEFAULT_MAX_LIVE_NOTIFICATIONS));
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Emulator tier: credential secrets sealed with KMS envelope encryption (moto's KMS). Skipped by
 //! plain `cargo test`; run by `tests/run`.
 
-use pushgate::adapters::aws::kms::KmsEnvelopeBox;
-use pushgate::app::ports::{SecretBox, StoreError};
+use pushgate_aws::kms::KmsEnvelopeBox;
+use pushgate_core::app::ports::{SecretBox, StoreError};
 use pushgate_tests::emulator;
 
 const SECRET: &[u8] =

@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use pushgate::api::Function;
-use pushgate::app::dispatch::QueueMessage;
+use pushgate_api::Function;
+use pushgate_core::app::dispatch::QueueMessage;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
 use pushgate_tests::lambda_rig::{AwsRig, Caller, failures, http_api_event, invoke, rest_api_event};
 use pushgate_tests::{ManualQueue, apn_token, fcm_credential_body, fcm_token, gateway_for, memory_deps, receive_all};
 use serde_json::{Value, json};
 
-async fn memory_caller() -> (pushgate::app::Deps, Caller) {
+async fn memory_caller() -> (pushgate_core::app::Deps, Caller) {
     let (apns, fcm) = (FakeApns::start_h2c().await, FakeFcm::start_h2c().await);
     let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
     (deps, Caller { account, token })
@@ -68,8 +68,8 @@ async fn a_send_through_an_http_api_event_is_accepted_with_a_location() {
 async fn a_request_without_credentials_is_refused_before_any_route_runs() {
     let (deps, _) = memory_caller().await;
     let stranger = Caller {
-        account: pushgate::domain::AccountId::from_bytes([9; 16]),
-        token: pushgate::domain::AuthToken::new("x".repeat(32)),
+        account: pushgate_core::domain::AccountId::from_bytes([9; 16]),
+        token: pushgate_core::domain::AuthToken::new("x".repeat(32)),
     };
     let event = http_api_event("GET", "/v1/PushNotifications", "$default", &stranger, None);
     let (status, _, body) = invoke(&deps, Function::List, &event).await;
@@ -82,7 +82,7 @@ async fn a_device_registration_through_an_http_api_event_is_accepted_and_fetched
     let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
     let caller = Caller { account, token };
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
-    pushgate::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+    pushgate_core::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
         .await
         .expect("credential");
     let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
@@ -107,11 +107,12 @@ async fn a_user_deleted_through_an_http_api_event_on_the_users_function_loses_it
     let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
     let caller = Caller { account, token };
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
-    pushgate::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+    pushgate_core::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
         .await
         .expect("credential");
     let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
-    let registration = pushgate::app::directory::register(&deps, &caller.account, &body).await.expect("registered");
+    let registration =
+        pushgate_core::app::directory::register(&deps, &caller.account, &body).await.expect("registered");
     let user = format!("/v1/PushNotifications/Users/{}", registration.user_id);
     let (status, _, listed) =
         invoke(&deps, Function::Users, &http_api_event("GET", "/v1/PushNotifications/Users", "prod", &caller, None))
@@ -355,11 +356,11 @@ async fn a_storage_failure_during_send_is_a_503_with_retry_after_and_queues_noth
         .endpoint_url("http://127.0.0.1:9")
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(1))
         .build();
-    let store = pushgate::adapters::aws::dynamodb::DynamoPushStore::new(
+    let store = pushgate_aws::dynamodb::DynamoPushStore::new(
         aws_sdk_dynamodb::Client::from_conf(unreachable),
         rig.config.push_table.clone(),
     );
-    let deps = pushgate::app::Deps { push: Arc::new(store), ..rig.deps.clone() };
+    let deps = pushgate_core::app::Deps { push: Arc::new(store), ..rig.deps.clone() };
     let event = http_api_event("POST", "/v1/PushNotifications", "$default", &rig.caller, Some(&mixed_send(&[1], &[2])));
     let (status, headers, body) = invoke(&deps, Function::Send, &event).await;
     assert!(status.is_server_error(), "{status} {body}");

@@ -1,5 +1,6 @@
-//! The layering rules of the codebase, checked on the source: SDK, a2, reqwest and Lambda types
-//! stay in the adapters and the Lambda entry module; `functions/*/src/main.rs` are wiring only.
+//! The layering rules of the codebase. The crate graph is checked on `cargo metadata` (which crate
+//! may use which); the rest on the source: `functions/*/src/main.rs` are wiring only, and the API
+//! never reads the `Host` header.
 
 use std::path::{Path, PathBuf};
 
@@ -38,25 +39,117 @@ fn mentions(line: &str, name: &str) -> bool {
 const FOREIGN: [&str; 8] =
     ["aws_sdk_", "aws_config", "aws_smithy", "lambda_http", "lambda_runtime", "aws_lambda_events", "a2::", "reqwest"];
 
+/// Each workspace package's normal (non-dev) dependencies, by package name, from `cargo metadata`.
+fn dependency_graph() -> std::collections::BTreeMap<String, Vec<String>> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    packages
+        .iter()
+        .map(|package| {
+            let deps = package["dependencies"]
+                .as_array()
+                .expect("dependencies")
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .map(|d| d["name"].as_str().expect("dependency name").to_owned())
+                .collect();
+            (package["name"].as_str().expect("package name").to_owned(), deps)
+        })
+        .collect()
+}
+
+/// The architecture is the crate graph: which pushgate crate may use which, and which may reach
+/// the outside world. Cargo enforces the edges that exist; this test says which edges may exist,
+/// so that adding one is a visible decision rather than a line in a Cargo.toml.
 #[test]
-fn sdk_provider_and_lambda_types_appear_only_in_adapters_and_the_lambda_entry_module() {
-    let shared = root().join("shared/src");
-    let mut files = Vec::new();
-    rust_files(&shared, &mut files);
-    assert!(files.len() > 20, "found the sources");
-    let mut offenders = Vec::new();
-    for file in &files {
-        let relative = file.strip_prefix(&shared).expect("under shared/src").to_string_lossy().into_owned();
-        if relative.starts_with("adapters/") || relative.starts_with("lambda/") {
-            continue;
-        }
-        for line in code_lines(file) {
-            if let Some(name) = FOREIGN.iter().find(|name| mentions(&line, name)) {
-                offenders.push(format!("{relative}: {name} in `{line}`"));
+fn each_crate_depends_only_on_the_crates_its_layer_allows() {
+    const SDKS: [&str; 10] = [
+        "aws-config",
+        "aws-sdk-dynamodb",
+        "aws-sdk-sqs",
+        "aws-sdk-kms",
+        "aws-sdk-scheduler",
+        "aws_lambda_events",
+        "lambda_http",
+        "lambda_runtime",
+        "a2",
+        "reqwest",
+    ];
+    // (crate, the pushgate crates it may use, the outside crates it may use among SDKS + servers)
+    let rules: [(&str, &[&str], &[&str]); 7] = [
+        ("pushgate-core", &[], &[]),
+        ("pushgate-api", &["pushgate-core"], &["axum"]),
+        ("pushgate-providers", &["pushgate-core"], &["a2", "reqwest"]),
+        ("pushgate-memory", &["pushgate-core"], &[]),
+        (
+            "pushgate-aws",
+            &["pushgate-core"],
+            &["aws-config", "aws-sdk-dynamodb", "aws-sdk-sqs", "aws-sdk-kms", "aws-sdk-scheduler"],
+        ),
+        (
+            "pushgate-glue",
+            &["pushgate-core", "pushgate-api", "pushgate-aws", "pushgate-providers"],
+            &[
+                "aws-config",
+                "aws-sdk-dynamodb",
+                "aws-sdk-sqs",
+                "aws-sdk-kms",
+                "aws-sdk-scheduler",
+                "aws_lambda_events",
+                "lambda_http",
+                "lambda_runtime",
+                "axum",
+            ],
+        ),
+        (
+            "pushgate-local",
+            &[
+                "pushgate-core",
+                "pushgate-api",
+                "pushgate-memory",
+                "pushgate-providers",
+                "pushgate-aws",
+                "pushgate-glue",
+            ],
+            &["axum", "hyper", "hyper-util", "aws-sdk-dynamodb", "aws-sdk-sqs", "aws-sdk-kms"],
+        ),
+    ];
+    let graph = dependency_graph();
+    let mut problems = Vec::new();
+    for (name, internal, external) in rules {
+        let deps = graph.get(name).unwrap_or_else(|| panic!("{name} is a workspace member"));
+        for dep in deps {
+            let outside_rule = if dep.starts_with("pushgate-") {
+                !internal.contains(&dep.as_str())
+            } else {
+                (SDKS.contains(&dep.as_str()) || ["axum", "hyper", "hyper-util"].contains(&dep.as_str()))
+                    && !external.contains(&dep.as_str())
+            };
+            if outside_rule {
+                problems.push(format!("{name} depends on {dep}"));
             }
         }
     }
-    assert!(offenders.is_empty(), "outside the adapters: {offenders:#?}");
+    for (name, deps) in &graph {
+        let is_function =
+            !rules.iter().any(|(r, _, _)| r == name) && !name.starts_with("pushgate-tests") && name != "pushgate-fakes";
+        if is_function {
+            for dep in deps.iter().filter(|d| d.starts_with("pushgate-")) {
+                if !["pushgate-glue", "pushgate-core", "pushgate-api", "pushgate-aws", "pushgate-providers"]
+                    .contains(&dep.as_str())
+                {
+                    problems.push(format!("function {name} depends on {dep}"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "edges the architecture does not allow: {problems:#?}");
 }
 
 #[test]
@@ -87,7 +180,7 @@ fn every_function_main_is_wiring_only() {
 /// (its listen address, or API Gateway's domain), never from a header the client chose.
 #[test]
 fn the_api_layer_never_reads_the_host_header() {
-    let api = root().join("shared/src/api");
+    let api = root().join("shared/api/src");
     let mut files = Vec::new();
     rust_files(&api, &mut files);
     assert!(!files.is_empty(), "found the API sources");

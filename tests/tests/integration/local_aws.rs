@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use pushgate::cloud::{AwsLocalApp, LocalResources, build_local};
-use pushgate::local::LocalConfig;
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
 use pushgate_fakes::{FakeApns, FakeFcm};
+use pushgate_local::LocalConfig;
+use pushgate_local::aws::{AwsLocalApp, LocalResources, build_local};
 use pushgate_tests::{
     apn_credential_body, apn_token, emulator, fcm_credential_body, fcm_token, send_json, test_config,
 };
@@ -63,8 +63,8 @@ async fn the_aws_mode_delivers_through_sqs_and_a_second_process_sees_the_first_o
     config.workers = 2;
     let account_token = format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate());
     config.account = Some((
-        pushgate::domain::AccountId::from_bytes(ulid::Ulid::generate().to_bytes()),
-        pushgate::domain::AuthToken::new(account_token),
+        pushgate_core::domain::AccountId::from_bytes(ulid::Ulid::generate().to_bytes()),
+        pushgate_core::domain::AuthToken::new(account_token),
     ));
     let suffix = ulid::Ulid::generate().to_string().to_ascii_lowercase();
     let names = LocalResources {

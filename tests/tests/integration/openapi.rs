@@ -1,4 +1,4 @@
-//! The OpenAPI document (`shared/openapi.json`) and the router agree: every route the router serves
+//! The OpenAPI document (`shared/api/openapi.json`) and the router agree: every route the router serves
 //! is described, the document describes no route the router lacks, and the document is
 //! well-formed enough for tools (3.1, unique operation ids, responses everywhere, resolvable refs).
 
@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-const DOCUMENT: &str = include_str!("../../../shared/openapi.json");
+const DOCUMENT: &str = include_str!("../../../shared/api/openapi.json");
 
 /// The HTTP methods an OpenAPI path item may hold.
 const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 fn document() -> Value {
-    serde_json::from_str(DOCUMENT).expect("shared/openapi.json is valid JSON")
+    serde_json::from_str(DOCUMENT).expect("shared/api/openapi.json is valid JSON")
 }
 
 /// Every (METHOD, path) the document describes, with its operation object.
@@ -35,7 +35,7 @@ fn documented_routes() -> BTreeSet<(String, String)> {
 }
 
 fn router_routes() -> BTreeSet<(String, String)> {
-    pushgate::api::ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect()
+    pushgate_api::ROUTES.iter().map(|r| (r.method.to_owned(), r.path.to_owned())).collect()
 }
 
 fn listing(routes: &[&(String, String)]) -> String {
@@ -49,7 +49,7 @@ fn every_router_route_is_described_in_the_openapi_document() {
     let missing: Vec<_> = router.difference(&documented).collect();
     assert!(
         missing.is_empty(),
-        "routes the router serves but shared/openapi.json does not describe:{}",
+        "routes the router serves but shared/api/openapi.json does not describe:{}",
         listing(&missing)
     );
 }
@@ -59,7 +59,11 @@ fn the_openapi_document_describes_no_route_the_router_lacks() {
     let documented = documented_routes();
     let router = router_routes();
     let extra: Vec<_> = documented.difference(&router).collect();
-    assert!(extra.is_empty(), "routes shared/openapi.json describes but the router does not serve:{}", listing(&extra));
+    assert!(
+        extra.is_empty(),
+        "routes shared/api/openapi.json describes but the router does not serve:{}",
+        listing(&extra)
+    );
 }
 
 /// Every `$ref` value anywhere in `value`, with the JSON pointer of the object holding it.
@@ -123,5 +127,5 @@ fn the_openapi_document_is_version_3_1_and_every_operation_has_responses_and_an_
         }
     }
 
-    assert!(problems.is_empty(), "problems in shared/openapi.json:\n  {}", problems.join("\n  "));
+    assert!(problems.is_empty(), "problems in shared/api/openapi.json:\n  {}", problems.join("\n  "));
 }

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use pushgate::api::{ApiConfig, router};
-use pushgate::app::dispatch::{ChunkResult, process_chunk};
-use pushgate::app::ports::{NotificationFilter, OperationFilter, PageRequest};
-use pushgate::app::send;
-use pushgate::domain::{NotificationStatus, OperationId, OperationStatus};
+use pushgate_api::{ApiConfig, router};
+use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
+use pushgate_core::app::ports::{NotificationFilter, OperationFilter, PageRequest};
+use pushgate_core::app::send;
+use pushgate_core::domain::{NotificationStatus, OperationId, OperationStatus};
 use pushgate_fakes::keys::fcm_service_account;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
 use pushgate_tests::{ManualQueue, ProviderRig, apn_token, fcm_credential_body, fcm_token, provider_rig};
@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 struct Rig {
-    deps: pushgate::app::Deps,
-    account: pushgate::domain::AccountId,
-    token: pushgate::domain::AuthToken,
+    deps: pushgate_core::app::Deps,
+    account: pushgate_core::domain::AccountId,
+    token: pushgate_core::domain::AuthToken,
     queue: Arc<ManualQueue>,
     apns: FakeApns,
     fcm: FakeFcm,
@@ -184,7 +184,7 @@ async fn shutdown_drains_queued_chunks_before_the_process_exits() {
     config.providers.apns_endpoint = Some(apns.base_url());
     config.providers.fcm_endpoint = Some(fcm.base_url());
     config.providers.fcm_token_uris = vec![fcm.token_uri()];
-    let app = pushgate::local::build(&config).expect("builds");
+    let app = pushgate_local::build(&config).expect("builds");
     let (account, token) = (app.account.to_string(), app.token.expose().to_owned());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -235,7 +235,7 @@ async fn shutdown_finishes_a_request_in_flight_and_does_not_wait_for_idle_connec
     let mut config = pushgate_tests::test_config();
     config.providers.fcm_endpoint = Some(fcm.base_url());
     config.providers.fcm_token_uris = vec![fcm.token_uri()];
-    let app = pushgate::local::build(&config).expect("builds");
+    let app = pushgate_local::build(&config).expect("builds");
     let authorization = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", app.account, app.token.expose()))

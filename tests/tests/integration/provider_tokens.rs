@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use pushgate::adapters::gateway::{ProviderConfig, ProviderGateway};
-use pushgate::adapters::memory::MemoryTokenCache;
-use pushgate::app::ports::{Delivery, DeliveryOutcome, PushGateway, SharedToken, TokenCache};
-use pushgate::domain::{Content, CredentialId, CredentialSecret, CredentialType, Priority};
+use pushgate_core::app::ports::{Delivery, DeliveryOutcome, PushGateway, SharedToken, TokenCache};
+use pushgate_core::domain::{Content, CredentialId, CredentialSecret, CredentialType, Priority};
 use pushgate_fakes::FakeApns;
 use pushgate_fakes::keys::{ApnsSigningKey, apns_signing_key};
+use pushgate_memory::MemoryTokenCache;
+use pushgate_providers::gateway::{ProviderConfig, ProviderGateway};
 use pushgate_tests::apn_token;
 
 fn gateway(apns: &FakeApns, cache: &Arc<MemoryTokenCache>) -> ProviderGateway {
@@ -72,7 +72,7 @@ struct PoisonedCache {
 
 #[async_trait::async_trait]
 impl TokenCache for PoisonedCache {
-    async fn get(&self, key: &str) -> Result<Option<SharedToken>, pushgate::app::ports::StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<SharedToken>, pushgate_core::app::ports::StoreError> {
         if self.replaced.load(std::sync::atomic::Ordering::SeqCst) {
             return self.inner.get(key).await;
         }
@@ -84,7 +84,7 @@ impl TokenCache for PoisonedCache {
         key: &str,
         token: SharedToken,
         stale_before: chrono::DateTime<chrono::Utc>,
-    ) -> Result<SharedToken, pushgate::app::ports::StoreError> {
+    ) -> Result<SharedToken, pushgate_core::app::ports::StoreError> {
         self.replaced.store(true, std::sync::atomic::Ordering::SeqCst);
         self.inner.put(key, token, stale_before).await
     }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use pushgate::app::cancel;
-use pushgate::app::dispatch::{ChunkResult, process_chunk};
-use pushgate::app::ports::{Chunk, QueueError, Release, Scheduler};
-use pushgate::app::schedule::release;
-use pushgate::app::{AppError, send};
-use pushgate::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus};
+use pushgate_core::app::cancel;
+use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
+use pushgate_core::app::ports::{Chunk, QueueError, Release, Scheduler};
+use pushgate_core::app::schedule::release;
+use pushgate_core::app::{AppError, send};
+use pushgate_core::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus};
 use pushgate_tests::{ManualQueue, ManualScheduler, ProviderRig, TestApp, fcm_token, provider_rig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -44,7 +44,7 @@ impl Rig {
         self.rig.deps.push.get_operation(&self.rig.account, op).await.expect("read").expect("exists")
     }
 
-    async fn notification(&self, op: OperationId, slot: u32) -> Option<pushgate::domain::Notification> {
+    async fn notification(&self, op: OperationId, slot: u32) -> Option<pushgate_core::domain::Notification> {
         self.rig.deps.push.get_notification(&self.rig.account, NotificationId::derive(op, slot)).await.expect("read")
     }
 
@@ -206,12 +206,12 @@ impl Scheduler for FailingScheduler {
 async fn a_scheduler_failure_is_a_503_that_leaves_no_operation_no_schedule_and_no_stored_chunk() {
     let r = rig().await;
     let scheduler = Arc::new(FailingScheduler { inner: ManualScheduler::default(), ok: 1 });
-    let deps = pushgate::app::Deps { scheduler: scheduler.clone(), ..r.rig.deps.clone() };
+    let deps = pushgate_core::app::Deps { scheduler: scheduler.clone(), ..r.rig.deps.clone() };
     let result = send::send(&deps, &r.rig.account, scheduled_send([1], &[at(60), at(120)])).await;
     assert!(matches!(result, Err(AppError::Unavailable { .. })), "{result:?}");
     assert!(scheduler.inner.pending().is_empty(), "the first instant's schedule was taken back");
     assert!(r.queue.take().is_empty(), "nothing queued");
-    let page = pushgate::app::ports::PageRequest { size: 10, cursor: None };
+    let page = pushgate_core::app::ports::PageRequest { size: 10, cursor: None };
     let ops = deps.push.list_operations(&r.rig.account, &Default::default(), &page).await.expect("listed");
     assert!(ops.items.is_empty(), "no operation survives");
 }

@@ -4,11 +4,11 @@
 //! deliver its input to the queue themselves, as EventBridge Scheduler would at the instant.
 
 use chrono::Utc;
-use pushgate::adapters::aws::scheduler::schedule_name;
-use pushgate::api::Function;
-use pushgate::app::dispatch::QueueMessage;
-use pushgate::app::ports::QueueBody;
-use pushgate::domain::OperationId;
+use pushgate_api::Function;
+use pushgate_aws::scheduler::schedule_name;
+use pushgate_core::app::dispatch::QueueMessage;
+use pushgate_core::app::ports::QueueBody;
+use pushgate_core::domain::OperationId;
 use pushgate_tests::lambda_rig::{AwsRig, failures};
 use pushgate_tests::{fcm_token, receive_all};
 use reqwest::StatusCode;

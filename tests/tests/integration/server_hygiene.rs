@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pushgate::local::LocalConfig;
 use pushgate_fakes::FakeApns;
+use pushgate_local::LocalConfig;
 use pushgate_tests::{TestApp, apn_token, send_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -4,25 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pushgate::adapters::aws::sqs::SqsQueue;
-use pushgate::app::dispatch::process_messages;
-use pushgate::app::ports::{OperationFilter, PageRequest};
-use pushgate::app::{AppError, send};
-use pushgate::domain::OperationStatus;
+use pushgate_aws::sqs::SqsQueue;
+use pushgate_core::app::dispatch::process_messages;
+use pushgate_core::app::ports::{OperationFilter, PageRequest};
+use pushgate_core::app::{AppError, send};
+use pushgate_core::domain::OperationStatus;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm};
 use pushgate_tests::{ProviderRig, apn_token, emulator, fcm_token, provider_rig, receive_all, test_queue};
 use serde_json::{Value, json};
 
 struct Rig {
-    deps: pushgate::app::Deps,
-    account: pushgate::domain::AccountId,
+    deps: pushgate_core::app::Deps,
+    account: pushgate_core::domain::AccountId,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     apns: FakeApns,
     fcm: FakeFcm,
 }
 
-async fn rig(purpose: &str, tweak: impl FnOnce(&mut pushgate::app::Settings)) -> Option<Rig> {
+async fn rig(purpose: &str, tweak: impl FnOnce(&mut pushgate_core::app::Settings)) -> Option<Rig> {
     let config = emulator().await?;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = test_queue(&sqs, purpose).await;
@@ -75,7 +75,7 @@ async fn a_send_through_sqs_is_delivered_by_processing_the_received_messages_and
 #[tokio::test]
 async fn ten_thousand_recipients_with_variables_fit_in_sqs_messages() {
     let Some(rig) = rig("big", |s| {
-        let defaults = pushgate::app::Settings::default();
+        let defaults = pushgate_core::app::Settings::default();
         s.chunk_size = defaults.chunk_size;
         s.chunk_bytes = defaults.chunk_bytes;
     })
@@ -90,10 +90,10 @@ async fn ten_thousand_recipients_with_variables_fit_in_sqs_messages() {
     send::send(&rig.deps, &rig.account, body).await.expect("accepted: every chunk fits an SQS message");
     let messages = receive_all(&rig.sqs, &rig.queue_url, usize::MAX, 30).await;
     assert!(messages.len() >= 20, "{} messages", messages.len());
-    assert!(messages.iter().all(|m| m.body.len() <= pushgate::adapters::aws::sqs::MAX_BATCH_BYTES));
+    assert!(messages.iter().all(|m| m.body.len() <= pushgate_aws::sqs::MAX_BATCH_BYTES));
     let recipients: usize = messages
         .iter()
-        .map(|m| serde_json::from_str::<pushgate::app::ports::Chunk>(&m.body).expect("a chunk").recipients.len())
+        .map(|m| serde_json::from_str::<pushgate_core::app::ports::Chunk>(&m.body).expect("a chunk").recipients.len())
         .sum();
     assert_eq!(recipients, 10_000);
 }

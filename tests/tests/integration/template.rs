@@ -1,6 +1,6 @@
 //! `template.yaml` (the SAM template at the repository root) agrees with the code:
 //!
-//! - every route of the router (`pushgate::api::ROUTES`) is exactly one `HttpApi` event, on the
+//! - every route of the router (`pushgate_api::ROUTES`) is exactly one `HttpApi` event, on the
 //!   function that serves it, and the template has no route the router lacks;
 //! - the DynamoDB tables equal `table_definitions` (keys, indexes, projection, TTL, attributes);
 //! - the dispatch function consumes the fan-out queue with partial batch failures and bounded
@@ -15,8 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pushgate::adapters::aws::dynamodb::{TableDefinition, table_definitions};
-use pushgate::api::{Function, ROUTES};
+use pushgate_api::{Function, ROUTES};
+use pushgate_aws::dynamodb::{TableDefinition, table_definitions};
 use serde_norway::{Mapping, Value};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
@@ -222,7 +222,8 @@ fn folders_in_functions_dir() -> BTreeSet<String> {
     std::fs::read_dir(FUNCTIONS_DIR)
         .unwrap_or_else(|e| panic!("cannot list {FUNCTIONS_DIR}: {e}"))
         .map(|entry| entry.expect("a readable directory entry"))
-        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        // A function is a folder with a binary; `glue` is the library they share.
+        .filter(|entry| entry.path().join("src/main.rs").is_file())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| name != LOCAL_ONLY)
         .collect()
@@ -375,7 +376,7 @@ fn every_route_is_exactly_one_http_api_event_on_the_function_that_serves_it() {
             )),
         }
     }
-    assert!(problems.is_empty(), "template.yaml and pushgate::api::ROUTES disagree:\n  {}", problems.join("\n  "));
+    assert!(problems.is_empty(), "template.yaml and pushgate_api::ROUTES disagree:\n  {}", problems.join("\n  "));
 }
 
 #[test]
@@ -549,7 +550,7 @@ fn the_templates_tables_are_exactly_the_codes_table_definitions() {
         .collect();
     assert_eq!(
         actual, expected,
-        "template.yaml's tables (left) differ from pushgate::adapters::aws::dynamodb::table_definitions (right)"
+        "template.yaml's tables (left) differ from pushgate_aws::dynamodb::table_definitions (right)"
     );
 }
 
@@ -616,7 +617,7 @@ fn the_fanout_queue_redrives_to_its_dead_letter_queue_after_the_receives_dispatc
     );
     let dlq = resource(&t, "FanoutDeadLetterQueue");
     assert_eq!(dlq["Type"].as_str(), Some("AWS::SQS::Queue"));
-    let max_receives = pushgate::app::Settings::default().max_receives;
+    let max_receives = pushgate_core::app::Settings::default().max_receives;
     assert_eq!(
         number(&redrive["maxReceiveCount"]),
         Some(u64::from(max_receives)),
@@ -702,7 +703,7 @@ fn no_iam_policy_allows_every_resource() {
 #[test]
 fn kms_use_requires_the_encryption_context_the_kms_adapter_sets() {
     let t = template();
-    let context_key = pushgate::adapters::aws::kms::CONTEXT_KEY;
+    let context_key = pushgate_aws::kms::CONTEXT_KEY;
     let mut problems = Vec::new();
     let mut kms_statements = 0;
     for (owner, statement) in all_identity_statements(&t) {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
-use pushgate::adapters::aws::dynamodb::{DynamoTokenCache, create_tables, table_definitions};
-use pushgate::adapters::crypto::AesGcmBox;
-use pushgate::app::ports::{SharedToken, TokenCache};
-use pushgate::domain::Timestamp;
+use pushgate_aws::dynamodb::{DynamoTokenCache, create_tables, table_definitions};
+use pushgate_core::app::ports::{SharedToken, TokenCache};
+use pushgate_core::domain::Timestamp;
+use pushgate_memory::crypto::AesGcmBox;
 use pushgate_tests::emulator;
 
 /// A DynamoDB client, the name of a fresh config table and a cache on it, or `None` without an

@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pushgate::adapters::webhook::Webhook;
-use pushgate::api::Function;
-use pushgate::domain::{Account, AccountId};
+use pushgate_api::Function;
+use pushgate_core::domain::{Account, AccountId};
 use pushgate_fakes::FakeApns;
+use pushgate_providers::webhook::Webhook;
 use pushgate_tests::lambda_rig::{AwsRig, failures};
 use pushgate_tests::webhook::{WebhookReceiver, signature_is_valid};
 use pushgate_tests::{TestApp, fcm_token, receive_all};
@@ -146,7 +146,7 @@ async fn on_moto_events_travel_the_fanout_queue_and_the_dispatch_function_posts_
     let mut config = rig.config.clone();
     config.bootstrap = Some(Account { id: rig.caller.account.clone(), token_hash: rig.caller.token.hash() });
     config.webhook = Some(Webhook { url, secret: SECRET.into() });
-    let deps = pushgate::cloud::build_deps(&config, &rig.sdk).expect("deps build");
+    let deps = pushgate_glue::cloud::build_deps(&config, &rig.sdk).expect("deps build");
     let rig = AwsRig { deps, config, ..rig };
     rig.create_credentials("main").await;
 
@@ -165,8 +165,10 @@ async fn on_moto_events_travel_the_fanout_queue_and_the_dispatch_function_posts_
     // The webhook fails once: the message is a batch item failure, redelivered, then posted.
     hook.script(&[500, 500, 500]);
     assert_eq!(failures(&rig.dispatch(&completion).await), vec![completion[0].id.clone()]);
-    let again: Vec<_> =
-        completion.iter().map(|m| pushgate::app::dispatch::QueueMessage { receive_count: 2, ..m.clone() }).collect();
+    let again: Vec<_> = completion
+        .iter()
+        .map(|m| pushgate_core::app::dispatch::QueueMessage { receive_count: 2, ..m.clone() })
+        .collect();
     assert!(failures(&rig.dispatch(&again).await).is_empty());
     let delivered = hook.delivered();
     let mut kinds = types(&delivered);

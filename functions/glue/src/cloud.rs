@@ -1,0 +1,465 @@
+//! The AWS composition: configuration from the environment and the AWS adapters wired into
+//! [`Deps`], built once per Lambda cold start (or once by `pushgate-local` in its AWS mode).
+//! Clients and HTTP/2 connections live as long as the process.
+//!
+//! A function is given only what it needs (see `template.yaml`): a missing queue URL or KMS key
+//! leaves an adapter that refuses with a clear error (a 503 if a request ever reached it), rather
+//! than a function that cannot start.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rand::RngCore;
+use tracing::warn;
+
+use pushgate_api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
+use pushgate_aws::dynamodb::config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
+use pushgate_aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
+use pushgate_aws::kms::KmsEnvelopeBox;
+use pushgate_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
+use pushgate_aws::sqs::SqsQueue;
+use pushgate_core::app::ports::{
+    AccountStore, Chunk, EventSink, FanoutQueue, QueueError, Release, Scheduler, SecretBox, StoreError, WebhookError,
+};
+use pushgate_core::app::{Deps, PageTokens, Settings};
+use pushgate_core::config::ConfigError;
+use pushgate_core::domain::{Account, AccountId, OperationEvent, OperationId, TokenHash};
+use pushgate_core::system::{RandomIds, SystemClock};
+use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
+use pushgate_providers::webhook::{Webhook, WebhookClient};
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(var, message)
+}
+
+/// Configuration of a function (all from the environment; see the README's table).
+#[derive(Debug, Clone)]
+pub struct CloudConfig {
+    /// `PUSHGATE_PUSH_TABLE`: notifications and operations.
+    pub push_table: String,
+    /// `PUSHGATE_CONFIG_TABLE`: accounts, credential books and secrets, provider tokens.
+    pub config_table: String,
+    /// `PUSHGATE_DIRECTORY_TABLE`: users and device registrations.
+    pub directory_table: String,
+    /// `PUSHGATE_QUEUE_URL`: the fan-out queue (the send function).
+    pub queue_url: Option<String>,
+    /// `PUSHGATE_KMS_KEY_ID`: the key credential secrets are enveloped with.
+    pub kms_key_id: Option<String>,
+    /// `PUSHGATE_SCHEDULE_GROUP`, `PUSHGATE_SCHEDULER_ROLE_ARN`, `PUSHGATE_QUEUE_ARN`: where
+    /// scheduled sends' releases are scheduled (the send and cancel functions).
+    pub schedules: Option<ScheduleTarget>,
+    /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the webhook of the bootstrap account
+    /// (`PUSHGATE_ACCOUNT_ID`) for operation events.
+    pub webhook: Option<Webhook>,
+    /// `PUSHGATE_PAGE_TOKEN_KEY`: secret page tokens are signed with (shared by every function).
+    pub page_token_key: Option<String>,
+    /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN_SHA256`: an account known without a table row.
+    pub bootstrap: Option<Account>,
+    /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
+    pub api: ApiConfig,
+    /// Providers (`APNS_ENDPOINT`, `FCM_ENDPOINT`, `PUSHGATE_FCM_TOKEN_URIS`).
+    pub providers: ProviderConfig,
+    /// Use case tunables.
+    pub settings: Settings,
+}
+
+impl CloudConfig {
+    /// A configuration with the given tables (push, config, directory) and nothing else (tests
+    /// fill in the rest).
+    pub fn new(
+        push_table: impl Into<String>,
+        config_table: impl Into<String>,
+        directory_table: impl Into<String>,
+    ) -> Self {
+        Self {
+            push_table: push_table.into(),
+            config_table: config_table.into(),
+            directory_table: directory_table.into(),
+            queue_url: None,
+            kms_key_id: None,
+            schedules: None,
+            webhook: None,
+            page_token_key: None,
+            bootstrap: None,
+            api: ApiConfig::default(),
+            providers: ProviderConfig::default(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// Reads the configuration from the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests). Empty
+    /// values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &'static str| var(name).ok_or_else(|| err(name, "must be set"));
+        let mut config = Self::new(
+            required("PUSHGATE_PUSH_TABLE")?,
+            required("PUSHGATE_CONFIG_TABLE")?,
+            required("PUSHGATE_DIRECTORY_TABLE")?,
+        );
+        config.queue_url = var("PUSHGATE_QUEUE_URL");
+        config.kms_key_id = var("PUSHGATE_KMS_KEY_ID");
+        config.schedules =
+            match (var("PUSHGATE_SCHEDULE_GROUP"), var("PUSHGATE_SCHEDULER_ROLE_ARN"), var("PUSHGATE_QUEUE_ARN")) {
+                (None, None, None) => None,
+                (Some(group), Some(role_arn), Some(queue_arn)) => Some(ScheduleTarget { group, role_arn, queue_arn }),
+                _ => {
+                    return Err(err(
+                        "PUSHGATE_SCHEDULE_GROUP",
+                        "PUSHGATE_SCHEDULE_GROUP, PUSHGATE_SCHEDULER_ROLE_ARN and PUSHGATE_QUEUE_ARN go together",
+                    ));
+                }
+            };
+        config.page_token_key = var("PUSHGATE_PAGE_TOKEN_KEY");
+        if config.page_token_key.as_ref().is_some_and(|k| k.len() < 32) {
+            return Err(err("PUSHGATE_PAGE_TOKEN_KEY", "must be at least 32 characters"));
+        }
+        config.bootstrap = match (var("PUSHGATE_ACCOUNT_ID"), var("PUSHGATE_AUTH_TOKEN_SHA256")) {
+            (None, None) => None,
+            (Some(id), Some(hash)) => {
+                let id = AccountId::parse(&id)
+                    .map_err(|_| err("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters"))?;
+                let hash = parse_sha256(&hash).ok_or_else(|| {
+                    err("PUSHGATE_AUTH_TOKEN_SHA256", "must be the 64 hex characters of the token's SHA-256")
+                })?;
+                Some(Account { id, token_hash: TokenHash(hash) })
+            }
+            (Some(_), None) => {
+                return Err(err("PUSHGATE_AUTH_TOKEN_SHA256", "must be set when PUSHGATE_ACCOUNT_ID is"));
+            }
+            (None, Some(_)) => {
+                return Err(err("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN_SHA256 is"));
+            }
+        };
+        config.webhook = Webhook::from_env(var)?;
+        if config.webhook.is_some() && config.bootstrap.is_none() {
+            return Err(err("PUSHGATE_WEBHOOK_URL", "is the webhook of PUSHGATE_ACCOUNT_ID, which must be set too"));
+        }
+        config.api.public_url = var("PUSHGATE_PUBLIC_URL");
+        config.api.max_body_bytes = match var("PUSHGATE_MAX_BODY_BYTES") {
+            Some(n) => n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?,
+            None => DEFAULT_MAX_BODY_BYTES,
+        };
+        config.providers.apns_endpoint = var("APNS_ENDPOINT");
+        config.providers.fcm_endpoint = var("FCM_ENDPOINT");
+        if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
+            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+        }
+        Ok(config)
+    }
+}
+
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The SDK configuration from the standard AWS environment (`AWS_REGION`, credentials,
+/// `AWS_ENDPOINT_URL` for moto).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// The page-token key: derived from the shared secret, or random for this process (page tokens
+/// then only work on the instance that issued them: [`CloudConfig::warn_unshared_page_tokens`]
+/// says so where it matters).
+fn page_tokens(secret: Option<&str>) -> PageTokens {
+    match secret {
+        Some(secret) => PageTokens::derive(secret.as_bytes()),
+        None => {
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            PageTokens::new(key)
+        }
+    }
+}
+
+impl CloudConfig {
+    /// Warns when page tokens are signed with a key of this instance only (for the functions
+    /// that issue page tokens; the dispatch function issues none).
+    pub fn warn_unshared_page_tokens(&self) {
+        if self.page_token_key.is_none() {
+            warn!("PUSHGATE_PAGE_TOKEN_KEY is not set: page tokens are signed with a key of this instance only");
+        }
+    }
+}
+
+/// Builds the use cases' dependencies on DynamoDB, SQS, KMS and the real providers.
+pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<Deps, ConfigError> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let secrets: Arc<dyn SecretBox> = match &config.kms_key_id {
+        Some(key) => Arc::new(KmsEnvelopeBox::new(aws_sdk_kms::Client::new(sdk), key.clone())),
+        None => Arc::new(Unconfigured("PUSHGATE_KMS_KEY_ID")),
+    };
+    let sqs = config.queue_url.as_ref().map(|url| SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()));
+    let queue: Arc<dyn FanoutQueue> = match &sqs {
+        Some(queue) => Arc::new(queue.clone()),
+        None => Arc::new(Unconfigured("PUSHGATE_QUEUE_URL")),
+    };
+    let hooks = WebhookClient::configured(config.bootstrap.as_ref().map(|a| &a.id).zip(config.webhook.as_ref()))?;
+    let events = QueuedEvents::new(sqs, hooks);
+    let scheduler: Arc<dyn Scheduler> = match &config.schedules {
+        Some(target) => Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), target.clone())),
+        None => Arc::new(Unconfigured("PUSHGATE_SCHEDULE_GROUP")),
+    };
+    let tokens = DynamoTokenCache::new(dynamo.clone(), config.config_table.clone(), secrets.clone());
+    let gateway = ProviderGateway::new(&config.providers)
+        .map_err(|e| err("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?
+        .with_token_cache(Arc::new(tokens));
+    let accounts = Bootstrapped {
+        bootstrap: config.bootstrap.clone(),
+        store: DynamoAccountStore::new(dynamo.clone(), config.config_table.clone()),
+    };
+    Ok(Deps {
+        push: Arc::new(DynamoPushStore::new(dynamo.clone(), config.push_table.clone())),
+        credentials: Arc::new(DynamoCredentialStore::new(dynamo.clone(), config.config_table.clone())),
+        accounts: Arc::new(accounts),
+        directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
+        queue,
+        scheduler,
+        events: Arc::new(events),
+        gateway: Arc::new(gateway),
+        secrets,
+        clock: Arc::new(SystemClock),
+        ids: Arc::new(RandomIds),
+        pages: page_tokens(config.page_token_key.as_deref()),
+        settings: config.settings.clone(),
+        cpu: pushgate_core::app::cpu::CpuPool::for_this_machine(),
+    })
+}
+
+/// Events on AWS: published as `{"event": …}` messages on the fan-out queue (one SQS call; the
+/// API answers without waiting for the webhook), delivered by the dispatch function, which
+/// retries a few times inline and then leaves the message to SQS (redelivered after the
+/// visibility timeout, dead-lettered after the redrive policy's receives).
+#[derive(Clone, Debug)]
+pub struct QueuedEvents {
+    queue: Option<SqsQueue>,
+    client: WebhookClient,
+}
+
+impl QueuedEvents {
+    /// Queues on `queue` (functions without a queue URL deliver only) and posts with `client`.
+    pub fn new(queue: Option<SqsQueue>, client: WebhookClient) -> Self {
+        Self { queue, client }
+    }
+}
+
+#[async_trait]
+impl EventSink for QueuedEvents {
+    async fn publish(&self, event: OperationEvent) -> Result<(), QueueError> {
+        if !self.client.has(&event.account_id) {
+            return Ok(());
+        }
+        let Some(queue) = &self.queue else {
+            return Err(QueueError("PUSHGATE_QUEUE_URL is not set: cannot queue an operation event".into()));
+        };
+        queue.publish_event(event).await
+    }
+
+    async fn deliver(&self, event: &OperationEvent) -> Result<(), WebhookError> {
+        self.client.post(event).await
+    }
+}
+
+/// Accounts: the bootstrap account from the environment, then the table.
+struct Bootstrapped {
+    bootstrap: Option<Account>,
+    store: DynamoAccountStore,
+}
+
+#[async_trait]
+impl AccountStore for Bootstrapped {
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        match &self.bootstrap {
+            Some(account) if &account.id == id => Ok(Some(account.clone())),
+            _ => self.store.get_account(id).await,
+        }
+    }
+}
+
+/// What a function was not configured for: refuses, naming the missing variable.
+struct Unconfigured(&'static str);
+
+#[async_trait]
+impl FanoutQueue for Unconfigured {
+    async fn enqueue(&self, _: Vec<Chunk>) -> Result<(), QueueError> {
+        Err(QueueError(format!("{} is not set for this function", self.0)))
+    }
+}
+
+#[async_trait]
+impl Scheduler for Unconfigured {
+    async fn schedule(&self, _: &Release) -> Result<(), QueueError> {
+        Err(QueueError(format!("{} is not set for this function", self.0)))
+    }
+
+    async fn unschedule(&self, _: &AccountId, _: OperationId, _: u8) -> Result<(), QueueError> {
+        Err(QueueError(format!("{} is not set for this function", self.0)))
+    }
+}
+
+#[async_trait]
+impl SecretBox for Unconfigured {
+    async fn seal(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Err(StoreError::Unavailable(format!("{} is not set for this function", self.0)))
+    }
+
+    async fn open(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Err(StoreError::Unavailable(format!("{} is not set for this function", self.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn a_webhook_needs_its_secret_and_the_bootstrap_account_and_schedules_need_all_three_settings() {
+        let tables = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = tables.to_vec();
+            all.extend_from_slice(extra);
+            CloudConfig::from_lookup(lookup(&all))
+        };
+        let account = [
+            ("PUSHGATE_ACCOUNT_ID", "AC0123456789abcdef0123456789abcdef"),
+            ("PUSHGATE_AUTH_TOKEN_SHA256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+        ];
+        let url = ("PUSHGATE_WEBHOOK_URL", "https://hooks.example.com/push");
+        let secret = ("PUSHGATE_WEBHOOK_SECRET", "sixteen-chars-at-least");
+        assert_eq!(with(&[url]).expect_err("no secret").var, "PUSHGATE_WEBHOOK_SECRET");
+        assert_eq!(with(&[url, secret]).expect_err("no account").var, "PUSHGATE_WEBHOOK_URL");
+        assert_eq!(
+            with(&[url, ("PUSHGATE_WEBHOOK_SECRET", "short")]).expect_err("short").var,
+            "PUSHGATE_WEBHOOK_SECRET"
+        );
+        assert_eq!(
+            with(&[("PUSHGATE_WEBHOOK_URL", "ftp://x"), secret, account[0], account[1]]).expect_err("scheme").var,
+            "PUSHGATE_WEBHOOK_URL"
+        );
+        let ok = with(&[url, secret, account[0], account[1]]).expect("complete");
+        assert_eq!(ok.webhook.map(|w| w.url), Some(url.1.to_owned()));
+        assert!(!format!("{:?}", with(&[url, secret, account[0], account[1]]).expect("ok").webhook).contains(secret.1));
+
+        let e = with(&[("PUSHGATE_SCHEDULE_GROUP", "g")]).expect_err("group alone");
+        assert_eq!(e.var, "PUSHGATE_SCHEDULE_GROUP");
+        let ok = with(&[
+            ("PUSHGATE_SCHEDULE_GROUP", "g"),
+            ("PUSHGATE_SCHEDULER_ROLE_ARN", "arn:aws:iam::1:role/r"),
+            ("PUSHGATE_QUEUE_ARN", "arn:aws:sqs:us-east-1:1:q"),
+        ])
+        .expect("all three");
+        assert_eq!(ok.schedules.map(|s| s.group), Some("g".to_owned()));
+    }
+
+    #[test]
+    fn the_tables_are_required_and_named_in_the_error() {
+        let e = CloudConfig::from_lookup(lookup(&[("PUSHGATE_PUSH_TABLE", "p")])).expect_err("config table missing");
+        assert_eq!(e.var, "PUSHGATE_CONFIG_TABLE");
+        let e = CloudConfig::from_lookup(lookup(&[("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c")]))
+            .expect_err("directory table missing");
+        assert_eq!(e.var, "PUSHGATE_DIRECTORY_TABLE");
+        let ok = CloudConfig::from_lookup(lookup(&[
+            ("PUSHGATE_PUSH_TABLE", "p"),
+            ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
+        ]))
+        .expect("all three tables given");
+        assert_eq!(ok.directory_table, "d");
+    }
+
+    #[test]
+    fn empty_values_count_as_unset_so_an_empty_template_parameter_means_the_real_provider() {
+        let config = CloudConfig::from_lookup(lookup(&[
+            ("PUSHGATE_PUSH_TABLE", "p"),
+            ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
+            ("APNS_ENDPOINT", ""),
+            ("PUSHGATE_QUEUE_URL", "  "),
+        ]))
+        .expect("valid");
+        assert_eq!(config.providers.apns_endpoint, None);
+        assert_eq!(config.queue_url, None);
+    }
+
+    #[test]
+    fn the_bootstrap_account_needs_an_id_and_a_sha256_of_its_token() {
+        let base = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
+        let id = "AC0123456789abcdef0123456789abcdef";
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let ok = CloudConfig::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            base[2],
+            ("PUSHGATE_ACCOUNT_ID", id),
+            ("PUSHGATE_AUTH_TOKEN_SHA256", hash),
+        ]))
+        .expect("valid");
+        let account = ok.bootstrap.expect("bootstrap account");
+        assert!(account.verify(&pushgate_core::domain::AuthToken::new("test")));
+        let bad = CloudConfig::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            base[2],
+            ("PUSHGATE_ACCOUNT_ID", id),
+            ("PUSHGATE_AUTH_TOKEN_SHA256", "not-hex"),
+        ]))
+        .expect_err("bad hash");
+        assert_eq!(bad.var, "PUSHGATE_AUTH_TOKEN_SHA256");
+        let alone = CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_ACCOUNT_ID", id)]))
+            .expect_err("hash missing");
+        assert_eq!(alone.var, "PUSHGATE_AUTH_TOKEN_SHA256");
+    }
+
+    #[test]
+    fn fcm_token_uris_are_read_as_a_list_and_a_bad_entry_names_the_variable() {
+        let base = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
+        let unset = CloudConfig::from_lookup(lookup(&base)).expect("valid");
+        assert!(unset.providers.fcm_token_uris.is_empty(), "unset: Google's endpoints");
+        let listed = CloudConfig::from_lookup(lookup(&[
+            base[0],
+            base[1],
+            base[2],
+            ("PUSHGATE_FCM_TOKEN_URIS", "https://oauth2.googleapis.com/token,http://127.0.0.1:8080/token"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            listed.providers.fcm_token_uris,
+            ["https://oauth2.googleapis.com/token", "http://127.0.0.1:8080/token"]
+        );
+        let bad =
+            CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_FCM_TOKEN_URIS", "not a url")]))
+                .expect_err("not a URL");
+        assert_eq!(bad.var, "PUSHGATE_FCM_TOKEN_URIS");
+    }
+
+    #[test]
+    fn a_short_page_token_key_is_refused() {
+        let e = CloudConfig::from_lookup(lookup(&[
+            ("PUSHGATE_PUSH_TABLE", "p"),
+            ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
+            ("PUSHGATE_PAGE_TOKEN_KEY", "short"),
+        ]))
+        .expect_err("too short");
+        assert_eq!(e.var, "PUSHGATE_PAGE_TOKEN_KEY");
+    }
+}

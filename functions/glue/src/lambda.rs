@@ -1,0 +1,122 @@
+//! The Lambda entry points: the HTTP functions run the shared router through
+//! `lambda_http`; the dispatch function turns an SQS batch into chunk processing and reports
+//! per-message failures. Every `functions/*/src/main.rs` is one call into this module.
+
+use std::convert::Infallible;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use axum::body::Body;
+use http::Response;
+use lambda_http::request::RequestContext;
+use lambda_http::{RequestExt, service_fn};
+use lambda_runtime::LambdaEvent;
+use tower::ServiceExt;
+
+use crate::cloud::{CloudConfig, build_deps, sdk_config};
+pub use pushgate_api::Function;
+use pushgate_api::{PublicBase, router_for};
+use pushgate_core::app::Deps;
+use pushgate_core::app::dispatch::{QueueMessage, process_messages};
+
+/// Anything that stops a function from starting or running.
+pub type Error = lambda_runtime::Error;
+
+/// Structured logs for CloudWatch (`AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, JSON when the function's
+/// log format is JSON).
+pub fn init_logging() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+async fn deps_from_env() -> Result<Deps, Error> {
+    let config = CloudConfig::from_env()?;
+    let sdk = sdk_config().await;
+    Ok(build_deps(&config, &sdk)?)
+}
+
+/// Runs the HTTP function `function`: its routes of the shared router, built once per cold start.
+pub async fn run_http(function: Function) -> Result<(), Error> {
+    let config = CloudConfig::from_env()?;
+    config.warn_unshared_page_tokens();
+    let sdk = sdk_config().await;
+    let router = router_for(build_deps(&config, &sdk)?, config.api.clone(), Some(function));
+    lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
+}
+
+/// Serves one API Gateway request (REST v1 or HTTP API v2 event) with `router`.
+///
+/// API Gateway puts the stage in front of the path of a REST API (`/prod/v1/...`) and of an HTTP
+/// API with a named stage; the router knows the API's own paths only, so the stage prefix is
+/// removed first.
+///
+/// The base of the answer's absolute links (unless `PUSHGATE_PUBLIC_URL` is set) is the domain
+/// API Gateway received the request on, from the request context AWS writes (`domainName`), never
+/// the `Host` header the client wrote; with the stage prefix when the path had one, so the link
+/// works as it is.
+pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Result<Response<Body>, Infallible> {
+    let (stage, domain) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => (ctx.stage.clone(), ctx.domain_name.clone()),
+        Some(RequestContext::ApiGatewayV2(ctx)) => (ctx.stage.clone(), ctx.domain_name.clone()),
+        _ => (None, None),
+    };
+    let (mut parts, body) = request.into_parts();
+    let mut prefix = String::new();
+    if let Some(stage) = stage.filter(|s| s != "$default")
+        && let Some(rest) = parts.uri.path().strip_prefix(&format!("/{stage}"))
+        && (rest == "/v1" || rest.starts_with("/v1/"))
+    {
+        let rewritten = match parts.uri.query() {
+            Some(query) => format!("{rest}?{query}"),
+            None => rest.to_owned(),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            parts.uri = uri;
+            prefix = format!("/{stage}");
+        }
+    }
+    if let Some(domain) = domain.filter(|d| !d.is_empty()) {
+        parts.extensions.insert(PublicBase::new(&format!("https://{domain}{prefix}")));
+    }
+    let request = http::Request::from_parts(parts, Body::new(body));
+    router.oneshot(request).await
+}
+
+/// Runs the dispatch function: SQS batches of chunks, built once per cold start.
+pub async fn run_dispatch() -> Result<(), Error> {
+    let deps = deps_from_env().await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Infallible>(dispatch(deps, event.payload).await)
+    }))
+    .await
+}
+
+/// Processes one SQS batch. Messages whose chunk must be retried (or that cannot be read, so they
+/// end in the dead-letter queue) are reported as batch item failures; the rest are done.
+pub async fn dispatch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
+    let messages: Vec<QueueMessage> = event
+        .records
+        .into_iter()
+        .filter_map(|record| {
+            Some(QueueMessage {
+                receive_count: record
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1),
+                id: record.message_id?,
+                body: record.body.unwrap_or_default(),
+            })
+        })
+        .collect();
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = process_messages(deps, &messages)
+        .await
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}

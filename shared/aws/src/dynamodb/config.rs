@@ -1,0 +1,290 @@
+//! Credentials and Apps, accounts, and the shared APNs provider-token cache on DynamoDB: the
+//! [`CredentialStore`], [`AccountStore`] and [`TokenCache`] ports, with the same semantics as
+//! `adapters::memory::{MemoryCredentials, MemoryAccounts}` (the config contract suite in `tests/`
+//! runs the same checks against both).
+//!
+//! # Item design (the config table, see [`tables`](super::tables))
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: the serde form of [`CredentialBook`]), `version` (number) |
+//! | sealed secret | `SECRET#{account}` | credential id | `sealed` (binary: what the [`SecretBox`] produced) |
+//! | account | `ACCOUNT#{id}` | `ACCOUNT` | `tokenHash` (binary: the 32-byte SHA-256 of the auth token) |
+//! | provider token | `TOKEN#{key}` | `TOKEN` | `sealed` (binary: the token sealed with AAD = key), `mintedAt` (number, epoch ms), `expiresAt` (number, epoch s) |
+//!
+//! - Every credential key starts with the account id: another account's book or secret is
+//!   simply not found.
+//! - The book is one item saved whole (it is small by construction: ≤ 10 Apps × 10
+//!   credentials). It is stored with `serde_dynamo`, like the push store's records: one codec
+//!   for every adapter, and the item stays readable in the console (a JSON string would be
+//!   opaque and need a second codec). `save_book` is a conditional `PutItem` writing version
+//!   `expected + 1`: `attribute_not_exists(pk)` when `expected` is 0, else `version = :expected`;
+//!   a lost condition is `Conflict`.
+//! - Secrets are stored as sealed; this adapter never sees a plaintext credential.
+//! - The auth token hash is binary, never a readable string.
+//! - Provider tokens are sealed with the [`SecretBox`] (AAD = the cache key) so a table read
+//!   alone does not yield a usable token. `expiresAt` = `mintedAt` + 1 hour (a provider token is
+//!   useless by then) is the TTL attribute. `put` is a conditional `PutItem`
+//!   (`attribute_not_exists(pk) OR mintedAt < :stale_before`); on a lost condition the winner is
+//!   returned (`ReturnValuesOnConditionCheckFailure = ALL_OLD`, read consistently if the error
+//!   carries no item).
+//! - Every read is `ConsistentRead`.
+//!
+//! SDK errors are mapped by [`store_error`]; no SDK type leaves `adapters::aws`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use chrono::DateTime;
+use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
+
+use super::{Item, codec_error, delete_item, get_item, key, n, store_error};
+use pushgate_core::app::ports::{AccountStore, CredentialStore, SecretBox, SharedToken, StoreError, TokenCache};
+use pushgate_core::domain::credential::CredentialBook;
+use pushgate_core::domain::{Account, AccountId, CredentialId, Timestamp, TokenHash};
+
+/// How long a provider token item lives before DynamoDB TTL may delete it.
+const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
+fn book_pk(account: &AccountId) -> String {
+    format!("BOOK#{account}")
+}
+
+fn secret_pk(account: &AccountId) -> String {
+    format!("SECRET#{account}")
+}
+
+fn account_pk(id: &AccountId) -> String {
+    format!("ACCOUNT#{id}")
+}
+
+fn token_pk(cache_key: &str) -> String {
+    format!("TOKEN#{cache_key}")
+}
+
+fn b(bytes: impl Into<Vec<u8>>) -> AttributeValue {
+    AttributeValue::B(Blob::new(bytes))
+}
+
+fn malformed(what: &str) -> StoreError {
+    StoreError::Unexpected(format!("malformed DynamoDB item: {what}"))
+}
+
+/// Takes the binary attribute `name` out of `item`.
+fn take_binary(item: &mut Item, name: &str) -> Result<Vec<u8>, StoreError> {
+    match item.remove(name) {
+        Some(AttributeValue::B(blob)) => Ok(blob.into_inner()),
+        _ => Err(malformed(&format!("`{name}` is not binary"))),
+    }
+}
+
+/// The number attribute `name` of `item`.
+fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().map_err(|_| malformed(&format!("`{name}` is out of range"))),
+        _ => Err(malformed(&format!("`{name}` is not a number"))),
+    }
+}
+
+/// Credential books and sealed credential secrets in the config table (see the module docs).
+#[derive(Clone, Debug)]
+pub struct DynamoCredentialStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoCredentialStore {
+    /// Uses the config table `table` (its name comes from the template's environment).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+#[async_trait]
+impl CredentialStore for DynamoCredentialStore {
+    async fn load_book(&self, account: &AccountId) -> Result<(CredentialBook, u64), StoreError> {
+        let Some(mut item) = get_item(&self.client, &self.table, key(book_pk(account), "BOOK")).await? else {
+            return Ok((CredentialBook::default(), 0));
+        };
+        let version = number(&item, "version")?;
+        let book = item.remove("book").ok_or_else(|| malformed("a book item without `book`"))?;
+        Ok((from_attribute_value(book).map_err(codec_error)?, version))
+    }
+
+    async fn save_book(&self, account: &AccountId, book: &CredentialBook, expected: u64) -> Result<(), StoreError> {
+        let mut item = key(book_pk(account), "BOOK");
+        item.insert("book".to_owned(), to_attribute_value(book).map_err(codec_error)?);
+        item.insert("version".to_owned(), n(expected + 1));
+        let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
+        let request = if expected == 0 {
+            request.condition_expression("attribute_not_exists(pk)")
+        } else {
+            request.condition_expression("version = :expected").expression_attribute_values(":expected", n(expected))
+        };
+        request.send().await.map_err(|e| store_error("PutItem (book)", e))?;
+        Ok(())
+    }
+
+    async fn put_secret(&self, account: &AccountId, id: &CredentialId, sealed: Vec<u8>) -> Result<(), StoreError> {
+        let mut item = key(secret_pk(account), id);
+        item.insert("sealed".to_owned(), b(sealed));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem (secret)", e))?;
+        Ok(())
+    }
+
+    async fn get_secret(&self, account: &AccountId, id: &CredentialId) -> Result<Option<Vec<u8>>, StoreError> {
+        get_item(&self.client, &self.table, key(secret_pk(account), id))
+            .await?
+            .map(|mut item| take_binary(&mut item, "sealed"))
+            .transpose()
+    }
+
+    async fn delete_secret(&self, account: &AccountId, id: &CredentialId) -> Result<(), StoreError> {
+        delete_item(&self.client, &self.table, key(secret_pk(account), id), "DeleteItem (secret)").await
+    }
+}
+
+/// Accounts in the config table (see the module docs).
+#[derive(Clone, Debug)]
+pub struct DynamoAccountStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoAccountStore {
+    /// Uses the config table `table` (its name comes from the template's environment).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Adds (or replaces) an account: for test set-up and the local AWS mode.
+    pub async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
+        let mut item = key(account_pk(&account.id), "ACCOUNT");
+        item.insert("tokenHash".to_owned(), b(account.token_hash.0));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem (account)", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AccountStore for DynamoAccountStore {
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let Some(mut item) = get_item(&self.client, &self.table, key(account_pk(id), "ACCOUNT")).await? else {
+            return Ok(None);
+        };
+        let hash: [u8; 32] =
+            take_binary(&mut item, "tokenHash")?.try_into().map_err(|_| malformed("`tokenHash` is not 32 bytes"))?;
+        Ok(Some(Account { id: id.clone(), token_hash: TokenHash(hash) }))
+    }
+}
+
+/// Provider tokens shared by every process, sealed, in the config table (see the module docs).
+#[derive(Clone)]
+pub struct DynamoTokenCache {
+    client: Client,
+    table: String,
+    secrets: Arc<dyn SecretBox>,
+}
+
+impl fmt::Debug for DynamoTokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoTokenCache").field("table", &self.table).finish_non_exhaustive()
+    }
+}
+
+impl DynamoTokenCache {
+    /// Uses the config table `table`, sealing tokens with `secrets`.
+    pub fn new(client: Client, table: impl Into<String>, secrets: Arc<dyn SecretBox>) -> Self {
+        Self { client, table: table.into(), secrets }
+    }
+
+    /// Opens a stored token item.
+    async fn decode(&self, cache_key: &str, mut item: Item) -> Result<SharedToken, StoreError> {
+        let minted_ms: i64 = number(&item, "mintedAt")?;
+        let minted_at =
+            DateTime::from_timestamp_millis(minted_ms).ok_or_else(|| malformed("`mintedAt` is out of range"))?;
+        let sealed = take_binary(&mut item, "sealed")?;
+        let token = self.secrets.open(&sealed, cache_key.as_bytes()).await?;
+        let token = String::from_utf8(token).map_err(|_| malformed("the token is not UTF-8"))?;
+        Ok(SharedToken { token, minted_at })
+    }
+
+    /// The token item for `token` under `cache_key`.
+    async fn encode(&self, cache_key: &str, token: &SharedToken) -> Result<Item, StoreError> {
+        let sealed = self.secrets.seal(token.token.as_bytes(), cache_key.as_bytes()).await?;
+        let mut item = key(token_pk(cache_key), "TOKEN");
+        item.insert("sealed".to_owned(), b(sealed));
+        item.insert("mintedAt".to_owned(), n(token.minted_at.timestamp_millis()));
+        item.insert("expiresAt".to_owned(), n(expires_at(&token.minted_at)));
+        Ok(item)
+    }
+}
+
+fn expires_at(minted: &Timestamp) -> i64 {
+    (*minted + TOKEN_LIFETIME).timestamp()
+}
+
+#[async_trait]
+impl TokenCache for DynamoTokenCache {
+    async fn get(&self, cache_key: &str) -> Result<Option<SharedToken>, StoreError> {
+        match get_item(&self.client, &self.table, key(token_pk(cache_key), "TOKEN")).await? {
+            Some(item) => Ok(Some(self.decode(cache_key, item).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(
+        &self,
+        cache_key: &str,
+        token: SharedToken,
+        stale_before: Timestamp,
+    ) -> Result<SharedToken, StoreError> {
+        let item = self.encode(cache_key, &token).await?;
+        // Two attempts: the winner can only vanish between our write and our read if it was
+        // deleted meanwhile, and then our token may take its place.
+        for _ in 0..2 {
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression("attribute_not_exists(pk) OR mintedAt < :stale_before")
+                .expression_attribute_values(":stale_before", n(stale_before.timestamp_millis()))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(token),
+                Err(err) => err,
+            };
+            let Some(PutItemError::ConditionalCheckFailedException(lost)) = err.as_service_error() else {
+                return Err(store_error("PutItem (token)", err));
+            };
+            let stored = match lost.item() {
+                Some(old) => Some(old.clone()),
+                None => get_item(&self.client, &self.table, key(token_pk(cache_key), "TOKEN")).await?,
+            };
+            if let Some(stored) = stored {
+                return self.decode(cache_key, stored).await;
+            }
+        }
+        Err(StoreError::Conflict)
+    }
+}
