@@ -195,3 +195,99 @@ fn the_api_layer_never_reads_the_host_header() {
     }
     assert!(offenders.is_empty(), "the API reads Host: {offenders:#?}");
 }
+
+/// The first-level modules of `dir` (`x.rs` or `x/mod.rs`), each with its source text.
+fn modules_in(dir: &Path) -> Vec<(String, String)> {
+    let mut modules = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable module dir").flatten() {
+        let path = entry.path();
+        let name = path.file_stem().expect("a file name").to_string_lossy().into_owned();
+        let mut files = Vec::new();
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else if path.extension().is_some_and(|e| e == "rs") && name != "mod" {
+            files.push(path.clone());
+        }
+        let code: Vec<String> = files.iter().flat_map(|f| code_lines(f)).collect();
+        if !files.is_empty() {
+            modules.push((name, code.join("\n")));
+        }
+    }
+    modules
+}
+
+/// The sibling modules `code` names through `prefix` (`super::x`, `super::{x, y}`,
+/// `crate::app::x`): identifiers after the prefix, alone or in a braced list.
+fn named_after(code: &str, prefix: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        let rest = &code[at + prefix.len()..];
+        let list = match rest.strip_prefix('{') {
+            Some(inner) => inner.split('}').next().unwrap_or_default(),
+            None => rest,
+        };
+        for item in list.split(',') {
+            let ident: String = item.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !ident.is_empty() {
+                names.push(ident);
+            }
+        }
+    }
+    names
+}
+
+/// Inside the core, the modules of `app` and of `domain` form no cycle (a cycle means a helper
+/// filed in the wrong module), and `domain` never reaches into `app`.
+#[test]
+fn the_core_modules_form_no_cycle_and_the_domain_never_uses_the_use_cases() {
+    let core = root().join("shared/core/src");
+    let mut problems = Vec::new();
+    for layer in ["app", "domain"] {
+        let modules = modules_in(&core.join(layer));
+        assert!(modules.len() > 5, "found the {layer} modules");
+        let names: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
+        let mut edges: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> = Default::default();
+        for (name, code) in &modules {
+            if layer == "domain" && code.contains("crate::app") {
+                problems.push(format!("domain::{name} uses crate::app"));
+            }
+            let mut named = named_after(code, "super::");
+            named.extend(named_after(code, &format!("crate::{layer}::")));
+            for other in named {
+                if let Some(&target) = names.iter().find(|n| **n == other)
+                    && target != name
+                {
+                    edges.entry(name.as_str()).or_default().insert(target);
+                }
+            }
+        }
+        // Depth-first search for a back edge; the path to it is the cycle.
+        fn visit<'a>(
+            node: &'a str,
+            edges: &std::collections::BTreeMap<&'a str, std::collections::BTreeSet<&'a str>>,
+            path: &mut Vec<&'a str>,
+            done: &mut std::collections::BTreeSet<&'a str>,
+            cycles: &mut Vec<String>,
+        ) {
+            if let Some(at) = path.iter().position(|n| *n == node) {
+                cycles.push([&path[at..], &[node]].concat().join(" → "));
+                return;
+            }
+            if !done.insert(node) {
+                return;
+            }
+            path.push(node);
+            for next in edges.get(node).into_iter().flatten() {
+                visit(next, edges, path, done, cycles);
+            }
+            path.pop();
+        }
+        let mut cycles = Vec::new();
+        let mut done = std::collections::BTreeSet::new();
+        for name in &names {
+            visit(name, &edges, &mut Vec::new(), &mut done, &mut cycles);
+        }
+        problems.extend(cycles.into_iter().map(|c| format!("{layer}: {c}")));
+    }
+    assert!(problems.is_empty(), "module cycles in the core: {problems:#?}");
+}

@@ -8,9 +8,10 @@ use crate::domain::{
     AccountId, App, AppName, Credential, CredentialId, CredentialSecret, CredentialType, FieldError, Timestamp,
 };
 
-use super::dispatch::secret_aad;
+use super::paging::page_newest_first;
 use super::ports::{CredentialProblem, Page, PageRequest, StoreError};
 use super::{AppError, Deps};
+use crate::domain::credential::secret_aad;
 
 /// How often an optimistic book update is retried when another writer got there first.
 const BOOK_RETRIES: usize = 8;
@@ -238,21 +239,4 @@ fn require_is_default_true(body: &Value) -> Result<(), AppError> {
             "must be true (make this the default); to change the default, patch another one",
         )),
     }
-}
-
-/// Keyset paging over an in-memory list keyed by sortable strings, newest (largest key) first.
-pub(crate) fn page_newest_first<T>(mut items: Vec<(String, T)>, page: &PageRequest) -> Page<T> {
-    items.sort_by(|a, b| b.0.cmp(&a.0));
-    let start = match &page.cursor {
-        Some(cursor) => items.iter().position(|(k, _)| k < cursor).unwrap_or(items.len()),
-        None => 0,
-    };
-    let mut rest: Vec<(String, T)> = items.into_iter().skip(start).take(page.size + 1).collect();
-    let next = if rest.len() > page.size {
-        rest.truncate(page.size);
-        rest.last().map(|(k, _)| k.clone())
-    } else {
-        None
-    };
-    Page { items: rest.into_iter().map(|(_, v)| v).collect(), next }
 }

@@ -26,7 +26,7 @@ use crate::domain::{
     AccountId, AppName, DeviceRegistration, DeviceRegistrationId, FieldError, Provider, Timestamp, User, UserId,
 };
 
-use super::credentials::page_newest_first;
+use super::paging::page_newest_first;
 use super::ports::{Page, PageRequest, StoreError};
 use super::{AppError, Deps};
 

@@ -28,6 +28,7 @@ use crate::domain::{
 
 use super::Deps;
 use super::ports::{Chunk, ChunkRecipient, Delivery, DeliveryOutcome, Finish, QueueBody, StoreError};
+use crate::domain::credential::secret_aad;
 
 /// What the queue should do with a processed chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,12 +245,6 @@ async fn deliver_event(deps: &Deps, event: &crate::domain::OperationEvent) -> Re
             }
         }
     }
-}
-
-/// The additional data a credential secret is sealed with: it cannot be moved to another
-/// account or credential.
-pub fn secret_aad(account: &crate::domain::AccountId, id: &crate::domain::CredentialId) -> Vec<u8> {
-    format!("{account}/{id}").into_bytes()
 }
 
 struct Ctx<'a> {

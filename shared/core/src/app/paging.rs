@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::app::ports::StoreError;
+use crate::app::ports::{Page, PageRequest, StoreError};
 use crate::domain::AccountId;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -75,6 +75,23 @@ impl PageTokens {
 /// signature, so a cursor that does not decode is a bug or a key change: `Unexpected`).
 pub fn parse_cursor<T>(cursor: &Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
     cursor.as_deref().map(|c| parse(c).ok_or_else(|| StoreError::Unexpected("malformed cursor".into()))).transpose()
+}
+
+/// Keyset paging over an in-memory list keyed by sortable strings, newest (largest key) first.
+pub fn page_newest_first<T>(mut items: Vec<(String, T)>, page: &PageRequest) -> Page<T> {
+    items.sort_by(|a, b| b.0.cmp(&a.0));
+    let start = match &page.cursor {
+        Some(cursor) => items.iter().position(|(k, _)| k < cursor).unwrap_or(items.len()),
+        None => 0,
+    };
+    let mut rest: Vec<(String, T)> = items.into_iter().skip(start).take(page.size + 1).collect();
+    let next = if rest.len() > page.size {
+        rest.truncate(page.size);
+        rest.last().map(|(k, _)| k.clone())
+    } else {
+        None
+    };
+    Page { items: rest.into_iter().map(|(_, v)| v).collect(), next }
 }
 
 #[cfg(test)]

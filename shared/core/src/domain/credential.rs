@@ -528,6 +528,12 @@ impl App {
     }
 }
 
+/// The additional data a credential secret is sealed with: it cannot be moved to another
+/// account or credential.
+pub fn secret_aad(account: &crate::domain::AccountId, id: &crate::domain::CredentialId) -> Vec<u8> {
+    format!("{account}/{id}").into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
