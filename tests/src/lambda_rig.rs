@@ -140,7 +140,11 @@ pub fn rest_api_event(
 
 /// Feeds an API Gateway event to `function`'s router, as the Lambda runtime would.
 pub async fn invoke(deps: &Deps, function: Function, event: &str) -> (StatusCode, HeaderMap, Value) {
-    let router = router_for(deps.clone(), ApiConfig::default(), Some(function));
+    invoke_router(router_for(deps.clone(), ApiConfig::default(), Some(function)), event).await
+}
+
+/// Feeds `event` to `router` the way the Lambda runtime does.
+pub async fn invoke_router(router: axum::Router, event: &str) -> (StatusCode, HeaderMap, Value) {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
     let response = match pushgate_glue::lambda::handle(router, request).await {
         Ok(r) => r,
@@ -178,11 +182,29 @@ pub fn failures(response: &SqsBatchResponse) -> Vec<String> {
     response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect()
 }
 
-/// The serverless stack on moto: fresh tables, queue and KMS key, an account, fakes, and the
-/// dependencies exactly as a function builds them (`pushgate_glue::cloud::build_deps`).
+/// Every port wired, each HTTP function's router and the dispatch function's dependencies.
+fn wire_all(
+    config: &pushgate_glue::cloud::CloudConfig,
+    sdk: &aws_config::SdkConfig,
+) -> (Deps, std::collections::HashMap<Function, axum::Router>, Deps) {
+    let deps = pushgate_glue::cloud::build_deps(config, sdk).expect("deps build");
+    let functions = Function::ALL
+        .into_iter()
+        .map(|f| (f, pushgate_glue::functions::by_function(f)(config, sdk).expect("the function wires")))
+        .collect();
+    let dispatch = pushgate_glue::functions::dispatch(config, sdk).expect("dispatch wires");
+    (deps, functions, dispatch)
+}
+
+/// The serverless stack on moto: fresh tables, queue and KMS key, an account, fakes, and each
+/// function composed exactly as its binary composes it (`pushgate_glue::functions`).
 pub struct AwsRig {
-    /// The dependencies.
+    /// Every port wired (`pushgate_glue::cloud::build_deps`), for tests that swap one.
     pub deps: Deps,
+    /// Each HTTP function's router, wired with that function's ports only.
+    pub functions: std::collections::HashMap<Function, axum::Router>,
+    /// The dispatch function's dependencies, wired with its ports only.
+    pub dispatch_deps: Deps,
     /// The caller.
     pub caller: Caller,
     /// SQS client.
@@ -251,7 +273,7 @@ impl AwsRig {
         config.providers.fcm_endpoint = Some(fcm.base_url());
         config.providers.fcm_token_uris = vec![fcm.token_uri()];
         tweak(&mut config);
-        let deps = pushgate_glue::cloud::build_deps(&config, &sdk).expect("deps build");
+        let (deps, functions, dispatch_deps) = wire_all(&config, &sdk);
 
         let caller = Caller {
             account: AccountId::from_bytes(ulid::Ulid::generate().to_bytes()),
@@ -261,7 +283,26 @@ impl AwsRig {
             .put_account(&Account { id: caller.account.clone(), token_hash: caller.token.hash() })
             .await
             .expect("account stored");
-        Some(AwsRig { deps, caller, sqs, queue_url, apns, fcm, config, sdk, scheduler, group })
+        Some(AwsRig {
+            deps,
+            functions,
+            dispatch_deps,
+            caller,
+            sqs,
+            queue_url,
+            apns,
+            fcm,
+            config,
+            sdk,
+            scheduler,
+            group,
+        })
+    }
+
+    /// The same rig with every function rewired from `config`.
+    pub fn rewired(self, config: pushgate_glue::cloud::CloudConfig) -> AwsRig {
+        let (deps, functions, dispatch_deps) = wire_all(&config, &self.sdk);
+        AwsRig { deps, functions, dispatch_deps, config, ..self }
     }
 
     /// Creates an APN and an FCM credential in App `app` through the credentials function.
@@ -273,7 +314,7 @@ impl AwsRig {
         for body in [apn_credential_body(&key, app), fcm_credential_body(&sa, app)] {
             let event =
                 http_api_event("POST", "/v1/PushNotifications/Credentials", "$default", &self.caller, Some(&body));
-            let (status, _, answer) = invoke(&self.deps, Function::Credentials, &event).await;
+            let (status, _, answer) = self.invoke(Function::Credentials, &event).await;
             assert_eq!(status, StatusCode::ACCEPTED, "credential created: {answer}");
         }
     }
@@ -287,12 +328,17 @@ impl AwsRig {
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
         let event = http_api_event(method, path, "$default", &self.caller, body);
-        let (status, _, value) = invoke(&self.deps, function, &event).await;
+        let (status, _, value) = self.invoke(function, &event).await;
         (status, value)
+    }
+
+    /// Feeds `event` to `function`, composed as its binary composes it.
+    pub async fn invoke(&self, function: Function, event: &str) -> (StatusCode, HeaderMap, Value) {
+        invoke_router(self.functions[&function].clone(), event).await
     }
 
     /// Runs the dispatch function on `messages`.
     pub async fn dispatch(&self, messages: &[QueueMessage]) -> SqsBatchResponse {
-        pushgate_glue::lambda::dispatch(&self.deps, sqs_event(messages)).await
+        pushgate_glue::lambda::dispatch(&self.dispatch_deps, sqs_event(messages)).await
     }
 }

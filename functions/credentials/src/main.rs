@@ -1,11 +1,10 @@
 //! Lambda function `credentials`: `/v1/PushNotifications/Credentials[/{id}]`: create, list, fetch, update and delete credentials.
-//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::functions`).
 
-use pushgate_glue::lambda::Function;
 use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(Function::Credentials).await
+    run_http(pushgate_glue::functions::credentials).await
 }

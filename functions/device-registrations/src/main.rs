@@ -1,12 +1,11 @@
 //! Lambda function `device-registrations`: `/v1/PushNotifications/DeviceRegistrations[/{id}]`:
 //! register, list, fetch and delete devices. Wiring only: the behaviour lives in the shared
-//! crates (see `pushgate_glue::lambda`).
+//! crates (see `pushgate_glue::functions`).
 
-use pushgate_glue::lambda::Function;
 use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(Function::DeviceRegistrations).await
+    run_http(pushgate_glue::functions::device_registrations).await
 }

@@ -2,9 +2,9 @@
 //! [`Deps`], built once per Lambda cold start (or once by `pushgate-local` in its AWS mode).
 //! Clients and HTTP/2 connections live as long as the process.
 //!
-//! A function is given only what it needs (see `template.yaml`): a missing queue URL or KMS key
-//! leaves an adapter that refuses with a clear error (a 503 if a request ever reached it), rather
-//! than a function that cannot start.
+//! A function wires only its [`ports`] and is given only their settings (see `template.yaml`): a
+//! port it does not wire, or a missing queue URL or KMS key, leaves an adapter that refuses with a
+//! clear error (a 503 if a request ever reached it), rather than a function that cannot start.
 
 use std::sync::Arc;
 
@@ -19,11 +19,12 @@ use pushgate_aws::kms::KmsEnvelopeBox;
 use pushgate_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use pushgate_aws::sqs::SqsQueue;
 use pushgate_core::app::ports::{
-    AccountStore, Chunk, EventSink, FanoutQueue, QueueError, Release, Scheduler, SecretBox, StoreError, WebhookError,
+    AccountStore, Chunk, CredentialProblem, Delivery, DeliveryOutcome, EventSink, FanoutQueue, PushGateway, QueueError,
+    Release, Scheduler, SecretBox, StoreError, WebhookError,
 };
 use pushgate_core::app::{Deps, PageTokens, Settings};
 use pushgate_core::config::ConfigError;
-use pushgate_core::domain::{Account, AccountId, OperationEvent, OperationId, TokenHash};
+use pushgate_core::domain::{Account, AccountId, CredentialSecret, OperationEvent, OperationId, TokenHash};
 use pushgate_core::system::{RandomIds, SystemClock};
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::webhook::{Webhook, WebhookClient};
@@ -195,28 +196,86 @@ impl CloudConfig {
     }
 }
 
-/// Builds the use cases' dependencies on DynamoDB, SQS, KMS and the real providers.
+/// What a function wires besides the DynamoDB stores and the clock, ids and page tokens (which
+/// every function has): one bit per port whose adapter links an SDK or a provider client. A
+/// function's set is a constant, so the ports it leaves out are not only unused but not linked
+/// into its binary; `template.yaml` grants each function the AWS actions of exactly its set
+/// (the template tests compare them).
+pub mod ports {
+    /// The fan-out queue (SQS): chunks of a send, released schedules.
+    pub const QUEUE: u8 = 1 << 0;
+    /// EventBridge Scheduler: scheduled sends and their cancellation.
+    pub const SCHEDULER: u8 = 1 << 1;
+    /// Operation events, published on the fan-out queue.
+    pub const EVENTS: u8 = 1 << 2;
+    /// Credential secrets (KMS envelopes).
+    pub const SECRETS: u8 = 1 << 3;
+    /// The provider clients: APNs and FCM (delivery and credential checks) and webhook delivery.
+    pub const PROVIDERS: u8 = 1 << 4;
+    /// Every port (local AWS mode and the tests).
+    pub const ALL: u8 = QUEUE | SCHEDULER | EVENTS | SECRETS | PROVIDERS;
+
+    /// `send`: stores the operation, queues its chunks or schedules its releases, announces it.
+    pub const SEND: u8 = QUEUE | SCHEDULER | EVENTS;
+    /// `cancel`: finishes notifications (events) and deletes pending schedules.
+    pub const CANCEL: u8 = SCHEDULER | EVENTS;
+    /// `credentials`: seals secrets and checks keys the way the providers will use them.
+    pub const CREDENTIALS: u8 = SECRETS | PROVIDERS;
+    /// `fetch`, `list`, `operations`, `apps`, `device-registrations`, `users`: the stores only.
+    pub const STORES_ONLY: u8 = 0;
+    /// `dispatch`: delivers (opening secrets), queues released schedules, publishes and
+    /// delivers events.
+    pub const DISPATCH: u8 = QUEUE | EVENTS | SECRETS | PROVIDERS;
+}
+
+/// Every port wired (local AWS mode, the tests).
 pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<Deps, ConfigError> {
+    wire::<{ ports::ALL }>(config, sdk)
+}
+
+/// The use cases' dependencies for a function that uses the [`ports`] in `PORTS`: DynamoDB
+/// stores always; SQS, Scheduler, KMS and the provider clients only when `PORTS` has them (a
+/// port left out refuses with an error naming it).
+pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<Deps, ConfigError> {
+    let has = |port: u8| PORTS & port != 0;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets: Arc<dyn SecretBox> = match &config.kms_key_id {
+        _ if !has(ports::SECRETS) => Arc::new(Missing("this function does not use credential secrets")),
         Some(key) => Arc::new(KmsEnvelopeBox::new(aws_sdk_kms::Client::new(sdk), key.clone())),
-        None => Arc::new(Unconfigured("PUSHGATE_KMS_KEY_ID")),
+        None => Arc::new(Missing("PUSHGATE_KMS_KEY_ID is not set for this function")),
     };
-    let sqs = config.queue_url.as_ref().map(|url| SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()));
+    let sqs = match &config.queue_url {
+        Some(url) if has(ports::QUEUE) || has(ports::EVENTS) => {
+            Some(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
+        }
+        _ => None,
+    };
     let queue: Arc<dyn FanoutQueue> = match &sqs {
+        _ if !has(ports::QUEUE) => Arc::new(Missing("this function does not queue chunks")),
         Some(queue) => Arc::new(queue.clone()),
-        None => Arc::new(Unconfigured("PUSHGATE_QUEUE_URL")),
+        None => Arc::new(Missing("PUSHGATE_QUEUE_URL is not set for this function")),
     };
-    let hooks = WebhookClient::configured(config.bootstrap.as_ref().map(|a| &a.id).zip(config.webhook.as_ref()))?;
-    let events = QueuedEvents::new(sqs, hooks);
+    let webhook_account = config.bootstrap.as_ref().map(|a| &a.id).zip(config.webhook.as_ref());
+    let events: Arc<dyn EventSink> = if !has(ports::EVENTS) {
+        Arc::new(Missing("this function does not publish operation events"))
+    } else if has(ports::PROVIDERS) {
+        Arc::new(QueuedEvents::new(sqs, WebhookClient::configured(webhook_account)?))
+    } else {
+        Arc::new(PublishedEvents { queue: sqs, account: webhook_account.map(|(id, _)| id.clone()) })
+    };
     let scheduler: Arc<dyn Scheduler> = match &config.schedules {
+        _ if !has(ports::SCHEDULER) => Arc::new(Missing("this function does not schedule sends")),
         Some(target) => Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(sdk), target.clone())),
-        None => Arc::new(Unconfigured("PUSHGATE_SCHEDULE_GROUP")),
+        None => Arc::new(Missing("PUSHGATE_SCHEDULE_GROUP is not set for this function")),
     };
-    let tokens = DynamoTokenCache::new(dynamo.clone(), config.config_table.clone(), secrets.clone());
-    let gateway = ProviderGateway::new(&config.providers)
-        .map_err(|e| err("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?
-        .with_token_cache(Arc::new(tokens));
+    let gateway: Arc<dyn PushGateway> = if has(ports::PROVIDERS) {
+        let tokens = DynamoTokenCache::new(dynamo.clone(), config.config_table.clone(), secrets.clone());
+        let gateway = ProviderGateway::new(&config.providers)
+            .map_err(|e| err("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?;
+        Arc::new(gateway.with_token_cache(Arc::new(tokens)))
+    } else {
+        Arc::new(Missing("this function does not talk to the providers"))
+    };
     let accounts = Bootstrapped {
         bootstrap: config.bootstrap.clone(),
         store: DynamoAccountStore::new(dynamo.clone(), config.config_table.clone()),
@@ -228,8 +287,8 @@ pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<D
         directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
         scheduler,
-        events: Arc::new(events),
-        gateway: Arc::new(gateway),
+        events,
+        gateway,
         secrets,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
@@ -273,6 +332,31 @@ impl EventSink for QueuedEvents {
     }
 }
 
+/// Events of a function that publishes but never delivers (send, cancel): the same messages as
+/// [`QueuedEvents`], without a webhook HTTP client.
+struct PublishedEvents {
+    queue: Option<SqsQueue>,
+    /// The account with a webhook (the bootstrap account, when `PUSHGATE_WEBHOOK_URL` is set).
+    account: Option<AccountId>,
+}
+
+#[async_trait]
+impl EventSink for PublishedEvents {
+    async fn publish(&self, event: OperationEvent) -> Result<(), QueueError> {
+        if self.account.as_ref() != Some(&event.account_id) {
+            return Ok(());
+        }
+        let Some(queue) = &self.queue else {
+            return Err(QueueError("PUSHGATE_QUEUE_URL is not set: cannot queue an operation event".into()));
+        };
+        queue.publish_event(event).await
+    }
+
+    async fn deliver(&self, _: &OperationEvent) -> Result<(), WebhookError> {
+        Err(WebhookError("webhooks are delivered by the dispatch function".into()))
+    }
+}
+
 /// Accounts: the bootstrap account from the environment, then the table.
 struct Bootstrapped {
     bootstrap: Option<Account>,
@@ -289,35 +373,58 @@ impl AccountStore for Bootstrapped {
     }
 }
 
-/// What a function was not configured for: refuses, naming the missing variable.
-struct Unconfigured(&'static str);
+/// A port a function was not given (not configured, or not among its [`ports`]): refuses,
+/// saying which. A request that reached one would be a 503 naming it.
+struct Missing(&'static str);
 
 #[async_trait]
-impl FanoutQueue for Unconfigured {
+impl FanoutQueue for Missing {
     async fn enqueue(&self, _: Vec<Chunk>) -> Result<(), QueueError> {
-        Err(QueueError(format!("{} is not set for this function", self.0)))
+        Err(QueueError(self.0.into()))
     }
 }
 
 #[async_trait]
-impl Scheduler for Unconfigured {
+impl Scheduler for Missing {
     async fn schedule(&self, _: &Release) -> Result<(), QueueError> {
-        Err(QueueError(format!("{} is not set for this function", self.0)))
+        Err(QueueError(self.0.into()))
     }
 
     async fn unschedule(&self, _: &AccountId, _: OperationId, _: u8) -> Result<(), QueueError> {
-        Err(QueueError(format!("{} is not set for this function", self.0)))
+        Err(QueueError(self.0.into()))
     }
 }
 
 #[async_trait]
-impl SecretBox for Unconfigured {
+impl SecretBox for Missing {
     async fn seal(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, StoreError> {
-        Err(StoreError::Unavailable(format!("{} is not set for this function", self.0)))
+        Err(StoreError::Unavailable(self.0.into()))
     }
 
     async fn open(&self, _: &[u8], _: &[u8]) -> Result<Vec<u8>, StoreError> {
-        Err(StoreError::Unavailable(format!("{} is not set for this function", self.0)))
+        Err(StoreError::Unavailable(self.0.into()))
+    }
+}
+
+#[async_trait]
+impl EventSink for Missing {
+    async fn publish(&self, _: OperationEvent) -> Result<(), QueueError> {
+        Err(QueueError(self.0.into()))
+    }
+
+    async fn deliver(&self, _: &OperationEvent) -> Result<(), WebhookError> {
+        Err(WebhookError(self.0.into()))
+    }
+}
+
+#[async_trait]
+impl PushGateway for Missing {
+    async fn deliver(&self, _: &Delivery<'_>) -> DeliveryOutcome {
+        DeliveryOutcome::Retryable { after: None, reason: self.0.into() }
+    }
+
+    fn check_credential(&self, _: &CredentialSecret) -> Vec<CredentialProblem> {
+        vec![CredentialProblem::PrivateKey(self.0.into())]
     }
 }
 

@@ -1,6 +1,6 @@
-//! The Lambda entry points: the HTTP functions run the shared router through
-//! `lambda_http`; the dispatch function turns an SQS batch into chunk processing and reports
-//! per-message failures. Every `functions/*/src/main.rs` is one call into this module.
+//! The Lambda entry points: an HTTP function runs its own router (see [`crate::functions`])
+//! through `lambda_http`; the dispatch function turns an SQS batch into chunk processing and
+//! reports per-message failures. Every `functions/*/src/main.rs` is one call into this module.
 
 use std::convert::Infallible;
 
@@ -12,11 +12,11 @@ use lambda_http::{RequestExt, service_fn};
 use lambda_runtime::LambdaEvent;
 use tower::ServiceExt;
 
-use crate::cloud::{CloudConfig, build_deps, sdk_config};
-pub use pushgate_api::Function;
-use pushgate_api::{PublicBase, router_for};
+use crate::cloud::{CloudConfig, sdk_config};
+use pushgate_api::PublicBase;
 use pushgate_core::app::Deps;
 use pushgate_core::app::dispatch::{QueueMessage, process_messages};
+use pushgate_core::config::ConfigError;
 
 /// Anything that stops a function from starting or running.
 pub type Error = lambda_runtime::Error;
@@ -27,18 +27,15 @@ pub fn init_logging() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
-async fn deps_from_env() -> Result<Deps, Error> {
-    let config = CloudConfig::from_env()?;
-    let sdk = sdk_config().await;
-    Ok(build_deps(&config, &sdk)?)
-}
-
-/// Runs the HTTP function `function`: its routes of the shared router, built once per cold start.
-pub async fn run_http(function: Function) -> Result<(), Error> {
+/// Runs an HTTP function: `app` (one of [`crate::functions`]) builds its router once per cold
+/// start, from the environment.
+pub async fn run_http(
+    app: impl FnOnce(&CloudConfig, &aws_config::SdkConfig) -> Result<axum::Router, ConfigError>,
+) -> Result<(), Error> {
     let config = CloudConfig::from_env()?;
     config.warn_unshared_page_tokens();
     let sdk = sdk_config().await;
-    let router = router_for(build_deps(&config, &sdk)?, config.api.clone(), Some(function));
+    let router = app(&config, &sdk)?;
     lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
 }
 
@@ -82,7 +79,8 @@ pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Resu
 
 /// Runs the dispatch function: SQS batches of chunks, built once per cold start.
 pub async fn run_dispatch() -> Result<(), Error> {
-    let deps = deps_from_env().await?;
+    let config = CloudConfig::from_env()?;
+    let deps = crate::functions::dispatch(&config, &sdk_config().await)?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Infallible>(dispatch(deps, event.payload).await)

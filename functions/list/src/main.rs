@@ -1,11 +1,10 @@
 //! Lambda function `list`: `GET /v1/PushNotifications`: notifications with filters and pages.
-//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::functions`).
 
-use pushgate_glue::lambda::Function;
 use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(Function::List).await
+    run_http(pushgate_glue::functions::list).await
 }

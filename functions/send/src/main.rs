@@ -1,11 +1,10 @@
 //! Lambda function `send`: `POST /v1/PushNotifications`: validates a send, stores its Operation and queues its chunks.
-//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::lambda`).
+//! Wiring only: the behaviour lives in the shared crates (see `pushgate_glue::functions`).
 
-use pushgate_glue::lambda::Function;
 use pushgate_glue::lambda::{Error, init_logging, run_http};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(Function::Send).await
+    run_http(pushgate_glue::functions::send).await
 }

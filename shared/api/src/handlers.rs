@@ -202,7 +202,7 @@ fn list_response<T>(
 
 // ---- PushNotifications ----
 
-pub(super) async fn send(
+pub(super) async fn send_notifications(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 
 pub use error::ApiError;
 use pushgate_core::app::Deps;
@@ -170,52 +169,133 @@ pub const ROUTES: &[Route] = &[
 
 /// The API router over `deps`: every route (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
-    router_for(deps, config, None)
+    let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(routes_of(*f)));
+    finish(routes, deps, config)
 }
 
-/// The router of one Lambda function (`Some`): only that function's routes; any other path is
-/// 404 and any other method 405, in Twilio's error shape. `None` serves every route. Every
-/// request passes [`guard`] first (URI and header limits, path encoding), and every error
-/// answer leaves in Twilio's error shape.
+/// The router of one function (`Some`): only that function's routes; any other path is 404 and
+/// any other method 405, in Twilio's error shape. `None` serves every route. This chooses at run
+/// time, so it links every handler; a Lambda binary uses its own function in [`functions`].
 pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Router {
-    use axum::routing::{MethodRouter, delete, patch};
-    use handlers::*;
-    let state = ApiState { deps: Arc::new(deps), config: Arc::new(config) };
-    let mut router = Router::new();
-    for r in ROUTES.iter().filter(|r| only.is_none_or(|f| f == r.function)) {
-        let method: MethodRouter<ApiState> = match (r.method, r.path) {
-            ("POST", "/v1/PushNotifications") => post(send),
-            ("GET", "/v1/PushNotifications") => get(list_notifications),
-            ("GET", "/v1/PushNotifications/{pushNotificationId}") => get(fetch_notification),
-            ("PATCH", "/v1/PushNotifications/{pushNotificationId}") => patch(cancel_notification),
-            ("GET", "/v1/PushNotifications/Operations") => get(list_operations),
-            ("GET", "/v1/PushNotifications/Operations/{operationId}") => get(fetch_operation),
-            ("PATCH", "/v1/PushNotifications/Operations/{operationId}") => patch(cancel_operation),
-            ("GET", "/v1/PushNotifications/Operations/{operationId}/Errors") => get(list_operation_errors),
-            ("POST", "/v1/PushNotifications/Credentials") => post(create_credential),
-            ("GET", "/v1/PushNotifications/Credentials") => get(list_credentials),
-            ("GET", "/v1/PushNotifications/Credentials/{credentialId}") => get(fetch_credential),
-            ("PATCH", "/v1/PushNotifications/Credentials/{credentialId}") => patch(patch_credential),
-            ("DELETE", "/v1/PushNotifications/Credentials/{credentialId}") => delete(delete_credential),
-            ("GET", "/v1/PushNotifications/Apps") => get(list_apps),
-            ("GET", "/v1/PushNotifications/Apps/{appName}") => get(fetch_app),
-            ("PATCH", "/v1/PushNotifications/Apps/{appName}") => patch(patch_app),
-            ("POST", "/v1/PushNotifications/DeviceRegistrations") => post(register_device),
-            ("GET", "/v1/PushNotifications/DeviceRegistrations") => get(list_registrations),
-            ("GET", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}") => get(fetch_registration),
-            ("DELETE", "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}") => {
-                delete(delete_registration)
-            }
-            ("GET", "/v1/PushNotifications/Users") => get(list_users),
-            ("GET", "/v1/PushNotifications/Users/{userId}") => get(fetch_user),
-            ("DELETE", "/v1/PushNotifications/Users/{userId}") => delete(delete_user),
-            (method, path) => unreachable!("ROUTES lists {method} {path} without a handler"),
-        };
-        router = router.route(r.path, method);
+    match only {
+        Some(function) => finish(routes_of(function), deps, config),
+        None => router(deps, config),
     }
-    router
-        .fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// One router per HTTP function, chosen at compile time: a binary that calls one of these links
+/// only that function's handlers and the use cases they call (the fetch function links no
+/// template engine, no send and no credential code). Every request passes [`guard`] first (URI
+/// and header limits, path encoding), and every error answer leaves in Twilio's error shape.
+pub mod functions {
+    use super::*;
+
+    macro_rules! function_router {
+        ($($name:ident => $routes:ident),* $(,)?) => {$(
+            #[doc = concat!("The router of the `", stringify!($name), "` function.")]
+            pub fn $name(deps: Deps, config: ApiConfig) -> Router {
+                finish(routes::$routes(), deps, config)
+            }
+        )*};
+    }
+
+    function_router! {
+        send => send,
+        fetch => fetch,
+        list => list,
+        operations => operations,
+        credentials => credentials,
+        apps => apps,
+        device_registrations => device_registrations,
+        users => users,
+        cancel => cancel,
+    }
+}
+
+/// The routes of each function: the handlers of its entries in [`ROUTES`] (a test checks that
+/// each function serves exactly those).
+mod routes {
+    use axum::Router;
+    use axum::routing::{get, patch, post};
+
+    use super::ApiState;
+    use super::handlers::*;
+
+    pub(super) fn send() -> Router<ApiState> {
+        Router::new().route("/v1/PushNotifications", post(send_notifications))
+    }
+
+    pub(super) fn fetch() -> Router<ApiState> {
+        Router::new().route("/v1/PushNotifications/{pushNotificationId}", get(fetch_notification))
+    }
+
+    pub(super) fn list() -> Router<ApiState> {
+        Router::new().route("/v1/PushNotifications", get(list_notifications))
+    }
+
+    pub(super) fn operations() -> Router<ApiState> {
+        Router::new()
+            .route("/v1/PushNotifications/Operations", get(list_operations))
+            .route("/v1/PushNotifications/Operations/{operationId}", get(fetch_operation))
+            .route("/v1/PushNotifications/Operations/{operationId}/Errors", get(list_operation_errors))
+    }
+
+    pub(super) fn cancel() -> Router<ApiState> {
+        Router::new()
+            .route("/v1/PushNotifications/{pushNotificationId}", patch(cancel_notification))
+            .route("/v1/PushNotifications/Operations/{operationId}", patch(cancel_operation))
+    }
+
+    pub(super) fn credentials() -> Router<ApiState> {
+        Router::new().route("/v1/PushNotifications/Credentials", post(create_credential).get(list_credentials)).route(
+            "/v1/PushNotifications/Credentials/{credentialId}",
+            get(fetch_credential).patch(patch_credential).delete(delete_credential),
+        )
+    }
+
+    pub(super) fn apps() -> Router<ApiState> {
+        Router::new()
+            .route("/v1/PushNotifications/Apps", get(list_apps))
+            .route("/v1/PushNotifications/Apps/{appName}", get(fetch_app).patch(patch_app))
+    }
+
+    pub(super) fn device_registrations() -> Router<ApiState> {
+        Router::new()
+            .route("/v1/PushNotifications/DeviceRegistrations", post(register_device).get(list_registrations))
+            .route(
+                "/v1/PushNotifications/DeviceRegistrations/{deviceRegistrationId}",
+                get(fetch_registration).delete(delete_registration),
+            )
+    }
+
+    pub(super) fn users() -> Router<ApiState> {
+        Router::new()
+            .route("/v1/PushNotifications/Users", get(list_users))
+            .route("/v1/PushNotifications/Users/{userId}", get(fetch_user).delete(delete_user))
+    }
+}
+
+/// The routes of `function`, chosen at run time.
+fn routes_of(function: Function) -> Router<ApiState> {
+    match function {
+        Function::Send => routes::send(),
+        Function::Fetch => routes::fetch(),
+        Function::List => routes::list(),
+        Function::Operations => routes::operations(),
+        Function::Credentials => routes::credentials(),
+        Function::Apps => routes::apps(),
+        Function::DeviceRegistrations => routes::device_registrations(),
+        Function::Users => routes::users(),
+        Function::Cancel => routes::cancel(),
+    }
+}
+
+/// `routes` with the fallbacks, the guard and the request log, over `deps`.
+fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
+    let state = ApiState { deps: Arc::new(deps), config: Arc::new(config) };
+    routes
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(log_request))

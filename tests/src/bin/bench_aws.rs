@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use pushgate_api::Function;
-use pushgate_tests::lambda_rig::{AwsRig, http_api_event, invoke};
+use pushgate_tests::lambda_rig::{AwsRig, http_api_event};
 use pushgate_tests::{bench_send_body, receive_all};
 
 const RECIPIENTS: usize = 10_000;
@@ -39,7 +39,7 @@ async fn main() -> Result<()> {
     let mut to_202 = Vec::new();
     for run in 1..=runs {
         let started = Instant::now();
-        let (status, _, answer) = invoke(&rig.deps, Function::Send, &event).await;
+        let (status, _, answer) = rig.invoke(Function::Send, &event).await;
         let accepted = started.elapsed();
         if status != http::StatusCode::ACCEPTED {
             bail!("send answered {status}: {answer}");

@@ -52,6 +52,71 @@ async fn a_function_answers_only_its_own_routes_in_twilio_error_shape() {
     assert!(body["code"].is_number() && body["message"].is_string(), "{body}");
 }
 
+/// The router a function's binary builds (chosen at compile time there; listed here).
+fn compiled_router(function: Function, deps: pushgate_core::app::Deps) -> axum::Router {
+    use pushgate_api::{ApiConfig, functions};
+    let build = match function {
+        Function::Send => functions::send,
+        Function::Fetch => functions::fetch,
+        Function::List => functions::list,
+        Function::Operations => functions::operations,
+        Function::Credentials => functions::credentials,
+        Function::Apps => functions::apps,
+        Function::DeviceRegistrations => functions::device_registrations,
+        Function::Users => functions::users,
+        Function::Cancel => functions::cancel,
+    };
+    build(deps, ApiConfig::default())
+}
+
+/// Without credentials: `401` where a route exists (auth runs in the handler), else the
+/// router's own `404` (no such path) or `405` (path of another method).
+async fn status_of(router: &axum::Router, method: &str, path: &str) -> StatusCode {
+    use tower::ServiceExt;
+    let request = http::Request::builder().method(method).uri(path).body(axum::body::Body::empty()).expect("a request");
+    router.clone().oneshot(request).await.expect("infallible").status()
+}
+
+#[tokio::test]
+async fn each_functions_own_router_serves_exactly_its_entries_of_the_route_table() {
+    let (deps, _) = memory_caller().await;
+    let concrete = |template: &str| {
+        template
+            .split('/')
+            .map(|part| if part.starts_with('{') { "comms_x".to_owned() } else { part.to_owned() })
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let everything = pushgate_api::router(deps.clone(), pushgate_api::ApiConfig::default());
+    for function in Function::ALL {
+        let router = compiled_router(function, deps.clone());
+        for route in pushgate_api::ROUTES {
+            let path = concrete(route.path);
+            let status = status_of(&router, route.method, &path).await;
+            if route.function == function {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{function:?} serves {} {}", route.method, route.path);
+            } else {
+                // `/v1/PushNotifications/Operations` is also a notification id to the fetch route.
+                let matches = |template: &str| {
+                    let (t, p): (Vec<_>, Vec<_>) = (template.split('/').collect(), path.split('/').collect());
+                    t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| t.starts_with('{') || t == p)
+                };
+                let own_pattern = pushgate_api::ROUTES
+                    .iter()
+                    .any(|r| r.function == function && r.method == route.method && matches(r.path));
+                assert!(
+                    own_pattern || matches!(status, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED),
+                    "{function:?} must not serve {} {} (got {status})",
+                    route.method,
+                    route.path
+                );
+            }
+            let all = status_of(&everything, route.method, &path).await;
+            assert_eq!(all, StatusCode::UNAUTHORIZED, "the local router serves {} {}", route.method, route.path);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_send_through_an_http_api_event_is_accepted_with_a_location() {
     let (deps, caller) = memory_caller().await;
@@ -339,7 +404,7 @@ async fn a_queue_failure_during_send_is_a_503_with_retry_after_and_leaves_no_ope
     };
     rig.create_credentials("main").await;
     let event = http_api_event("POST", "/v1/PushNotifications", "$default", &rig.caller, Some(&mixed_send(&[1], &[2])));
-    let (status, headers, body) = invoke(&rig.deps, Function::Send, &event).await;
+    let (status, headers, body) = rig.invoke(Function::Send, &event).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(headers.contains_key("retry-after"), "Retry-After tells the client when to come back");
     assert_eq!(body["status"], 503);

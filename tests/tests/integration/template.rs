@@ -728,3 +728,51 @@ fn kms_use_requires_the_encryption_context_the_kms_adapter_sets() {
     assert!(kms_statements > 0, "no statement allows KMS: the credentials and dispatch functions need it");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// The service actions a function may use, from every statement that grants it something.
+fn allowed_actions<'t>(t: &'t Value, f: &LambdaFunction<'t>) -> BTreeSet<String> {
+    grants(t, f)
+        .into_iter()
+        .filter_map(|g| match g {
+            Grant::Statement(s) if is_allow(s) => Some(actions(s)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// What a function's binary wires (`pushgate_glue::functions`) and what the template lets it do
+/// say the same thing: it may send to the fan-out queue exactly when it queues chunks or
+/// events, manage schedules exactly when it schedules, and use the credential key exactly when
+/// it seals or opens secrets. A port without its grant fails in production; a grant without its
+/// port is a permission nothing needs.
+#[test]
+fn each_functions_grants_match_the_ports_its_binary_wires() {
+    use pushgate_glue::cloud::ports;
+    let t = template();
+    let mut problems = Vec::new();
+    for f in functions(&t) {
+        let wired = pushgate_glue::functions::ports_of(&f.binary)
+            .unwrap_or_else(|| panic!("{}: functions/{} has no composition in pushgate_glue", f.logical_id, f.binary));
+        let allowed = allowed_actions(&t, &f);
+        let may = |action: &str| allowed.iter().any(|a| glob_matches(a.as_bytes(), action.as_bytes()));
+        let pairs = [
+            ("queue or events", wired & (ports::QUEUE | ports::EVENTS) != 0, may("sqs:sendmessage")),
+            (
+                "scheduler",
+                wired & ports::SCHEDULER != 0,
+                may("scheduler:createschedule") || may("scheduler:deleteschedule"),
+            ),
+            ("secrets", wired & ports::SECRETS != 0, may("kms:generatedatakey") || may("kms:decrypt")),
+        ];
+        for (port, wires, granted) in pairs {
+            if wires != granted {
+                problems.push(format!(
+                    "{}: wires {port}: {wires}, template grants it: {granted} ({allowed:?})",
+                    f.logical_id
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "ports and grants disagree:\n  {}", problems.join("\n  "));
+}

@@ -146,8 +146,7 @@ async fn on_moto_events_travel_the_fanout_queue_and_the_dispatch_function_posts_
     let mut config = rig.config.clone();
     config.bootstrap = Some(Account { id: rig.caller.account.clone(), token_hash: rig.caller.token.hash() });
     config.webhook = Some(Webhook { url, secret: SECRET.into() });
-    let deps = pushgate_glue::cloud::build_deps(&config, &rig.sdk).expect("deps build");
-    let rig = AwsRig { deps, config, ..rig };
+    let rig = rig.rewired(config);
     rig.create_credentials("main").await;
 
     let body = send_body(&[1, 2]);

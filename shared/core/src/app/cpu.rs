@@ -38,13 +38,34 @@ impl Shared {
     }
 }
 
-/// Closes the pool when the last handle goes (the threads then finish what is queued and exit).
-struct Owner(Arc<Shared>);
+/// Starts the threads with the first job; closes the pool when the last handle goes (the
+/// threads then finish what is queued and exit).
+struct Owner {
+    shared: Arc<Shared>,
+    threads: usize,
+    started: std::sync::Once,
+}
+
+impl Owner {
+    fn start(&self) {
+        self.started.call_once(|| {
+            for n in 0..self.threads {
+                let shared = self.shared.clone();
+                let spawned =
+                    std::thread::Builder::new().name(format!("pushgate-cpu-{n}")).spawn(move || serve(&shared));
+                if let Err(e) = spawned {
+                    // Fewer threads than asked is slower, not wrong; none at all is caught below.
+                    tracing::error!(error = %e, "could not start a CPU pool thread");
+                }
+            }
+        });
+    }
+}
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.0.lock().closed = true;
-        self.0.ready.notify_all();
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_all();
     }
 }
 
@@ -66,18 +87,11 @@ pub struct CpuPool {
 }
 
 impl CpuPool {
-    /// Starts `threads` (at least one) worker threads.
+    /// A pool of `threads` (at least one) worker threads, started with the first job: a
+    /// process that never renders (every HTTP function but send) never starts them.
     pub fn new(threads: usize) -> Self {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), ready: Condvar::new() });
-        for n in 0..threads.max(1) {
-            let shared = shared.clone();
-            let spawned = std::thread::Builder::new().name(format!("pushgate-cpu-{n}")).spawn(move || serve(&shared));
-            if let Err(e) = spawned {
-                // Fewer threads than asked is slower, not wrong; none at all is caught below.
-                tracing::error!(error = %e, "could not start a CPU pool thread");
-            }
-        }
-        Self { owner: Arc::new(Owner(shared)) }
+        Self { owner: Arc::new(Owner { shared, threads: threads.max(1), started: std::sync::Once::new() }) }
     }
 
     /// A pool sized for this machine: one thread per core but one (left to the async runtime
@@ -99,8 +113,9 @@ impl CpuPool {
             // The caller may have given up waiting; nothing to do then.
             let _ = tx.send(result);
         });
+        self.owner.start();
         {
-            let shared = &self.owner.0;
+            let shared = &self.owner.shared;
             let mut state = shared.lock();
             if state.closed {
                 return Err(JobError::Closed);
@@ -118,7 +133,7 @@ impl CpuPool {
 
     /// Jobs waiting for a thread, over all keys.
     pub fn queued(&self) -> usize {
-        self.owner.0.lock().queues.values().map(VecDeque::len).sum()
+        self.owner.shared.lock().queues.values().map(VecDeque::len).sum()
     }
 }
 
@@ -154,6 +169,14 @@ fn serve(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_pool_starts_its_threads_with_its_first_job_not_before() {
+        let pool = CpuPool::new(2);
+        assert!(!pool.owner.started.is_completed(), "no thread before the first job");
+        assert_eq!(pool.run(1, || 6 * 7).await, Ok(42));
+        assert!(pool.owner.started.is_completed());
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 

@@ -1,0 +1,67 @@
+//! Each function's composition, fixed at compile time: the [`ports`](crate::cloud::ports) it
+//! wires and the router it serves. A binary calls exactly one of these, so it links only its own
+//! handlers, use cases and adapters (`fetch` has no template engine, SQS, KMS, Scheduler or
+//! provider client in it). The set of ports is what `template.yaml` grants the function.
+
+use aws_config::SdkConfig;
+use axum::Router;
+
+use crate::cloud::{CloudConfig, ports, wire};
+use pushgate_api::{Function, functions as routes};
+use pushgate_core::app::Deps;
+use pushgate_core::config::ConfigError;
+
+macro_rules! http_functions {
+    ($($name:ident ($binary:literal): $ports:expr;)*) => {
+        $(
+            #[doc = concat!("The `", $binary, "` function's router, wired from `config`.")]
+            pub fn $name(config: &CloudConfig, sdk: &SdkConfig) -> Result<Router, ConfigError> {
+                Ok(routes::$name(wire::<{ $ports }>(config, sdk)?, config.api.clone()))
+            }
+        )*
+
+        /// Each HTTP function's binary (folder in `functions/`) and ports.
+        const HTTP: &[(&str, u8)] = &[$(($binary, $ports)),*];
+    };
+}
+
+http_functions! {
+    send ("send"): ports::SEND;
+    fetch ("fetch"): ports::STORES_ONLY;
+    list ("list"): ports::STORES_ONLY;
+    operations ("operations"): ports::STORES_ONLY;
+    credentials ("credentials"): ports::CREDENTIALS;
+    apps ("apps"): ports::STORES_ONLY;
+    device_registrations ("device-registrations"): ports::STORES_ONLY;
+    users ("users"): ports::STORES_ONLY;
+    cancel ("cancel"): ports::CANCEL;
+}
+
+/// The dispatch function's dependencies, wired from `config`.
+pub fn dispatch(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigError> {
+    wire::<{ ports::DISPATCH }>(config, sdk)
+}
+
+/// The ports of the function built from `functions/<binary>` (for the template tests).
+pub fn ports_of(binary: &str) -> Option<u8> {
+    match binary {
+        "dispatch" => Some(ports::DISPATCH),
+        _ => HTTP.iter().find(|(b, _)| *b == binary).map(|(_, p)| *p),
+    }
+}
+
+/// An HTTP function's composition, chosen at run time (links every function: the tests' and
+/// tools' entry, never a binary's).
+pub fn by_function(function: Function) -> fn(&CloudConfig, &SdkConfig) -> Result<Router, ConfigError> {
+    match function {
+        Function::Send => send,
+        Function::Fetch => fetch,
+        Function::List => list,
+        Function::Operations => operations,
+        Function::Credentials => credentials,
+        Function::Apps => apps,
+        Function::DeviceRegistrations => device_registrations,
+        Function::Users => users,
+        Function::Cancel => cancel,
+    }
+}
