@@ -266,7 +266,7 @@ pub fn memory_deps(
         scheduler: Arc::new(ManualScheduler::default()),
         events: Arc::new(pushgate_providers::webhook::InProcessEvents::new(
             pushgate_providers::webhook::WebhookClient::configured(None).expect("a webhook client"),
-            Default::default(),
+            pushgate_providers::webhook::LOCAL_RETRIES,
         )),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),

@@ -16,7 +16,7 @@ use pushgate_core::config::ConfigError;
 use pushgate_core::domain::{Account, AccountId, AuthToken};
 use pushgate_glue::cloud::{CloudConfig, build_deps, sdk_config};
 use pushgate_memory::{MemoryScheduler, run_releases};
-use pushgate_providers::webhook::{InProcessEvents, WebhookClient};
+use pushgate_providers::webhook::{InProcessEvents, LOCAL_RETRIES, WebhookClient};
 
 use crate::{LocalConfig, ServerLimits, account_for, serve_router};
 
@@ -102,7 +102,7 @@ pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result
     run_releases(deps.clone(), fired);
     let (account, token, generated_account) = account_for(config);
     let hooks = WebhookClient::configured(config.webhook.as_ref().map(|w| (&account, w)))?;
-    deps.events = Arc::new(InProcessEvents::new(hooks, Default::default()));
+    deps.events = Arc::new(InProcessEvents::new(hooks, LOCAL_RETRIES));
     if let Some(key) = config.data_key {
         deps.pages = PageTokens::derive(&key);
     }

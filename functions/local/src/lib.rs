@@ -30,7 +30,7 @@ use pushgate_memory::{
 };
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::http::HttpSettings;
-use pushgate_providers::webhook::{Backoff, InProcessEvents, Webhook, WebhookClient};
+use pushgate_providers::webhook::{InProcessEvents, LOCAL_RETRIES, Webhook, WebhookClient};
 pub(crate) use server::serve_router;
 pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limit};
 
@@ -265,7 +265,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         scheduler: Arc::new(scheduler),
         events: Arc::new(InProcessEvents::new(
             WebhookClient::configured(config.webhook.as_ref().map(|w| (&account, w)))?,
-            Backoff::default(),
+            LOCAL_RETRIES,
         )),
         gateway,
         secrets: Arc::new(AesGcmBox::new(&data_key)),

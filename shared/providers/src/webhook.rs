@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rand::Rng;
 use tracing::{info, warn};
 
 use pushgate_core::app::ports::{EventSink, QueueError, WebhookError};
@@ -119,31 +118,10 @@ impl WebhookClient {
     }
 }
 
-/// How a local webhook delivery is retried.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// Attempts in all.
-    pub attempts: u32,
-    /// The first wait; doubles each time (with full jitter), capped at `max`.
-    pub base: Duration,
-    /// Longest wait.
-    pub max: Duration,
-}
+pub use pushgate_core::app::backoff::Backoff;
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Self { attempts: 8, base: Duration::from_secs(1), max: Duration::from_secs(60) }
-    }
-}
-
-impl Backoff {
-    /// The wait before attempt `n + 1` (n ≥ 1): uniform in [ceiling/2, ceiling].
-    pub fn wait(&self, n: u32) -> Duration {
-        let ceiling = self.base.saturating_mul(1 << n.saturating_sub(1).min(16)).min(self.max);
-        let half = ceiling / 2;
-        half + Duration::from_millis(rand::thread_rng().gen_range(0..=half.as_millis().max(1) as u64))
-    }
-}
+/// How a local webhook post is retried: 8 tries, pauses from 1 s up to 60 s.
+pub const LOCAL_RETRIES: Backoff = Backoff::new(8, Duration::from_secs(1), Duration::from_secs(60));
 
 /// Local events: published by a spawned task that posts with [`Backoff`] (it survives nothing,
 /// like the local queue).

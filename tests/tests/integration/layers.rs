@@ -222,11 +222,11 @@ fn named_after(code: &str, prefix: &str) -> Vec<String> {
     let mut names = Vec::new();
     for (at, _) in code.match_indices(prefix) {
         let rest = &code[at + prefix.len()..];
-        let list = match rest.strip_prefix('{') {
-            Some(inner) => inner.split('}').next().unwrap_or_default(),
-            None => rest,
+        let items: Vec<&str> = match rest.strip_prefix('{') {
+            Some(inner) => inner.split('}').next().unwrap_or_default().split(',').collect(),
+            None => vec![rest],
         };
-        for item in list.split(',') {
+        for item in items {
             let ident: String = item.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             if !ident.is_empty() {
                 names.push(ident);

@@ -1,6 +1,6 @@
 //! Credentials and Apps, accounts, and the shared APNs provider-token cache on DynamoDB: the
 //! [`CredentialStore`], [`AccountStore`] and [`TokenCache`] ports, with the same semantics as
-//! `adapters::memory::{MemoryCredentials, MemoryAccounts}` (the config contract suite in `tests/`
+//! `pushgate_memory::{MemoryCredentials, MemoryAccounts}` (the config contract suite in `tests/`
 //! runs the same checks against both).
 //!
 //! # Item design (the config table, see [`tables`](super::tables))
@@ -30,7 +30,7 @@
 //!   carries no item).
 //! - Every read is `ConsistentRead`.
 //!
-//! SDK errors are mapped by [`store_error`]; no SDK type leaves `adapters::aws`.
+//! SDK errors are mapped by [`store_error`]; no SDK type leaves `pushgate-aws`.
 
 use std::fmt;
 use std::sync::Arc;

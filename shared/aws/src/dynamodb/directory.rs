@@ -1,5 +1,5 @@
 //! Users and DeviceRegistrations on DynamoDB: the [`DirectoryStore`] port, with the same
-//! semantics as `adapters::memory::MemoryDirectory` (the directory contract suite in `tests/`
+//! semantics as `pushgate_memory::MemoryDirectory` (the directory contract suite in `tests/`
 //! runs the same checks against both).
 //!
 //! # Item design (the directory table, see [`tables`](super::tables))
@@ -40,7 +40,7 @@
 //! - Every base-table read is `ConsistentRead`. No transactions: every write is one conditional
 //!   item write, and the use cases retry on `Conflict`.
 //!
-//! SDK errors are mapped by [`store_error`]; no SDK type leaves `adapters::aws`.
+//! SDK errors are mapped by [`store_error`]; no SDK type leaves `pushgate-aws`.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;

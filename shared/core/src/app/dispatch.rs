@@ -18,7 +18,6 @@ use std::panic::AssertUnwindSafe;
 
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
 use tracing::{debug, error, info, instrument, warn};
 
 use crate::domain::{
@@ -27,6 +26,7 @@ use crate::domain::{
 };
 
 use super::Deps;
+use super::backoff::Backoff;
 use super::ports::{Chunk, ChunkRecipient, Delivery, DeliveryOutcome, Finish, QueueBody, StoreError};
 use crate::domain::credential::secret_aad;
 
@@ -229,19 +229,22 @@ async fn process_message(deps: &Deps, m: &QueueMessage) -> Option<String> {
     }
 }
 
-/// Posts an event to its webhook: three attempts with a short backoff (0.5 s, 1 s), then the
-/// queue's redelivery takes over.
+/// How the dispatcher retries an event's webhook post inline before the queue's redelivery takes
+/// over: three tries, pauses of about 0.5 s and 1 s.
+const EVENT_RETRIES: Backoff = Backoff::new(3, Duration::from_secs(1), Duration::from_secs(2));
+
+/// Posts an event to its webhook, retrying as [`EVENT_RETRIES`] says.
 async fn deliver_event(deps: &Deps, event: &crate::domain::OperationEvent) -> Result<(), super::ports::WebhookError> {
-    let mut wait = Duration::from_millis(500);
-    let mut attempt = 1;
+    let mut failures = 0;
     loop {
         match deps.events.deliver(event).await {
             Ok(()) => return Ok(()),
-            Err(e) if attempt >= 3 => return Err(e),
-            Err(_) => {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                attempt += 1;
+            Err(e) => {
+                failures += 1;
+                if !EVENT_RETRIES.retries_after(failures) {
+                    return Err(e);
+                }
+                tokio::time::sleep(EVENT_RETRIES.wait(failures)).await;
             }
         }
     }
@@ -605,11 +608,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// Exponential backoff with full jitter: uniform in [base·2^(n-1)/2, base·2^(n-1)].
+    /// The pause after `attempt` failed tries: from `retry_base`, doubling; a pause longer than
+    /// `max_inline_wait` goes back to the queue instead.
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.deps.settings.retry_base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-        let half = ceiling / 2;
-        let jitter = rand::thread_rng().gen_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter)
+        let settings = &self.deps.settings;
+        Backoff::new(settings.max_attempts, settings.retry_base, Duration::MAX).wait(attempt)
     }
 }

@@ -1,6 +1,7 @@
 //! Use cases over the ports: send, dispatch, queries, credentials and auth. No HTTP, no SDKs.
 
 pub mod auth;
+pub mod backoff;
 pub mod cancel;
 pub mod cpu;
 pub mod credentials;

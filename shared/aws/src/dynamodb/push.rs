@@ -1,0 +1,915 @@
+//! Notifications and operations on DynamoDB: the [`PushReader`]/[`PushWriter`] ports, with the
+//! same semantics as `pushgate_memory::MemoryPushStore` (the contract suite in `tests/` runs the
+//! same checks against both).
+//!
+//! # Table design (one table, see [`tables`])
+//!
+//! | item | `pk` | `sk` | `gsi1pk` / `gsi1sk` (`byUser`) |
+//! |---|---|---|---|
+//! | notification | `NOTIFICATION#{account}` | notification id | `USER#{account}#{user}` / notification id, only when addressed to a User |
+//! | operation | `OPERATION#{account}` | operation id | — |
+//! | tag index | `TAG#{account}#{len(key)}:{key}={value}` | notification id | — |
+//! | stored chunk of a scheduled send | `SCHEDULED#{account}#{operation}` | `{instant:02}#{index:05}` | — |
+//!
+//! A stored chunk holds one fan-out chunk as JSON (`chunk`, ≤ 192 KiB, under the 400 KB item
+//! limit) until its instant's release queues it; `expiresAt` = instant + 7 days.
+//! - Every key starts with the account id: another account's record is simply not found.
+//! - Ids are `prefix` + lowercase ULID; the Crockford alphabet is in ASCII order and the length
+//!   is fixed, so the string order of `sk` is time order. Lists are Queries on one partition with
+//!   `ScanIndexForward = false` (newest first) — never Scans.
+//! - `operationId` filter: `NotificationId::derive` puts every notification of an operation at the
+//!   operation's ULID timestamp, so the operation's notifications are the `sk` range
+//!   `BETWEEN id(ts, 0) AND id(ts, max)` of the account's partition (other operations of the same
+//!   millisecond are filtered out on the item). No index needed.
+//! - `tags` filter: one small tag index item per tag of a notification (keys and `expiresAt`
+//!   only, no copy of the notification). The key is prefixed with its length in bytes, so keys
+//!   and values holding `=`, `:` or `#` cannot make two tags share a partition. Tags never
+//!   change after create, so the index items are never updated.
+//! - `user` filter: the sparse `byUser` GSI. GSIs are eventually consistent on AWS (moto is
+//!   consistent); base-table reads and Queries are `ConsistentRead`, so a writer sees its writes.
+//! - `expiresAt` (number, epoch seconds) = `createdAt` + 7 days on every item: the TTL attribute.
+//!   A tag index item carries its notification's. TTL deletes the two independently, so an
+//!   index item may outlive its notification for a while: reads skip it.
+//! - Items are the serde form of the domain records (`serde_dynamo`) plus the key attributes;
+//!   operations store their counters as top-level numbers so `finish` can `ADD` to them.
+//!   A claim is a `claimUntil` number (epoch ms) on the notification item.
+//!
+//! # Paging and filters
+//!
+//! The cursor is the id of the last returned item (the app layer signs it). A page Queries
+//! `sk BETWEEN low AND cursor` (skipping the cursor item itself), keeps going with
+//! `ExclusiveStartKey` until `size` matching items plus one more are found or the range is
+//! exhausted, so `pageSize` is honoured exactly and `next` is `None` on the last page. Filters
+//! that are not keys (status, provider, dates, the other tags, and operationId within its
+//! millisecond) are applied in code on the decoded item, with the same predicate as the memory
+//! store.
+//!
+//! Which partition a page Queries: with tags, the tag index partition of the first tag (exact
+//! and read consistently, so it wins over `user`); else with `user`, the `byUser` GSI; else the
+//! account's notification partition. The tag index holds ids, not notifications: each Query page
+//! of index items is resolved with `BatchGetItem` (≤ 100 keys per call, the calls in parallel,
+//! `ConsistentRead`, unprocessed keys retried with backoff), in the Query's order, skipping ids
+//! whose notification is gone; then the page loop above goes on unchanged, with the same
+//! cursor, the same `sk` bounds and the same predicate.
+//!
+//! # Writes
+//!
+//! - `create_operation`: `PutItem` with `attribute_not_exists(pk)` → `Conflict` if it exists.
+//! - `create_notification`: the same, with `ReturnValuesOnConditionCheckFailure = ALL_OLD`; on a
+//!   lost condition the stored status is returned (read consistently if the error carries no item).
+//!   Then the tag index items of the stored notification are put with `BatchWriteItem` (≤ 25 per
+//!   call, unprocessed items retried with backoff; still unprocessed → `Unavailable`). They are
+//!   written on the `Conflict` path too: index writes are idempotent, so a redelivered chunk
+//!   repairs an index write that was interrupted after the notification was stored. Until then
+//!   the notification is missing from `tags` lists only.
+//! - `claim`: `UpdateItem SET claimUntil` if `status = QUEUED` and the claim is absent or expired.
+//! - `release`: `UpdateItem REMOVE claimUntil` (a missing notification is fine).
+//! - `finish`: reads the notification (its status is the `from` of the transition), then one
+//!   `TransactWriteItems`: the notification (condition: still `from`) gets status, `from`, error,
+//!   `updated_at`, `completed_at` and loses its claim; the operation `ADD`s −1/+1 to the two
+//!   counters and sets `updated_at`. Then, when nothing is queued or scheduled, a conditional
+//!   `UpdateItem` moves the operation `PROCESSING → COMPLETED` (a lost condition means another
+//!   finisher did it). Unlike `Stats::apply`, `ADD` does not saturate at 0: counters are only
+//!   moved by transitions that hold one notification each, so they cannot go below 0.
+//! - `discard_operation`: `DeleteItem`.
+//!
+//! Two finishes racing on one notification both read `QUEUED`; the transaction of the second is
+//! cancelled by the notification's condition and it gets `Conflict` (a `TransactionConflict`
+//! cancellation is `Unavailable`: the retry reads the final status and gets `Conflict`).
+//!
+//! On moto (the emulator tier) everything above behaves as on DynamoDB except concurrent
+//! transactions: moto restores a copy of the table when it cancels a transaction, undoing a
+//! transaction that committed meanwhile, so the contract check racing two finishes is ignored
+//! there.
+//!
+//! SDK errors: a lost condition → `Conflict`; throttling, 5xx, timeouts and dispatch failures →
+//! `Unavailable`; anything else → `Unexpected`. No SDK type leaves `pushgate-aws`.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update, WriteRequest,
+};
+use futures::future::try_join_all;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
+
+use super::batch::{BATCH_WRITE_ITEMS, batch_get_items, until_processed};
+use super::items::{
+    Item, MAX_PARTITION_KEY_BYTES, build_error, codec_error, delete_item, expires_at, get_item, key, n, s, store_error,
+};
+use super::tables;
+
+use pushgate_core::app::paging::parse_cursor;
+use pushgate_core::app::ports::{
+    Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+};
+use pushgate_core::domain::{
+    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, Stats,
+    Timestamp, UserId,
+};
+
+fn notification_pk(account: &AccountId) -> String {
+    format!("NOTIFICATION#{account}")
+}
+
+fn operation_pk(account: &AccountId) -> String {
+    format!("OPERATION#{account}")
+}
+
+fn user_pk(account: &AccountId, user: &UserId) -> String {
+    format!("USER#{account}#{user}")
+}
+
+/// The tag index partition of the tag `(key, value)`. The key's length (bytes) comes first, so
+/// the key ends at a known place whatever `=`, `:` or `#` the key and the value hold.
+fn tag_pk(account: &AccountId, key: &str, value: &str) -> String {
+    format!("TAG#{account}#{}:{key}={value}", key.len())
+}
+
+/// The partition of a scheduled operation's stored chunks (sort key `{instant:02}#{index:05}`).
+fn scheduled_pk(account: &AccountId, operation: OperationId) -> String {
+    format!("SCHEDULED#{account}#{operation}")
+}
+
+/// The string sort key of an item.
+fn sort_key(item: &Item) -> Option<&str> {
+    match item.get(tables::PUSH_KEY.sort) {
+        Some(AttributeValue::S(sk)) => Some(sk),
+        _ => None,
+    }
+}
+
+/// The counter attribute a status is counted in.
+fn counter(status: NotificationStatus) -> &'static str {
+    match status {
+        NotificationStatus::Scheduled => "scheduled",
+        NotificationStatus::Queued => "queued",
+        NotificationStatus::Sent => "sent",
+        NotificationStatus::Failed => "failed",
+        NotificationStatus::Canceled => "canceled",
+    }
+}
+
+/// The key attributes stored beside a notification's own attributes.
+#[derive(Serialize)]
+struct NotificationKeys {
+    pk: String,
+    sk: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
+}
+
+/// The tag index items of `notification`: one per tag, its keys and `expiresAt` only.
+fn tag_index_items(notification: &Notification) -> Vec<Item> {
+    let expires = expires_at(&notification.created_at);
+    notification
+        .tags
+        .iter()
+        .map(|(k, v)| {
+            let mut item = key(tag_pk(&notification.account_id, k, v), notification.id);
+            item.insert(tables::TTL_ATTRIBUTE.to_owned(), n(expires));
+            item
+        })
+        .collect()
+}
+
+fn notification_item(n: &Notification) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(n).map_err(codec_error)?;
+    let keys = NotificationKeys {
+        pk: notification_pk(&n.account_id),
+        sk: n.id.to_string(),
+        gsi1pk: n.to.user_id.as_ref().map(|u| user_pk(&n.account_id, u)),
+        gsi1sk: n.to.user_id.as_ref().map(|_| n.id.to_string()),
+        expires_at: expires_at(&n.created_at),
+    };
+    item.extend(to_item::<_>(keys).map_err(codec_error)?);
+    Ok(item)
+}
+
+/// An operation item: the record with its counters at the top level (so `ADD` reaches them).
+#[derive(Serialize, Deserialize)]
+struct OperationRecord {
+    pk: String,
+    sk: String,
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
+    id: OperationId,
+    account_id: AccountId,
+    status: OperationStatus,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    total: u64,
+    recipients: u64,
+    unaddressable: u64,
+    scheduled: u64,
+    queued: u64,
+    sent: u64,
+    failed: u64,
+    canceled: u64,
+}
+
+impl From<&Operation> for OperationRecord {
+    fn from(op: &Operation) -> Self {
+        let st = op.stats;
+        Self {
+            pk: operation_pk(&op.account_id),
+            sk: op.id.to_string(),
+            expires_at: expires_at(&op.created_at),
+            id: op.id,
+            account_id: op.account_id.clone(),
+            status: op.status,
+            created_at: op.created_at,
+            updated_at: op.updated_at,
+            total: st.total,
+            recipients: st.recipients,
+            unaddressable: st.unaddressable,
+            scheduled: st.scheduled,
+            queued: st.queued,
+            sent: st.sent,
+            failed: st.failed,
+            canceled: st.canceled,
+        }
+    }
+}
+
+impl From<OperationRecord> for Operation {
+    fn from(r: OperationRecord) -> Self {
+        Self {
+            id: r.id,
+            account_id: r.account_id,
+            status: r.status,
+            stats: Stats {
+                total: r.total,
+                recipients: r.recipients,
+                unaddressable: r.unaddressable,
+                scheduled: r.scheduled,
+                queued: r.queued,
+                sent: r.sent,
+                failed: r.failed,
+                canceled: r.canceled,
+            },
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    from_item(item).map_err(codec_error)
+}
+
+/// What the items of a Query range are.
+enum Hits {
+    /// The records themselves.
+    Records,
+    /// Index items whose sort key is the sort key of a record in this partition (of the table).
+    PointersInto(String),
+}
+
+/// One Query range: the partition, the inclusive `sk` bounds, and what it holds.
+struct Range {
+    index: Option<&'static str>,
+    partition_attr: &'static str,
+    partition: String,
+    sort_attr: &'static str,
+    low: String,
+    high: String,
+    hits: Hits,
+}
+
+/// Notifications and operations in one DynamoDB table (see the module docs).
+#[derive(Clone, Debug)]
+pub struct DynamoPushStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoPushStore {
+    /// Uses the push table `table` (its name comes from the template's environment).
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        get_item(&self.client, &self.table, key).await
+    }
+
+    /// Up to `size` items of `range` newest first that `keep` accepts, skipping the cursor item
+    /// `skip`, and the cursor of the next page (`None` when nothing more matches).
+    async fn query_page<T: DeserializeOwned>(
+        &self,
+        range: Range,
+        skip: Option<String>,
+        id_of: impl Fn(&T) -> String,
+        keep: impl Fn(&T) -> bool,
+        size: usize,
+    ) -> Result<Page<T>, StoreError> {
+        let mut items = Vec::new();
+        let mut last = None;
+        let mut start: Option<Item> = None;
+        if range.low > range.high {
+            return Ok(Page { items, next: None });
+        }
+        // Read a little more than the page: the item after it tells whether there is a next page.
+        let limit = i32::try_from((size + 2).clamp(10, 1000)).unwrap_or(1000);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(range.index.map(str::to_owned))
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :high")
+                .expression_attribute_names("#pk", range.partition_attr)
+                .expression_attribute_names("#sk", range.sort_attr)
+                .expression_attribute_values(":pk", s(range.partition.clone()))
+                .expression_attribute_values(":low", s(range.low.clone()))
+                .expression_attribute_values(":high", s(range.high.clone()))
+                .scan_index_forward(false)
+                .consistent_read(range.index.is_none())
+                .limit(limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            let found = out.items.unwrap_or_default();
+            let found = match &range.hits {
+                Hits::Records => found,
+                Hits::PointersInto(partition) => self.resolve(partition, found, skip.as_deref()).await?,
+            };
+            for raw in found {
+                let item: T = decode(raw)?;
+                let id = id_of(&item);
+                if skip.as_deref() == Some(id.as_str()) || !keep(&item) {
+                    continue;
+                }
+                if items.len() == size {
+                    return Ok(Page { items, next: last });
+                }
+                last = Some(id);
+                items.push(item);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+
+    /// The records of `partition` the index items `hits` point to, in the order of `hits`,
+    /// without the cursor record `skip` and without those that are gone (expired).
+    async fn resolve(&self, partition: &str, hits: Vec<Item>, skip: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut ids = hits
+            .iter()
+            .map(|hit| sort_key(hit).map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::Unexpected("an index item without a string sort key".into()))?;
+        ids.retain(|id| Some(id.as_str()) != skip);
+        let found = self.batch_get(partition, &ids).await?;
+        let mut by_id: HashMap<String, Item> =
+            found.into_iter().filter_map(|item| Some((sort_key(&item)?.to_owned(), item))).collect();
+        Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// The records of `partition` with the sort keys `sks`, read consistently, in any order;
+    /// missing ones are left out.
+    async fn batch_get(&self, partition: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
+        batch_get_items(&self.client, &self.table, sks.iter().map(|sk| key(partition.to_owned(), sk)).collect()).await
+    }
+
+    /// Puts the tag index items of `notification` (idempotent: the same items every time).
+    async fn index_tags(&self, notification: &Notification) -> Result<(), StoreError> {
+        let writes = tag_index_items(notification)
+            .into_iter()
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(writes).await
+    }
+
+    /// Writes `writes` with `BatchWriteItem` ([`BATCH_WRITE_ITEMS`] per call, in parallel),
+    /// repeating what a call left unprocessed.
+    async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let batches = writes.chunks(BATCH_WRITE_ITEMS).map(|batch| {
+            until_processed("BatchWriteItem", batch.to_vec(), |writes| {
+                let call = self.client.batch_write_item().request_items(&self.table, writes).send();
+                async move {
+                    let out = call.await.map_err(|e| store_error("BatchWriteItem", e))?;
+                    let left = out.unprocessed_items.and_then(|mut u| u.remove(&self.table)).filter(|w| !w.is_empty());
+                    Ok((Vec::new(), left))
+                }
+            })
+        });
+        try_join_all(batches).await?;
+        Ok(())
+    }
+
+    /// Every item of the partition `pk` whose sort key starts with `prefix` (consistent, in sort
+    /// key order, following `LastEvaluatedKey`).
+    async fn query_prefix(&self, pk: String, prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut request =
+                self.client.query().table_name(&self.table).expression_attribute_values(":pk", s(pk.clone()));
+            // DynamoDB refuses an empty `begins_with` operand.
+            request = if prefix.is_empty() {
+                request.key_condition_expression("pk = :pk")
+            } else {
+                request
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix))
+            };
+            let out = request
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Applies `notification` (a conditional update of one notification) and moves one from the
+    /// operation's counter of `from` to that of `to`, in one transaction. `Conflict` when the
+    /// notification's condition fails; `Unexpected` when the operation is missing.
+    async fn move_one(
+        &self,
+        notification: Update,
+        account: &AccountId,
+        operation: OperationId,
+        from: NotificationStatus,
+        to: NotificationStatus,
+        at: AttributeValue,
+    ) -> Result<(), StoreError> {
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(operation_pk(account), operation)))
+            .update_expression("SET updated_at = :at ADD #left :minus, #reached :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#left", counter(from))
+            .expression_attribute_names("#reached", counter(to))
+            .expression_attribute_values(":at", at)
+            .expression_attribute_values(":minus", n(-1))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build_error)?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(notification).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await;
+        let Err(err) = written else { return Ok(()) };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
+            let lost = |i: usize| {
+                cancel.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+            };
+            if lost(0) {
+                return Err(StoreError::Conflict);
+            }
+            if lost(1) {
+                return Err(StoreError::Unexpected("notification without its operation".into()));
+            }
+            return Err(StoreError::Unavailable(format!(
+                "DynamoDB TransactWriteItems cancelled: {}",
+                DisplayErrorContext(&err)
+            )));
+        }
+        Err(store_error("TransactWriteItems", err))
+    }
+
+    async fn update(
+        &self,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        what: &str,
+    ) -> Result<Option<Item>, StoreError> {
+        let out = request.table_name(&self.table).send().await.map_err(|e| store_error(what, e))?;
+        Ok(out.attributes)
+    }
+}
+
+#[async_trait]
+impl PushReader for DynamoPushStore {
+    /// Not kept on DynamoDB yet: summing the open operations would read every operation of the
+    /// last 7 days on each send. A per-account counter belongs with the write path of issue 11.
+    async fn live_notifications(&self, _account: &AccountId) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    async fn get_notification(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.get(key(notification_pk(account), id)).await?.map(decode).transpose()
+    }
+
+    async fn list_notifications(
+        &self,
+        account: &AccountId,
+        filter: &NotificationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Notification>, StoreError> {
+        let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
+        let (low, high) = NotificationId::range_of(filter.operation_id);
+        let high = cursor.map_or(high, |c| c.min(high));
+        let (index, partition_attr, partition, sort_attr, hits) = match (filter.tags.first(), &filter.user) {
+            (Some((k, v)), _) => (
+                None,
+                tables::PUSH_KEY.partition,
+                tag_pk(account, k, v),
+                tables::PUSH_KEY.sort,
+                Hits::PointersInto(notification_pk(account)),
+            ),
+            (None, Some(user)) => (
+                Some(tables::BY_USER.name),
+                tables::BY_USER.key.partition,
+                user_pk(account, user),
+                tables::BY_USER.key.sort,
+                Hits::Records,
+            ),
+            (None, None) => {
+                (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort, Hits::Records)
+            }
+        };
+        if partition.len() > MAX_PARTITION_KEY_BYTES {
+            // A tag too long to be a key was never stored (and DynamoDB would refuse the Query).
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let (low, high) = (low.to_string(), high.to_string());
+        let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
+        let skip = cursor.map(|c| c.to_string());
+        self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
+    }
+
+    async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
+        Ok(self.get(key(operation_pk(account), id)).await?.map(decode::<OperationRecord>).transpose()?.map(Into::into))
+    }
+
+    async fn list_operations(
+        &self,
+        account: &AccountId,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, StoreError> {
+        let cursor = parse_cursor(&page.cursor, |c| OperationId::parse(c).ok())?;
+        let range = Range {
+            index: None,
+            partition_attr: tables::PUSH_KEY.partition,
+            partition: operation_pk(account),
+            sort_attr: tables::PUSH_KEY.sort,
+            low: OperationId::min().to_string(),
+            high: cursor.unwrap_or(OperationId::max()).to_string(),
+            hits: Hits::Records,
+        };
+        let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
+        let skip = cursor.map(|c| c.to_string());
+        let page = self.query_page(range, skip, |op: &OperationRecord| op.id.to_string(), keep, page.size).await?;
+        Ok(Page { items: page.items.into_iter().map(Into::into).collect(), next: page.next })
+    }
+}
+
+#[async_trait]
+impl PushWriter for DynamoPushStore {
+    async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
+        let item: Item = to_item(OperationRecord::from(op)).map_err(codec_error)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn discard_operation(&self, account: &AccountId, id: OperationId) -> Result<(), StoreError> {
+        delete_item(&self.client, &self.table, key(operation_pk(account), id), "DeleteItem").await
+    }
+
+    async fn create_notification(&self, n: Notification) -> Result<NotificationStatus, StoreError> {
+        let item = notification_item(&n)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let stored = match result {
+            Ok(_) => n,
+            Err(err) => {
+                let Some(PutItemError::ConditionalCheckFailedException(lost)) = err.as_service_error() else {
+                    return Err(store_error("PutItem", err));
+                };
+                let stored = match lost.item() {
+                    Some(old) => Some(old.clone()),
+                    None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
+                };
+                decode(stored.ok_or(StoreError::Conflict)?)?
+            }
+        };
+        // Also after a lost condition: a redelivery repairs an index write that was interrupted.
+        self.index_tags(&stored).await?;
+        Ok(stored.status)
+    }
+
+    async fn claim(
+        &self,
+        account: &AccountId,
+        id: NotificationId,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .set_key(Some(key(notification_pk(account), id)))
+            .update_expression("SET claimUntil = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND #status = :queued AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(NotificationStatus::Queued.as_str()))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()));
+        self.update(request, "UpdateItem (claim)").await?;
+        Ok(())
+    }
+
+    async fn release(&self, account: &AccountId, id: NotificationId) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .set_key(Some(key(notification_pk(account), id)))
+            .update_expression("REMOVE claimUntil")
+            .condition_expression("attribute_exists(pk)");
+        match self.update(request, "UpdateItem (release)").await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
+        let stored: Notification =
+            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let from = stored.status;
+        let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
+        let at = to_attribute_value(finish.at).map_err(codec_error)?;
+        let condition = if finish.unclaimed {
+            "#status = :was AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)"
+        } else {
+            "#status = :was"
+        };
+        let mut notification = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(notification_pk(account), id)))
+            .update_expression(
+                "SET #status = :to, #from = :from, #error = :error, updated_at = :at, completed_at = :at \
+                 REMOVE claimUntil",
+            )
+            .condition_expression(condition)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#from", "from")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":was", s(from.as_str()))
+            .expression_attribute_values(":from", to_attribute_value(&finish.from).map_err(codec_error)?)
+            .expression_attribute_values(":error", to_attribute_value(&finish.error).map_err(codec_error)?)
+            .expression_attribute_values(":at", at.clone());
+        if finish.unclaimed {
+            notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
+        }
+        let notification = notification.build().map_err(build_error)?;
+        self.move_one(notification, account, stored.operation_id, from, to, at).await?;
+        let op_key = key(operation_pk(account), stored.operation_id);
+        let read = |item: Option<Item>| -> Result<Operation, StoreError> {
+            let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
+            Ok(decode::<OperationRecord>(item)?.into())
+        };
+        let op = read(self.get(op_key.clone()).await?)?;
+        let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
+        if !open || !op.stats.all_final() {
+            return Ok(Finished { operation: op, completed: false });
+        }
+        let complete = self
+            .client
+            .update_item()
+            .set_key(Some(op_key.clone()))
+            .update_expression("SET #status = :completed")
+            .condition_expression("#status IN (:scheduled, :processing) AND queued = :zero AND scheduled = :zero")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(OperationStatus::Completed.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .return_values(ReturnValue::AllNew);
+        match self.update(complete, "UpdateItem (complete)").await {
+            Ok(item) => Ok(Finished { operation: read(item)?, completed: true }),
+            // Someone else completed it (or a counter moved): read what is there now.
+            Err(StoreError::Conflict) => Ok(Finished { operation: read(self.get(op_key).await?)?, completed: false }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_operation(
+        &self,
+        account: &AccountId,
+        id: OperationId,
+        at: Timestamp,
+    ) -> Result<Option<Operation>, StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .set_key(Some(key(operation_pk(account), id)))
+            .update_expression("SET #status = :canceled, updated_at = :at")
+            .condition_expression(
+                "attribute_exists(pk) AND #status IN (:scheduled, :processing) AND (queued > :zero OR scheduled > :zero)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":canceled", s(OperationStatus::Canceled.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", to_attribute_value(at).map_err(codec_error)?)
+            .return_values(ReturnValue::AllNew);
+        match self.update(request, "UpdateItem (cancel)").await {
+            Ok(item) => {
+                let item = item.ok_or_else(|| StoreError::Unexpected("UpdateItem returned no operation".into()))?;
+                Ok(Some(decode::<OperationRecord>(item)?.into()))
+            }
+            Err(StoreError::Conflict) => match self.get(key(operation_pk(account), id)).await? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Conflict),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError> {
+        let stored: Notification =
+            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        if stored.status != NotificationStatus::Scheduled {
+            return Err(StoreError::Conflict);
+        }
+        let at_value = to_attribute_value(at).map_err(codec_error)?;
+        let notification = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(notification_pk(account), id)))
+            .update_expression("SET #status = :queued, updated_at = :at")
+            .condition_expression("#status = :scheduled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s(NotificationStatus::Queued.as_str()))
+            .expression_attribute_values(":scheduled", s(NotificationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":at", at_value.clone())
+            .build()
+            .map_err(build_error)?;
+        self.move_one(
+            notification,
+            account,
+            stored.operation_id,
+            NotificationStatus::Scheduled,
+            NotificationStatus::Queued,
+            at_value,
+        )
+        .await?;
+        let start = self
+            .client
+            .update_item()
+            .set_key(Some(key(operation_pk(account), stored.operation_id)))
+            .update_expression("SET #status = :processing")
+            .condition_expression("#status = :scheduled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()));
+        match self.update(start, "UpdateItem (start)").await {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+        chunks: &[Chunk],
+    ) -> Result<(), StoreError> {
+        let writes = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let body = serde_json::to_string(chunk).map_err(|e| StoreError::Unexpected(e.to_string()))?;
+                let expires = chunk.scheduled_for.unwrap_or(chunk.created_at);
+                let item = Item::from([
+                    ("pk".to_owned(), s(scheduled_pk(account, operation))),
+                    ("sk".to_owned(), s(format!("{instant:02}#{i:05}"))),
+                    ("chunk".to_owned(), s(body)),
+                    ("expiresAt".to_owned(), n(expires_at(&expires))),
+                ]);
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(writes).await
+    }
+
+    async fn scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: u8,
+    ) -> Result<Vec<Chunk>, StoreError> {
+        let items = self.query_prefix(scheduled_pk(account, operation), &format!("{instant:02}#")).await?;
+        items
+            .into_iter()
+            .map(|item| match item.get("chunk") {
+                Some(AttributeValue::S(body)) => serde_json::from_str(body)
+                    .map_err(|e| StoreError::Unexpected(format!("a stored scheduled chunk is unreadable: {e}"))),
+                _ => Err(StoreError::Unexpected("a stored scheduled chunk has no body".into())),
+            })
+            .collect()
+    }
+
+    async fn delete_scheduled_chunks(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        instant: Option<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let prefix = instant.map(|i| format!("{i:02}#")).unwrap_or_default();
+        let pk = scheduled_pk(account, operation);
+        let items = self.query_prefix(pk.clone(), &prefix).await?;
+        let mut instants = Vec::new();
+        let mut writes = Vec::new();
+        for item in &items {
+            let Some(sk) = sort_key(item) else { continue };
+            if let Some(i) = sk.get(..2).and_then(|i| i.parse::<u8>().ok())
+                && !instants.contains(&i)
+            {
+                instants.push(i);
+            }
+            let delete = DeleteRequest::builder().set_key(Some(key(pk.clone(), sk))).build().map_err(build_error)?;
+            writes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        self.batch_write(writes).await?;
+        Ok(instants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn a_tag_index_partition_is_the_account_then_the_length_prefixed_key_and_the_value() {
+        let account = AccountId::from_bytes([7; 16]);
+        assert_eq!(tag_pk(&account, "flight", "PG1"), format!("TAG#{account}#6:flight=PG1"));
+    }
+
+    #[test]
+    fn tags_that_differ_never_share_an_index_partition_whatever_separators_they_hold() {
+        let account = AccountId::from_bytes([7; 16]);
+        let tags = [
+            ("a", "b=c"),
+            ("a=b", "c"),
+            ("a", "b:c"),
+            ("a:b", "c"),
+            ("a#b", "c"),
+            ("a", "b#c"),
+            ("1:a", "b"),
+            ("a", "1:a=b"),
+            ("3:a", "b"),
+            ("a", "3:a=b"),
+            ("a", ""),
+            ("a=", ""),
+        ];
+        let partitions: HashSet<_> = tags.iter().map(|(k, v)| tag_pk(&account, k, v)).collect();
+        assert_eq!(partitions.len(), tags.len());
+    }
+}
