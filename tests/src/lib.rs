@@ -394,6 +394,20 @@ pub async fn emulator() -> Option<aws_config::SdkConfig> {
     Some(aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await)
 }
 
+/// The emulator's DynamoDB client and the name of the table `logical_id` (`PushTable`,
+/// `ConfigTable`, `DirectoryTable`) among a fresh set created from `table_definitions` (the one
+/// definition the template is checked against), or `None` without an emulator.
+pub async fn fresh_table(logical_id: &str) -> Option<(aws_sdk_dynamodb::Client, String)> {
+    use pushgate_aws::dynamodb::{create_tables, table_definitions};
+    let config = emulator().await?;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let prefix = format!("pushgate-test-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
+    let tables = table_definitions(&prefix);
+    create_tables(&client, &tables).await.expect("moto creates the tables");
+    let table = tables.into_iter().find(|t| t.logical_id == logical_id).expect("the table is defined");
+    Some((client, table.name))
+}
+
 /// A fresh SQS queue for one test (unique name), returning its URL.
 pub async fn test_queue(sqs: &aws_sdk_sqs::Client, purpose: &str) -> String {
     let name = format!("pushgate-test-{purpose}-{}", ulid::Ulid::generate().to_string().to_ascii_lowercase());

@@ -5,28 +5,17 @@
 
 use std::sync::Arc;
 
-use pushgate_aws::dynamodb::{DynamoAccountStore, DynamoCredentialStore, create_tables, table_definitions};
+use pushgate_aws::dynamodb::{DynamoAccountStore, DynamoCredentialStore};
 use pushgate_tests::config_contract::{Accounts, Credentials};
-use pushgate_tests::emulator;
-
-/// A DynamoDB client and the name of a fresh config table, or `None` without an emulator.
-async fn fresh_config_table() -> Option<(aws_sdk_dynamodb::Client, String)> {
-    let config = emulator().await?;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let prefix = format!("pushgate-test-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
-    let tables = table_definitions(&prefix);
-    create_tables(&client, &tables).await.expect("moto creates the tables");
-    let table = tables.into_iter().find(|t| t.logical_id == "ConfigTable").expect("the config table is defined");
-    Some((client, table.name))
-}
+use pushgate_tests::fresh_table;
 
 async fn dynamodb_credentials() -> Option<Credentials> {
-    let (client, table) = fresh_config_table().await?;
+    let (client, table) = fresh_table("ConfigTable").await?;
     Some(Arc::new(DynamoCredentialStore::new(client, table)))
 }
 
 async fn dynamodb_accounts() -> Option<Accounts> {
-    let (client, table) = fresh_config_table().await?;
+    let (client, table) = fresh_table("ConfigTable").await?;
     Some(Arc::new(DynamoAccountStore::new(client, table)))
 }
 
@@ -44,7 +33,7 @@ async fn dynamodb_account_items_hold_the_token_hash_as_binary() {
     use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
     use pushgate_core::domain::{Account, AccountId, AuthToken};
 
-    let Some((client, table)) = fresh_config_table().await else { return };
+    let Some((client, table)) = fresh_table("ConfigTable").await else { return };
     let store = DynamoAccountStore::new(client.clone(), table.clone());
     let account = Account { id: AccountId::from_bytes(rand::random()), token_hash: AuthToken::new("t").hash() };
     store.put_account(&account).await.expect("stored");

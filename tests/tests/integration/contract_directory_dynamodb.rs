@@ -6,25 +6,14 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use pushgate_aws::dynamodb::{DynamoDirectoryStore, create_tables, table_definitions};
+use pushgate_aws::dynamodb::DynamoDirectoryStore;
 use pushgate_core::app::ports::DirectoryStore;
 use pushgate_core::domain::{AccountId, AppName, DeviceRegistration, DeviceRegistrationId, Provider, UserId};
 use pushgate_tests::directory_contract::Directory;
-use pushgate_tests::emulator;
-
-/// A DynamoDB client and the name of a fresh directory table, or `None` without an emulator.
-async fn fresh_directory_table() -> Option<(aws_sdk_dynamodb::Client, String)> {
-    let config = emulator().await?;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let prefix = format!("pushgate-test-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
-    let tables = table_definitions(&prefix);
-    create_tables(&client, &tables).await.expect("moto creates the tables");
-    let table = tables.into_iter().find(|t| t.logical_id == "DirectoryTable").expect("the directory table is defined");
-    Some((client, table.name))
-}
+use pushgate_tests::fresh_table;
 
 async fn dynamodb_directory() -> Option<Directory> {
-    let (client, table) = fresh_directory_table().await?;
+    let (client, table) = fresh_table("DirectoryTable").await?;
     Some(Arc::new(DynamoDirectoryStore::new(client, table)))
 }
 
@@ -36,7 +25,7 @@ mod dynamodb_store {
 /// `byToken` by (provider, token) with the App as sort key.
 #[tokio::test]
 async fn dynamodb_claims_key_tokens_by_hash_and_are_queryable_on_by_token() {
-    let Some((client, table)) = fresh_directory_table().await else { return };
+    let Some((client, table)) = fresh_table("DirectoryTable").await else { return };
     let store = DynamoDirectoryStore::new(client.clone(), table.clone());
     let account = AccountId::from_bytes(rand::random());
     let token = "z".repeat(4096);

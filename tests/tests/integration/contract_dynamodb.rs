@@ -10,23 +10,12 @@
 
 use std::sync::Arc;
 
-use pushgate_aws::dynamodb::{DynamoPushStore, create_tables, table_definitions};
+use pushgate_aws::dynamodb::DynamoPushStore;
 use pushgate_tests::contract::Store;
-use pushgate_tests::emulator;
-
-/// A DynamoDB client and the name of a fresh push table, or `None` without an emulator.
-async fn fresh_table() -> Option<(aws_sdk_dynamodb::Client, String)> {
-    let config = emulator().await?;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let prefix = format!("pushgate-test-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
-    let tables = table_definitions(&prefix);
-    create_tables(&client, &tables).await.expect("moto creates the tables");
-    let push = tables.into_iter().find(|t| t.logical_id == "PushTable").expect("the push table is defined");
-    Some((client, push.name))
-}
+use pushgate_tests::fresh_table;
 
 async fn dynamodb_store() -> Option<Store> {
-    let (client, table) = fresh_table().await?;
+    let (client, table) = fresh_table("PushTable").await?;
     Some(Arc::new(DynamoPushStore::new(client, table)))
 }
 
@@ -49,7 +38,7 @@ async fn dynamodb_items_expire_seven_days_after_creation() {
         Operation, OperationId, OperationStatus, Priority, Provider, RETENTION, Senders, Stats,
     };
 
-    let Some((client, table)) = fresh_table().await else { return };
+    let Some((client, table)) = fresh_table("PushTable").await else { return };
     let store = DynamoPushStore::new(client.clone(), table.clone());
     let account = AccountId::from_bytes(rand::random());
     let created = chrono::DateTime::from_timestamp(1_790_000_000, 0).expect("a valid time");

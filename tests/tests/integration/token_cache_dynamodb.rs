@@ -5,23 +5,17 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
-use pushgate_aws::dynamodb::{DynamoTokenCache, create_tables, table_definitions};
+use pushgate_aws::dynamodb::DynamoTokenCache;
 use pushgate_core::app::ports::{SharedToken, TokenCache};
 use pushgate_core::domain::Timestamp;
 use pushgate_memory::crypto::AesGcmBox;
-use pushgate_tests::emulator;
 
 /// A DynamoDB client, the name of a fresh config table and a cache on it, or `None` without an
 /// emulator.
 async fn fresh_cache() -> Option<(aws_sdk_dynamodb::Client, String, DynamoTokenCache)> {
-    let config = emulator().await?;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let prefix = format!("pushgate-test-{}-", ulid::Ulid::generate().to_string().to_ascii_lowercase());
-    let tables = table_definitions(&prefix);
-    create_tables(&client, &tables).await.expect("moto creates the tables");
-    let table = tables.into_iter().find(|t| t.logical_id == "ConfigTable").expect("the config table is defined");
-    let cache = DynamoTokenCache::new(client.clone(), table.name.clone(), Arc::new(AesGcmBox::new(&[5; 32])));
-    Some((client, table.name, cache))
+    let (client, table) = pushgate_tests::fresh_table("ConfigTable").await?;
+    let cache = DynamoTokenCache::new(client.clone(), table.clone(), Arc::new(AesGcmBox::new(&[5; 32])));
+    Some((client, table, cache))
 }
 
 /// Now, at millisecond precision (what the cache stores).
