@@ -21,7 +21,6 @@ use crate::{apn_credential_body, emulator, fcm_credential_body, test_queue};
 pub struct Caller {
     /// The account id.
     pub account: AccountId,
-    /// Its token.
     pub token: AuthToken,
 }
 
@@ -205,7 +204,6 @@ pub struct AwsRig {
     pub functions: std::collections::HashMap<Function, axum::Router>,
     /// The dispatch function's dependencies, wired with its ports only.
     pub dispatch_deps: Deps,
-    /// The caller.
     pub caller: Caller,
     /// SQS client.
     pub sqs: aws_sdk_sqs::Client,

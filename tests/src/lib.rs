@@ -63,7 +63,6 @@ pub fn captured_logs() -> String {
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    /// The account.
     pub account: AccountId,
     /// Its auth token.
     pub token: String,
@@ -468,9 +467,7 @@ pub async fn receive_all(
 pub struct ProviderRig {
     /// The dependencies.
     pub deps: pushgate_core::app::Deps,
-    /// The account.
     pub account: AccountId,
-    /// Its token.
     pub token: AuthToken,
     /// Fake APNs.
     pub apns: FakeApns,

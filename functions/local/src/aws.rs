@@ -36,7 +36,6 @@ pub struct AwsLocalApp {
     pub router: axum::Router,
     /// The account configured or generated at start (stored in the config table).
     pub account: AccountId,
-    /// Its token.
     pub token: AuthToken,
     /// Whether the account was generated.
     pub generated_account: bool,

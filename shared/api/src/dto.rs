@@ -51,7 +51,6 @@ fn stats(s: &Stats) -> Value {
     })
 }
 
-/// An Operation.
 pub fn operation(op: &Operation) -> Value {
     json!({
         "id": op.id,
@@ -86,7 +85,6 @@ pub fn credential(c: &Credential) -> Value {
     })
 }
 
-/// An App.
 pub fn app(a: &App) -> Value {
     json!({
         "name": a.name,
@@ -113,7 +111,6 @@ pub fn device_registration(r: &DeviceRegistration) -> Value {
     })
 }
 
-/// A User.
 pub fn user(u: &User) -> Value {
     json!({
         "id": u.id,

@@ -12,7 +12,6 @@ use pushgate_core::app::ports::PageRequest;
 use pushgate_core::app::{AppError, PageTokens};
 use pushgate_core::domain::{AccountId, FieldError, Timestamp};
 
-/// Default page size.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page size.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -83,7 +82,6 @@ impl ListQuery {
         })
     }
 
-    /// A boolean.
     pub fn boolean(&mut self, name: &str) -> Option<bool> {
         self.parsed(name, "must be true or false", |s| match s {
             "true" => Some(true),

@@ -26,7 +26,6 @@ pub struct KeySchema {
 pub struct IndexDefinition {
     /// Index name.
     pub name: &'static str,
-    /// Its keys.
     pub key: KeySchema,
 }
 

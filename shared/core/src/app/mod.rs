@@ -75,7 +75,6 @@ pub struct Deps {
     pub push: Arc<dyn PushWriter>,
     /// Credentials and Apps.
     pub credentials: Arc<dyn CredentialStore>,
-    /// Accounts.
     pub accounts: Arc<dyn AccountStore>,
     /// Users and DeviceRegistrations.
     pub directory: Arc<dyn DirectoryStore>,
@@ -91,7 +90,6 @@ pub struct Deps {
     pub secrets: Arc<dyn SecretBox>,
     /// Time.
     pub clock: Arc<dyn Clock>,
-    /// Ids.
     pub ids: Arc<dyn IdGenerator>,
     /// Page token signing.
     pub pages: PageTokens,

@@ -60,7 +60,6 @@ impl CredentialType {
 /// A credential's public metadata (what the API returns).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
-    /// Its id.
     pub id: CredentialId,
     /// Owner.
     pub account_id: AccountId,
@@ -112,7 +111,6 @@ pub enum CredentialSecret {
     ApnCertificate {
         /// The client certificate PEM.
         certificate_pem: String,
-        /// Its private key PEM.
         private_key_pem: String,
         /// The topic read from the certificate (its UID), if it has one.
         topic: Option<String>,

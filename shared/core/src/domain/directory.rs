@@ -14,7 +14,6 @@ pub const MAX_DEVICES: usize = 50;
 /// A push User: the person a registration's devices belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
-    /// Its id.
     pub id: UserId,
     /// Owner.
     pub account_id: AccountId,
@@ -46,7 +45,6 @@ impl User {
 pub struct Device {
     /// The provider's device token (see [`super::device_token`]).
     pub token: String,
-    /// Its provider.
     pub provider: Provider,
     /// When it was (last) registered.
     pub created_at: Timestamp,
@@ -62,13 +60,10 @@ impl Device {
 /// The devices of one User in one App (at most one registration per (User, App)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRegistration {
-    /// Its id.
     pub id: DeviceRegistrationId,
     /// Owner.
     pub account_id: AccountId,
-    /// The App.
     pub app_name: AppName,
-    /// The User.
     pub user_id: UserId,
     /// 1–50 devices, unique by (token, provider), least recently registered first.
     pub devices: Vec<Device>,

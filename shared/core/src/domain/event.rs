@@ -46,7 +46,6 @@ pub struct OperationEvent {
     pub kind: EventType,
     /// Owner.
     pub account_id: AccountId,
-    /// The operation.
     pub operation_id: OperationId,
     /// Its status when the event happened.
     pub status: OperationStatus,

@@ -186,11 +186,9 @@ pub struct Notification {
     pub from: Senders,
     /// Rendered content (shared between the record and the delivery in flight).
     pub content: std::sync::Arc<Content>,
-    /// Priority.
     pub priority: Priority,
     /// Sound name.
     pub sound: Option<String>,
-    /// Status.
     pub status: NotificationStatus,
     /// Rendered tags.
     pub tags: BTreeMap<String, String>,
@@ -258,11 +256,9 @@ impl Stats {
 /// An Operation: what one send request created, and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Operation {
-    /// Its id.
     pub id: OperationId,
     /// Owner.
     pub account_id: AccountId,
-    /// Status.
     pub status: OperationStatus,
     /// Counters.
     pub stats: Stats,
@@ -277,7 +273,6 @@ pub struct Operation {
 pub struct OperationErrorEntry {
     /// The failed notification.
     pub notification_id: NotificationId,
-    /// Its provider.
     pub provider: Provider,
     /// Why.
     pub error: DeliveryError,

@@ -72,14 +72,12 @@ pub enum Recipient {
     Device {
         /// Token as given.
         token: String,
-        /// Its provider.
         provider: Provider,
         /// Template variables.
         variables: Map<String, Value>,
     },
     /// Every device of a User.
     User {
-        /// The User.
         user_id: UserId,
         /// Template variables.
         variables: Map<String, Value>,
@@ -106,9 +104,7 @@ pub struct SendRequest {
     pub content: Arc<Content>,
     /// Sender.
     pub from: SenderSpec,
-    /// Priority.
     pub priority: Priority,
-    /// Sound.
     pub sound: Option<String>,
     /// `schedule.sendAt` instants (empty: send now).
     pub send_at: Vec<Timestamp>,

@@ -20,9 +20,7 @@ pub struct Delivery<'a> {
     pub token: &'a str,
     /// Rendered content.
     pub content: &'a Content,
-    /// Priority.
     pub priority: Priority,
-    /// Sound.
     pub sound: Option<&'a str>,
 }
 

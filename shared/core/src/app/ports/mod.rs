@@ -49,7 +49,6 @@ pub struct PageRequest {
 /// A page of results, newest first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
-    /// The items.
     pub items: Vec<T>,
     /// The cursor of the next page, `None` on the last page.
     pub next: Option<String>,

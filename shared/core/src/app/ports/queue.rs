@@ -20,7 +20,6 @@ pub struct ChunkRecipient {
     pub slot: u32,
     /// Device token.
     pub token: String,
-    /// Provider.
     pub provider: Provider,
     /// Template variables (shared by the devices of one User, and by the instants of a
     /// scheduled send).
@@ -40,7 +39,6 @@ pub struct Chunk {
     pub v: u8,
     /// Owner.
     pub account_id: AccountId,
-    /// Operation.
     pub operation_id: OperationId,
     /// When the operation was created (the notifications' `createdAt`).
     pub created_at: Timestamp,
@@ -49,9 +47,7 @@ pub struct Chunk {
     /// Tag templates.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Priority.
     pub priority: Priority,
-    /// Sound.
     pub sound: Option<String>,
     /// Credentials resolved at send time.
     pub senders: Senders,
@@ -59,7 +55,6 @@ pub struct Chunk {
     /// dead), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app: Option<AppName>,
-    /// The recipients.
     pub recipients: Vec<ChunkRecipient>,
     /// The `sendAt` instant of a scheduled send's chunk (`None`: now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,7 +94,6 @@ pub trait FanoutQueue: Send + Sync {
 pub struct Release {
     /// Owner.
     pub account_id: AccountId,
-    /// The operation.
     pub operation_id: OperationId,
     /// Index of the instant in `sendAt`.
     pub instant: u8,
@@ -112,15 +106,9 @@ pub struct Release {
 #[serde(untagged)]
 pub enum QueueBody {
     /// `{"release": {...}}`.
-    Release {
-        /// The release.
-        release: Release,
-    },
+    Release { release: Release },
     /// `{"event": {...}}`: an operation event for the account's webhook.
-    Event {
-        /// The event.
-        event: OperationEvent,
-    },
+    Event { event: OperationEvent },
     /// A chunk (see [`Chunk`]).
     Chunk(Box<Chunk>),
 }

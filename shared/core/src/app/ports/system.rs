@@ -4,7 +4,6 @@ use crate::domain::Timestamp;
 
 /// Current time.
 pub trait Clock: Send + Sync {
-    /// Now.
     fn now(&self) -> Timestamp;
 }
 
