@@ -21,10 +21,33 @@ use pushgate_core::config::ConfigError;
 /// Anything that stops a function from starting or running.
 pub type Error = lambda_runtime::Error;
 
-/// Structured logs for CloudWatch (`AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, JSON when the function's
-/// log format is JSON).
+/// Logs for CloudWatch: the filter from `AWS_LAMBDA_LOG_LEVEL` (Lambda's logging controls) or
+/// `RUST_LOG` (see [`log_filter`]), JSON lines when the function's log format is JSON.
 pub fn init_logging() {
-    lambda_runtime::tracing::init_default_subscriber();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let var = |name: &str| std::env::var(name).ok();
+    let filter = log_filter(var("AWS_LAMBDA_LOG_LEVEL").or_else(|| var("RUST_LOG")).as_deref());
+    let json = var("AWS_LAMBDA_LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    let lines = tracing_subscriber::fmt::layer().with_target(false).without_time();
+    // A second initialisation (tests) keeps the first subscriber.
+    let _ = if json {
+        tracing_subscriber::registry().with(lines.json()).with(filter).try_init()
+    } else {
+        tracing_subscriber::registry().with(lines).with(filter).try_init()
+    };
+}
+
+/// A level (`info`) or targets with levels (`info,pushgate_core=debug`); anything else, or
+/// nothing, is `info`. Targets only: matching on span fields would need `EnvFilter`, whose regex
+/// engine is a large share of a small function's binary.
+pub fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:=,.-".contains(&b)))
+        .and_then(|v| v.to_ascii_lowercase().parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// Runs an HTTP function: `app` (one of [`crate::functions`]) builds its router once per cold
@@ -117,4 +140,28 @@ pub async fn dispatch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::log_filter;
+
+    #[test]
+    fn the_log_filter_reads_a_level_or_targets_and_falls_back_to_info() {
+        let info = log_filter(None);
+        assert!(info.would_enable("pushgate_core::app", &Level::INFO));
+        assert!(!info.would_enable("pushgate_core::app", &Level::DEBUG));
+        let debug = log_filter(Some("DEBUG"));
+        assert!(debug.would_enable("aws_smithy_runtime", &Level::DEBUG));
+        let targets = log_filter(Some("warn,pushgate_core=debug"));
+        assert!(targets.would_enable("pushgate_core::app::dispatch", &Level::DEBUG));
+        assert!(!targets.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(targets.would_enable("aws_smithy_runtime", &Level::WARN));
+        let ours = log_filter(Some("info,pushgate=debug"));
+        assert!(ours.would_enable("pushgate_core::app", &Level::DEBUG), "a prefix covers every pushgate crate");
+        let garbage = log_filter(Some("not a filter [x]"));
+        assert!(garbage.would_enable("anything", &Level::INFO) && !garbage.would_enable("anything", &Level::DEBUG));
+    }
 }

@@ -3,10 +3,8 @@
 //! filter).
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use regex::Regex;
 
 use pushgate_core::app::ports::PageRequest;
 use pushgate_core::app::{AppError, PageTokens};
@@ -16,8 +14,23 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page size.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-static TAGS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^(?:[a-zA-Z0-9._~-]+:[a-zA-Z0-9._~-]+;){1,10}$").expect("tags regex"));
+/// The `tags` filter: 1 to 10 `key:value;` pairs of unreserved URL characters
+/// (`^(?:[a-zA-Z0-9._~-]+:[a-zA-Z0-9._~-]+;){1,10}$`).
+fn parse_tags(value: &str) -> Option<Vec<(String, String)>> {
+    let unreserved =
+        |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+    let pairs: Vec<&str> = value.strip_suffix(';')?.split(';').collect();
+    if pairs.len() > 10 {
+        return None;
+    }
+    pairs
+        .into_iter()
+        .map(|pair| {
+            let (key, tag) = pair.split_once(':')?;
+            (unreserved(key) && unreserved(tag)).then(|| (key.to_owned(), tag.to_owned()))
+        })
+        .collect()
+}
 
 /// A parsed query string.
 pub struct ListQuery {
@@ -92,15 +105,7 @@ impl ListQuery {
 
     /// The `tags` filter: `k:v;k:v;`.
     pub fn tags(&mut self) -> Vec<(String, String)> {
-        self.parsed("tags", "must match ^(?:[a-zA-Z0-9._~-]+:[a-zA-Z0-9._~-]+;){1,10}$", |s| {
-            TAGS.is_match(s).then(|| {
-                s.split(';')
-                    .filter(|p| !p.is_empty())
-                    .filter_map(|p| p.split_once(':').map(|(k, v)| (k.to_owned(), v.to_owned())))
-                    .collect()
-            })
-        })
-        .unwrap_or_default()
+        self.parsed("tags", "must match ^(?:[a-zA-Z0-9._~-]+:[a-zA-Z0-9._~-]+;){1,10}$", parse_tags).unwrap_or_default()
     }
 
     /// Finishes parsing: the page request, or every error found.
@@ -143,5 +148,25 @@ impl Paging {
     pub fn json(&self, pages: &PageTokens, account: &AccountId, next: Option<&str>) -> serde_json::Value {
         let next = next.map(|c| pages.seal(account, &self.scope, Some(c)));
         serde_json::json!({ "next": next, "self": self.self_token })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_tags;
+
+    #[test]
+    fn tags_are_one_to_ten_key_value_pairs_of_unreserved_characters_each_ended_by_a_semicolon() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(parse_tags("a:b;"), Some(vec![pair("a", "b")]));
+        assert_eq!(
+            parse_tags("flight:PG1;gate.x~-_:A-1;"),
+            Some(vec![pair("flight", "PG1"), pair("gate.x~-_", "A-1")])
+        );
+        let ten = "k:v;".repeat(10);
+        assert_eq!(parse_tags(&ten).map(|t| t.len()), Some(10));
+        for bad in ["", ";", "a:b", "a:;", ":b;", "a:b:c;", "a b:c;", "a:b;;", "a:é;", "a%20:b;", &"k:v;".repeat(11)] {
+            assert_eq!(parse_tags(bad), None, "{bad:?}");
+        }
     }
 }
