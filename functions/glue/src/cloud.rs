@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use aws_types::SdkConfig;
 use rand::RngCore;
 use tracing::warn;
 
@@ -166,10 +167,35 @@ fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// The SDK configuration from the standard AWS environment (`AWS_REGION`, credentials,
-/// `AWS_ENDPOINT_URL` for moto).
-pub async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+/// The SDK configuration of a Lambda function, from the variables Lambda sets: `AWS_REGION`
+/// and the execution role's `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`
+/// (plus `AWS_ENDPOINT_URL`, for moto). That is all the standard provider chain would find
+/// there; building it directly keeps the chain's other sources (profiles, SSO, web identity
+/// through STS, IMDS) out of every binary and out of its cold start. `pushgate-local` and the
+/// tests use the full chain (`aws-config`).
+pub fn lambda_sdk_config(var: impl Fn(&'static str) -> Option<String>) -> Result<SdkConfig, ConfigError> {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_types::region::Region;
+    let var = |name: &'static str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let required = |name: &'static str| var(name).ok_or_else(|| err(name, "must be set (Lambda sets it)"));
+    let region =
+        var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).ok_or_else(|| err("AWS_REGION", "must be set"))?;
+    let credentials = Credentials::new(
+        required("AWS_ACCESS_KEY_ID")?,
+        required("AWS_SECRET_ACCESS_KEY")?,
+        var("AWS_SESSION_TOKEN"),
+        None,
+        "lambda-environment",
+    );
+    let mut builder = SdkConfig::builder()
+        .region(Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest());
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(builder.build())
 }
 
 /// The page-token key: derived from the shared secret, or random for this process (page tokens
@@ -229,14 +255,14 @@ pub mod ports {
 }
 
 /// Every port wired (local AWS mode, the tests).
-pub fn build_deps(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<Deps, ConfigError> {
+pub fn build_deps(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigError> {
     wire::<{ ports::ALL }>(config, sdk)
 }
 
 /// The use cases' dependencies for a function that uses the [`ports`] in `PORTS`: DynamoDB
 /// stores always; SQS, Scheduler, KMS and the provider clients only when `PORTS` has them (a
 /// port left out refuses with an error naming it).
-pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &aws_config::SdkConfig) -> Result<Deps, ConfigError> {
+pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigError> {
     let has = |port: u8| PORTS & port != 0;
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets: Arc<dyn SecretBox> = match &config.kms_key_id {
@@ -556,6 +582,28 @@ mod tests {
             CloudConfig::from_lookup(lookup(&[base[0], base[1], base[2], ("PUSHGATE_FCM_TOKEN_URIS", "not a url")]))
                 .expect_err("not a URL");
         assert_eq!(bad.var, "PUSHGATE_FCM_TOKEN_URIS");
+    }
+
+    #[test]
+    fn the_lambda_sdk_configuration_comes_from_the_variables_lambda_sets() {
+        let env = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "session"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+        ];
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let pairs = pairs.to_vec();
+            lambda_sdk_config(move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned()))
+        };
+        let sdk = with(&env).expect("complete");
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert!(sdk.credentials_provider().is_some());
+        assert_eq!(with(&env[1..]).expect_err("no region").var, "AWS_REGION");
+        assert_eq!(with(&[env[0], env[2]]).expect_err("no key id").var, "AWS_ACCESS_KEY_ID");
+        assert_eq!(with(&env[..4]).expect("no endpoint: AWS's").endpoint_url(), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! handlers, use cases and adapters (`fetch` has no template engine, SQS, KMS, Scheduler or
 //! provider client in it). The set of ports is what `template.yaml` grants the function.
 
-use aws_config::SdkConfig;
+use aws_types::SdkConfig;
 use axum::Router;
 
 use crate::cloud::{CloudConfig, ports, wire};

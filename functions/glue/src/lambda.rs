@@ -12,11 +12,15 @@ use lambda_http::{RequestExt, service_fn};
 use lambda_runtime::LambdaEvent;
 use tower::ServiceExt;
 
-use crate::cloud::{CloudConfig, sdk_config};
+use crate::cloud::{CloudConfig, lambda_sdk_config};
 use pushgate_api::PublicBase;
 use pushgate_core::app::Deps;
 use pushgate_core::app::dispatch::{QueueMessage, process_messages};
 use pushgate_core::config::ConfigError;
+
+fn env(name: &'static str) -> Option<String> {
+    std::env::var(name).ok()
+}
 
 /// Anything that stops a function from starting or running.
 pub type Error = lambda_runtime::Error;
@@ -53,11 +57,11 @@ pub fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
 /// Runs an HTTP function: `app` (one of [`crate::functions`]) builds its router once per cold
 /// start, from the environment.
 pub async fn run_http(
-    app: impl FnOnce(&CloudConfig, &aws_config::SdkConfig) -> Result<axum::Router, ConfigError>,
+    app: impl FnOnce(&CloudConfig, &aws_types::SdkConfig) -> Result<axum::Router, ConfigError>,
 ) -> Result<(), Error> {
     let config = CloudConfig::from_env()?;
     config.warn_unshared_page_tokens();
-    let sdk = sdk_config().await;
+    let sdk = lambda_sdk_config(env)?;
     let router = app(&config, &sdk)?;
     lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
 }
@@ -103,7 +107,7 @@ pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Resu
 /// Runs the dispatch function: SQS batches of chunks, built once per cold start.
 pub async fn run_dispatch() -> Result<(), Error> {
     let config = CloudConfig::from_env()?;
-    let deps = crate::functions::dispatch(&config, &sdk_config().await)?;
+    let deps = crate::functions::dispatch(&config, &lambda_sdk_config(env)?)?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Infallible>(dispatch(deps, event.payload).await)

@@ -14,7 +14,7 @@ use pushgate_core::app::ports::StoreError;
 use pushgate_core::app::{Deps, PageTokens};
 use pushgate_core::config::ConfigError;
 use pushgate_core::domain::{Account, AccountId, AuthToken};
-use pushgate_glue::cloud::{CloudConfig, build_deps, sdk_config};
+use pushgate_glue::cloud::{CloudConfig, build_deps};
 use pushgate_memory::{MemoryScheduler, run_releases};
 use pushgate_providers::webhook::{InProcessEvents, LOCAL_RETRIES, WebhookClient};
 
@@ -74,7 +74,7 @@ impl LocalResources {
 pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result<AwsLocalApp, ConfigError> {
     let unavailable = |what: &'static str| move |e: StoreError| err(what, format!("cannot prepare it: {e}"));
     let (prefix, queue_name, key_id) = (&names.table_prefix, &names.queue_name, names.kms_key_id.clone());
-    let sdk = sdk_config().await;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let tables = table_definitions(prefix);

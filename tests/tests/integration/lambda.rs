@@ -269,6 +269,20 @@ async fn a_send_travels_send_handler_to_sqs_to_dispatch_handler_to_the_providers
 }
 
 #[tokio::test]
+async fn a_function_configured_from_the_lambda_environment_alone_reaches_dynamodb() {
+    let Some(rig) = AwsRig::new("lambda-env", |_| {}).await else { return };
+    let sdk = pushgate_glue::cloud::lambda_sdk_config(|name| std::env::var(name).ok()).expect("tests/run sets them");
+    let router = pushgate_glue::functions::fetch(&rig.config, &sdk).expect("fetch wires");
+    let missing =
+        format!("/v1/PushNotifications/comms_pushnotification_{}", ulid::Ulid::generate().to_string().to_lowercase());
+    let event = http_api_event("GET", &missing, "$default", &rig.caller, None);
+    let (status, _, body) = pushgate_tests::lambda_rig::invoke_router(router, &event).await;
+    // 404, not 401 or 503: the account was read from the config table and the notification
+    // looked up in the push table, with the SDK configured as a deployed function configures it.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+#[tokio::test]
 async fn a_send_to_a_user_on_moto_reaches_each_device_and_the_dispatcher_forgets_the_dead_one() {
     let Some(rig) = AwsRig::new("users", |_| {}).await else { return };
     rig.create_credentials("main").await;
