@@ -69,8 +69,10 @@ pub async fn run_http(
 /// Serves one API Gateway request (REST v1 or HTTP API v2 event) with `router`.
 ///
 /// API Gateway puts the stage in front of the path of a REST API (`/prod/v1/...`) and of an HTTP
-/// API with a named stage; the router knows the API's own paths only, so the stage prefix is
-/// removed first.
+/// API with a named stage (lambda_http adds it where the event's path lacks it); the router knows
+/// the API's own paths only, so the stage prefix is removed first. lambda_http's own switch for
+/// that (`AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH`) is not used: it would also drop the stage from
+/// the links below, which must keep it to work as they are.
 ///
 /// The base of the answer's absolute links (unless `PUSHGATE_PUBLIC_URL` is set) is the domain
 /// API Gateway received the request on, from the request context AWS writes (`domainName`), never

@@ -87,11 +87,7 @@ fn each_crate_depends_only_on_the_crates_its_layer_allows() {
         ("pushgate-api", &["pushgate-core"], &["axum"]),
         ("pushgate-providers", &["pushgate-core"], &["a2", "reqwest"]),
         ("pushgate-memory", &["pushgate-core"], &[]),
-        (
-            "pushgate-aws",
-            &["pushgate-core"],
-            &["aws-sdk-dynamodb", "aws-sdk-sqs", "aws-sdk-kms", "aws-sdk-scheduler"],
-        ),
+        ("pushgate-aws", &["pushgate-core"], &["aws-sdk-dynamodb", "aws-sdk-sqs", "aws-sdk-kms", "aws-sdk-scheduler"]),
         (
             "pushgate-glue",
             &["pushgate-core", "pushgate-api", "pushgate-aws", "pushgate-providers"],
