@@ -30,10 +30,6 @@ use pushgate_core::system::{RandomIds, SystemClock};
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::webhook::{Webhook, WebhookClient};
 
-fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::new(var, message)
-}
-
 /// Configuration of a function (all from the environment; see the README's table).
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
@@ -98,7 +94,7 @@ impl CloudConfig {
     /// values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let required = |name: &'static str| var(name).ok_or_else(|| err(name, "must be set"));
+        let required = |name: &'static str| var(name).ok_or_else(|| ConfigError::new(name, "must be set"));
         let mut config = Self::new(
             required("PUSHGATE_PUSH_TABLE")?,
             required("PUSHGATE_CONFIG_TABLE")?,
@@ -111,7 +107,7 @@ impl CloudConfig {
                 (None, None, None) => None,
                 (Some(group), Some(role_arn), Some(queue_arn)) => Some(ScheduleTarget { group, role_arn, queue_arn }),
                 _ => {
-                    return Err(err(
+                    return Err(ConfigError::new(
                         "PUSHGATE_SCHEDULE_GROUP",
                         "PUSHGATE_SCHEDULE_GROUP, PUSHGATE_SCHEDULER_ROLE_ARN and PUSHGATE_QUEUE_ARN go together",
                     ));
@@ -119,38 +115,48 @@ impl CloudConfig {
             };
         config.page_token_key = var("PUSHGATE_PAGE_TOKEN_KEY");
         if config.page_token_key.as_ref().is_some_and(|k| k.len() < 32) {
-            return Err(err("PUSHGATE_PAGE_TOKEN_KEY", "must be at least 32 characters"));
+            return Err(ConfigError::new("PUSHGATE_PAGE_TOKEN_KEY", "must be at least 32 characters"));
         }
         config.bootstrap = match (var("PUSHGATE_ACCOUNT_ID"), var("PUSHGATE_AUTH_TOKEN_SHA256")) {
             (None, None) => None,
             (Some(id), Some(hash)) => {
-                let id = AccountId::parse(&id)
-                    .map_err(|_| err("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters"))?;
+                let id = AccountId::parse(&id).map_err(|_| {
+                    ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters")
+                })?;
                 let hash = parse_sha256(&hash).ok_or_else(|| {
-                    err("PUSHGATE_AUTH_TOKEN_SHA256", "must be the 64 hex characters of the token's SHA-256")
+                    ConfigError::new(
+                        "PUSHGATE_AUTH_TOKEN_SHA256",
+                        "must be the 64 hex characters of the token's SHA-256",
+                    )
                 })?;
                 Some(Account { id, token_hash: TokenHash(hash) })
             }
             (Some(_), None) => {
-                return Err(err("PUSHGATE_AUTH_TOKEN_SHA256", "must be set when PUSHGATE_ACCOUNT_ID is"));
+                return Err(ConfigError::new("PUSHGATE_AUTH_TOKEN_SHA256", "must be set when PUSHGATE_ACCOUNT_ID is"));
             }
             (None, Some(_)) => {
-                return Err(err("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN_SHA256 is"));
+                return Err(ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN_SHA256 is"));
             }
         };
         config.webhook = Webhook::from_env(var)?;
         if config.webhook.is_some() && config.bootstrap.is_none() {
-            return Err(err("PUSHGATE_WEBHOOK_URL", "is the webhook of PUSHGATE_ACCOUNT_ID, which must be set too"));
+            return Err(ConfigError::new(
+                "PUSHGATE_WEBHOOK_URL",
+                "is the webhook of PUSHGATE_ACCOUNT_ID, which must be set too",
+            ));
         }
         config.api.public_url = var("PUSHGATE_PUBLIC_URL");
         config.api.max_body_bytes = match var("PUSHGATE_MAX_BODY_BYTES") {
-            Some(n) => n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?,
+            Some(n) => {
+                n.parse().map_err(|_| ConfigError::new("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?
+            }
             None => DEFAULT_MAX_BODY_BYTES,
         };
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
         if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
-            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+            config.providers.fcm_token_uris =
+                parse_token_uris(&uris).map_err(|m| ConfigError::new("PUSHGATE_FCM_TOKEN_URIS", m))?;
         }
         Ok(config)
     }
@@ -178,9 +184,10 @@ pub fn lambda_sdk_config(var: impl Fn(&'static str) -> Option<String>) -> Result
     use aws_credential_types::provider::SharedCredentialsProvider;
     use aws_types::region::Region;
     let var = |name: &'static str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let required = |name: &'static str| var(name).ok_or_else(|| err(name, "must be set (Lambda sets it)"));
-    let region =
-        var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).ok_or_else(|| err("AWS_REGION", "must be set"))?;
+    let required = |name: &'static str| var(name).ok_or_else(|| ConfigError::new(name, "must be set (Lambda sets it)"));
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .ok_or_else(|| ConfigError::new("AWS_REGION", "must be set"))?;
     let credentials = Credentials::new(
         required("AWS_ACCESS_KEY_ID")?,
         required("AWS_SECRET_ACCESS_KEY")?,
@@ -297,7 +304,7 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
     let gateway: Arc<dyn PushGateway> = if has(ports::PROVIDERS) {
         let tokens = DynamoTokenCache::new(dynamo.clone(), config.config_table.clone(), secrets.clone());
         let gateway = ProviderGateway::new(&config.providers)
-            .map_err(|e| err("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?;
+            .map_err(|e| ConfigError::new("APNS_ENDPOINT", format!("cannot build the provider HTTP clients: {e}")))?;
         Arc::new(gateway.with_token_cache(Arc::new(tokens)))
     } else {
         Arc::new(Missing("this function does not talk to the providers"))

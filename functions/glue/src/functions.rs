@@ -12,7 +12,7 @@ use pushgate_core::app::Deps;
 use pushgate_core::config::ConfigError;
 
 macro_rules! http_functions {
-    ($($name:ident ($binary:literal): $ports:expr;)*) => {
+    ($($name:ident ($variant:ident, $binary:literal): $ports:expr;)*) => {
         $(
             #[doc = concat!("The `", $binary, "` function's router, wired from `config`.")]
             pub fn $name(config: &CloudConfig, sdk: &SdkConfig) -> Result<Router, ConfigError> {
@@ -22,19 +22,27 @@ macro_rules! http_functions {
 
         /// Each HTTP function's binary (folder in `functions/`) and ports.
         const HTTP: &[(&str, u8)] = &[$(($binary, $ports)),*];
+
+        /// An HTTP function's composition, chosen at run time (links every function: the tests'
+        /// and tools' entry, never a binary's).
+        pub fn by_function(function: Function) -> fn(&CloudConfig, &SdkConfig) -> Result<Router, ConfigError> {
+            match function {
+                $(Function::$variant => $name,)*
+            }
+        }
     };
 }
 
 http_functions! {
-    send ("send"): ports::SEND;
-    fetch ("fetch"): ports::STORES_ONLY;
-    list ("list"): ports::STORES_ONLY;
-    operations ("operations"): ports::STORES_ONLY;
-    credentials ("credentials"): ports::CREDENTIALS;
-    apps ("apps"): ports::STORES_ONLY;
-    device_registrations ("device-registrations"): ports::STORES_ONLY;
-    users ("users"): ports::STORES_ONLY;
-    cancel ("cancel"): ports::CANCEL;
+    send (Send, "send"): ports::SEND;
+    fetch (Fetch, "fetch"): ports::STORES_ONLY;
+    list (List, "list"): ports::STORES_ONLY;
+    operations (Operations, "operations"): ports::STORES_ONLY;
+    credentials (Credentials, "credentials"): ports::CREDENTIALS;
+    apps (Apps, "apps"): ports::STORES_ONLY;
+    device_registrations (DeviceRegistrations, "device-registrations"): ports::STORES_ONLY;
+    users (Users, "users"): ports::STORES_ONLY;
+    cancel (Cancel, "cancel"): ports::CANCEL;
 }
 
 /// The dispatch function's dependencies, wired from `config`.
@@ -47,21 +55,5 @@ pub fn ports_of(binary: &str) -> Option<u8> {
     match binary {
         "dispatch" => Some(ports::DISPATCH),
         _ => HTTP.iter().find(|(b, _)| *b == binary).map(|(_, p)| *p),
-    }
-}
-
-/// An HTTP function's composition, chosen at run time (links every function: the tests' and
-/// tools' entry, never a binary's).
-pub fn by_function(function: Function) -> fn(&CloudConfig, &SdkConfig) -> Result<Router, ConfigError> {
-    match function {
-        Function::Send => send,
-        Function::Fetch => fetch,
-        Function::List => list,
-        Function::Operations => operations,
-        Function::Credentials => credentials,
-        Function::Apps => apps,
-        Function::DeviceRegistrations => device_registrations,
-        Function::Users => users,
-        Function::Cancel => cancel,
     }
 }

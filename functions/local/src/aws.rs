@@ -20,10 +20,6 @@ use pushgate_providers::webhook::{InProcessEvents, LOCAL_RETRIES, WebhookClient}
 
 use crate::{LocalConfig, ServerLimits, account_for, serve_router};
 
-fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::new(var, message)
-}
-
 /// Most SQS consumers local AWS mode runs.
 const MAX_LOCAL_CONSUMERS: usize = 16;
 
@@ -72,7 +68,8 @@ impl LocalResources {
 /// definitions, queue + dead-letter queue, KMS key), stores the account, wires the adapters
 /// exactly as a function does, and starts `config.workers` queue consumers.
 pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result<AwsLocalApp, ConfigError> {
-    let unavailable = |what: &'static str| move |e: StoreError| err(what, format!("cannot prepare it: {e}"));
+    let unavailable =
+        |what: &'static str| move |e: StoreError| ConfigError::new(what, format!("cannot prepare it: {e}"));
     let (prefix, queue_name, key_id) = (&names.table_prefix, &names.queue_name, names.kms_key_id.clone());
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);

@@ -39,10 +39,6 @@ pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limi
 /// share, cannot take them all.
 pub const DEFAULT_WORKERS: usize = 256;
 
-fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::new(var, message)
-}
-
 /// Where `pushgate-local` keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -119,35 +115,45 @@ impl LocalConfig {
         let backend = match var("PUSHGATE_BACKEND").as_deref() {
             None | Some("memory") => Backend::Memory,
             Some("aws") => Backend::Aws,
-            Some(_) => return Err(err("PUSHGATE_BACKEND", "must be memory or aws")),
+            Some(_) => return Err(ConfigError::new("PUSHGATE_BACKEND", "must be memory or aws")),
         };
         let mut config = Self { backend, ..Self::default() };
         if let Some(listen) = var("PUSHGATE_LISTEN") {
-            config.listen =
-                listen.parse().map_err(|_| err("PUSHGATE_LISTEN", "must be host:port, e.g. 127.0.0.1:3000"))?;
+            config.listen = listen
+                .parse()
+                .map_err(|_| ConfigError::new("PUSHGATE_LISTEN", "must be host:port, e.g. 127.0.0.1:3000"))?;
         }
         config.account = match (var("PUSHGATE_ACCOUNT_ID"), var("PUSHGATE_AUTH_TOKEN")) {
             (None, None) => None,
             (Some(id), Some(token)) => {
-                let id = AccountId::parse(&id)
-                    .map_err(|_| err("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters"))?;
+                let id = AccountId::parse(&id).map_err(|_| {
+                    ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters")
+                })?;
                 if token.len() < 32 {
-                    return Err(err("PUSHGATE_AUTH_TOKEN", "must be at least 32 characters"));
+                    return Err(ConfigError::new("PUSHGATE_AUTH_TOKEN", "must be at least 32 characters"));
                 }
                 Some((id, AuthToken::new(token)))
             }
-            (Some(_), None) => return Err(err("PUSHGATE_AUTH_TOKEN", "must be set when PUSHGATE_ACCOUNT_ID is")),
-            (None, Some(_)) => return Err(err("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN is")),
+            (Some(_), None) => {
+                return Err(ConfigError::new("PUSHGATE_AUTH_TOKEN", "must be set when PUSHGATE_ACCOUNT_ID is"));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN is"));
+            }
         };
         if let Some(key) = var("PUSHGATE_DATA_KEY") {
-            let bytes = STANDARD.decode(key.trim()).map_err(|_| err("PUSHGATE_DATA_KEY", "must be base64"))?;
-            config.data_key =
-                Some(bytes.try_into().map_err(|_| err("PUSHGATE_DATA_KEY", "must decode to exactly 32 bytes"))?);
+            let bytes =
+                STANDARD.decode(key.trim()).map_err(|_| ConfigError::new("PUSHGATE_DATA_KEY", "must be base64"))?;
+            config.data_key = Some(
+                bytes
+                    .try_into()
+                    .map_err(|_| ConfigError::new("PUSHGATE_DATA_KEY", "must decode to exactly 32 bytes"))?,
+            );
         }
         config.api.public_url = var("PUSHGATE_PUBLIC_URL");
         if let Some(n) = var("PUSHGATE_MAX_BODY_BYTES") {
             config.api.max_body_bytes =
-                n.parse().map_err(|_| err("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?;
+                n.parse().map_err(|_| ConfigError::new("PUSHGATE_MAX_BODY_BYTES", "must be a number of bytes"))?;
         } else {
             config.api.max_body_bytes = DEFAULT_MAX_BODY_BYTES;
         }
@@ -162,32 +168,36 @@ impl LocalConfig {
         }
         if let Some(n) = positive(var, "PUSHGATE_MAX_CONNECTIONS", "a number of connections")? {
             config.server.max_connections =
-                usize::try_from(n).map_err(|_| err("PUSHGATE_MAX_CONNECTIONS", "is too large"))?;
+                usize::try_from(n).map_err(|_| ConfigError::new("PUSHGATE_MAX_CONNECTIONS", "is too large"))?;
         }
         if let Some(n) = positive(var, "PUSHGATE_HTTP2_MAX_STREAMS", "a number of streams")? {
             config.server.http2_max_streams =
-                u32::try_from(n).map_err(|_| err("PUSHGATE_HTTP2_MAX_STREAMS", "is too large"))?;
+                u32::try_from(n).map_err(|_| ConfigError::new("PUSHGATE_HTTP2_MAX_STREAMS", "is too large"))?;
         }
         config.providers.apns_endpoint = var("APNS_ENDPOINT");
         config.providers.fcm_endpoint = var("FCM_ENDPOINT");
         if let Some(uris) = var("PUSHGATE_FCM_TOKEN_URIS") {
-            config.providers.fcm_token_uris = parse_token_uris(&uris).map_err(|m| err("PUSHGATE_FCM_TOKEN_URIS", m))?;
+            config.providers.fcm_token_uris =
+                parse_token_uris(&uris).map_err(|m| ConfigError::new("PUSHGATE_FCM_TOKEN_URIS", m))?;
         }
         if let Some(path) = var("PUSHGATE_EXTRA_CA_FILE") {
-            let pem =
-                std::fs::read(&path).map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| ConfigError::new("PUSHGATE_EXTRA_CA_FILE", format!("cannot read {path}: {e}")))?;
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
         config.webhook = Webhook::from_env(var)?;
         if let Some(n) = positive(var, "PUSHGATE_RENDER_THREADS", "a number of threads")? {
             config.render_threads =
-                Some(usize::try_from(n).map_err(|_| err("PUSHGATE_RENDER_THREADS", "is too large"))?);
+                Some(usize::try_from(n).map_err(|_| ConfigError::new("PUSHGATE_RENDER_THREADS", "is too large"))?);
         }
         if let Some(n) = var("PUSHGATE_MAX_LIVE_NOTIFICATIONS") {
             config.settings.max_live_notifications = match n.trim() {
                 "none" => None,
                 n => Some(n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                    err("PUSHGATE_MAX_LIVE_NOTIFICATIONS", "must be a number of notifications > 0, or none")
+                    ConfigError::new(
+                        "PUSHGATE_MAX_LIVE_NOTIFICATIONS",
+                        "must be a number of notifications > 0, or none",
+                    )
                 })?),
             };
         }
@@ -196,7 +206,7 @@ impl LocalConfig {
                 .parse()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| err("PUSHGATE_WORKERS", "must be a positive integer"))?;
+                .ok_or_else(|| ConfigError::new("PUSHGATE_WORKERS", "must be a positive integer"))?;
         }
         Ok(config)
     }
@@ -233,8 +243,9 @@ pub struct LocalApp {
 
 /// Builds the local service with the real provider gateway.
 pub fn build(config: &LocalConfig) -> Result<LocalApp, ConfigError> {
-    let gateway = ProviderGateway::new(&config.providers)
-        .map_err(|e| err("PUSHGATE_EXTRA_CA_FILE", format!("cannot build the provider HTTP clients: {e}")))?;
+    let gateway = ProviderGateway::new(&config.providers).map_err(|e| {
+        ConfigError::new("PUSHGATE_EXTRA_CA_FILE", format!("cannot build the provider HTTP clients: {e}"))
+    })?;
     build_with_gateway(config, Arc::new(gateway))
 }
 

@@ -169,7 +169,7 @@ pub const ROUTES: &[Route] = &[
 
 /// The API router over `deps`: every route (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
-    let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(routes_of(*f)));
+    let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(functions::routes_of(*f)));
     finish(routes, deps, config)
 }
 
@@ -178,7 +178,7 @@ pub fn router(deps: Deps, config: ApiConfig) -> Router {
 /// time, so it links every handler; a Lambda binary uses its own function in [`functions`].
 pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Router {
     match only {
-        Some(function) => finish(routes_of(function), deps, config),
+        Some(function) => finish(functions::routes_of(function), deps, config),
         None => router(deps, config),
     }
 }
@@ -190,25 +190,34 @@ pub fn router_for(deps: Deps, config: ApiConfig, only: Option<Function>) -> Rout
 pub mod functions {
     use super::*;
 
-    macro_rules! function_router {
-        ($($name:ident => $routes:ident),* $(,)?) => {$(
-            #[doc = concat!("The router of the `", stringify!($name), "` function.")]
-            pub fn $name(deps: Deps, config: ApiConfig) -> Router {
-                finish(routes::$routes(), deps, config)
+    macro_rules! function_routers {
+        ($($name:ident: $variant:ident,)*) => {
+            $(
+                #[doc = concat!("The router of the `", stringify!($name), "` function.")]
+                pub fn $name(deps: Deps, config: ApiConfig) -> Router {
+                    finish(routes::$name(), deps, config)
+                }
+            )*
+
+            /// The routes of `function`, chosen at run time.
+            pub(super) fn routes_of(function: Function) -> Router<ApiState> {
+                match function {
+                    $(Function::$variant => routes::$name(),)*
+                }
             }
-        )*};
+        };
     }
 
-    function_router! {
-        send => send,
-        fetch => fetch,
-        list => list,
-        operations => operations,
-        credentials => credentials,
-        apps => apps,
-        device_registrations => device_registrations,
-        users => users,
-        cancel => cancel,
+    function_routers! {
+        send: Send,
+        fetch: Fetch,
+        list: List,
+        operations: Operations,
+        credentials: Credentials,
+        apps: Apps,
+        device_registrations: DeviceRegistrations,
+        users: Users,
+        cancel: Cancel,
     }
 }
 
@@ -272,21 +281,6 @@ mod routes {
         Router::new()
             .route("/v1/PushNotifications/Users", get(list_users))
             .route("/v1/PushNotifications/Users/{userId}", get(fetch_user).delete(delete_user))
-    }
-}
-
-/// The routes of `function`, chosen at run time.
-fn routes_of(function: Function) -> Router<ApiState> {
-    match function {
-        Function::Send => routes::send(),
-        Function::Fetch => routes::fetch(),
-        Function::List => routes::list(),
-        Function::Operations => routes::operations(),
-        Function::Credentials => routes::credentials(),
-        Function::Apps => routes::apps(),
-        Function::DeviceRegistrations => routes::device_registrations(),
-        Function::Users => routes::users(),
-        Function::Cancel => routes::cancel(),
     }
 }
 
