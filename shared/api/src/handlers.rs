@@ -1,15 +1,19 @@
-//! Route handlers: authenticate, decode the wire, call one use case, encode the answer.
+//! Route handlers: each takes what it needs through the extractors below (the caller, a
+//! resource id from the path, the JSON body, the query pairs), calls one use case and answers
+//! with a [`dto`] type. Every extractor fails with an [`ApiError`], so a bad request leaves in
+//! Twilio's error shape whichever part of it is wrong.
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::query::ListQuery;
+use super::query::{ListQuery, Paging};
 use super::{ApiError, ApiState, PublicBase, dto};
 use pushgate_core::app::credentials::{AppFilter, CredentialFilter};
 use pushgate_core::app::ports::{NotificationFilter, OperationFilter};
@@ -19,23 +23,18 @@ use pushgate_core::domain::{
     NotificationStatus, OperationId, OperationStatus, Provider, UserId,
 };
 
-/// The raw query string; parsed leniently (bad percent-encoding cannot produce a non-Twilio
-/// error body) into name/value pairs by [`pairs`].
-type Params = RawQuery;
-
-fn pairs(query: Option<String>) -> Vec<(String, String)> {
-    query.map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default()
-}
 type ApiResult = Result<Response, ApiError>;
 
-/// The account a request authenticates as (HTTP Basic: account id and auth token), extracted
-/// before the handler runs; a missing or wrong one is a 401.
+// ---- extractors ----
+
+/// The account a request authenticates as (HTTP Basic: account id and auth token); a missing
+/// or wrong one is a 401.
 pub(super) struct Caller(pub AccountId);
 
-impl axum::extract::FromRequestParts<ApiState> for Caller {
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &ApiState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         account(state, &parts.headers).await.map(Caller)
     }
 }
@@ -52,40 +51,56 @@ async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, Api
     Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token)).await?)
 }
 
-/// Reads a JSON body: 415 unless JSON, 413 over the limit, 408 when it does not arrive within
-/// the request timeout, 400 if malformed.
-async fn json_body(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    let is_json =
-        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).is_some_and(
-            |m| {
+/// A JSON request body: 415 unless JSON, 413 over the limit, 408 when it does not arrive within
+/// the request timeout, 400 if malformed. What it holds is checked field by field by the use
+/// case's parser, which reports every problem at once with its path (`to[3].token`).
+pub(super) struct JsonBody(pub Value);
+
+impl FromRequest<ApiState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let is_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
                 let m = m.trim().to_ascii_lowercase();
                 m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
-            },
-        );
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.config.max_body_bytes;
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::TooLarge(limit));
+        }
+        // The body must arrive within the request timeout (a client trickling it would otherwise
+        // hold this request, its connection and its memory for as long as it likes). Only the
+        // read is bounded: once the body is in, the use case runs to its end, since stopping it
+        // half way could leave an Operation stored with only part of its chunks queued
+        // (promise 1).
+        let timeout = state.config.request_timeout;
+        let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
+            Ok(read) => read?,
+            Err(_) => return Err(ApiError::Timeout(timeout)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
     }
-    let limit = state.config.max_body_bytes;
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::TooLarge(limit));
-    }
-    // The body must arrive within the request timeout (a client trickling it would otherwise
-    // hold this request, its connection and its memory for as long as it likes). Only the read
-    // is bounded: once the body is in, the use case runs to its end, since stopping it half way
-    // could leave an Operation stored with only part of its chunks queued (promise 1).
-    let timeout = state.config.request_timeout;
-    let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
-        Ok(read) => read?,
-        Err(_) => return Err(ApiError::Timeout(timeout)),
-    };
-    serde_json::from_slice(&bytes).map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
 }
 
 /// The whole body: 413 past `limit` bytes, 400 when it cannot be read (a broken chunked
 /// encoding, a connection closed half way).
-async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+async fn read_body(body: axum::body::Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt as _;
     let mut frames = body.into_data_stream();
     // Not the declared length: a client could declare megabytes and send nothing.
@@ -100,18 +115,94 @@ async fn read_body(body: Body, limit: usize, declared: Option<usize>) -> Result<
     Ok(bytes)
 }
 
+/// The id of the resource a route names (its one path parameter), parsed: malformed → 400
+/// naming the parameter; a time-ordered id that is well-formed but not one pushgate could have
+/// issued → 404, like any unknown id.
+pub(super) struct Id<T>(pub T);
+
+/// An id type a route takes from its path.
+pub(super) trait PathId: Sized {
+    /// The path parameter's name in the contract.
+    const NAME: &'static str;
+    /// Parses the raw segment.
+    fn from_path(raw: &str) -> Result<Self, ApiError>;
+}
+
+impl<T: PathId> FromRequestParts<ApiState> for Id<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Malformed("the request path could not be decoded"))?;
+        T::from_path(&raw).map(Id)
+    }
+}
+
+fn malformed(name: &str, pattern: &str) -> ApiError {
+    AppError::field(name, format!("must match {pattern}")).into()
+}
+
+macro_rules! path_ids {
+    ($($id:ty: $name:literal,)*) => {$(
+        impl PathId for $id {
+            const NAME: &'static str = $name;
+            fn from_path(raw: &str) -> Result<Self, ApiError> {
+                <$id>::parse(raw).map_err(|_| malformed(Self::NAME, <$id>::PATTERN))
+            }
+        }
+    )*};
+}
+
+macro_rules! time_ordered_path_ids {
+    ($($id:ty: $name:literal, $resource:literal;)*) => {$(
+        impl PathId for $id {
+            const NAME: &'static str = $name;
+            fn from_path(raw: &str) -> Result<Self, ApiError> {
+                match <$id>::parse(raw) {
+                    Ok(id) => Ok(id),
+                    Err(_) if <$id>::is_well_formed(raw) => Err(AppError::NotFound($resource).into()),
+                    Err(_) => Err(malformed(Self::NAME, <$id>::PATTERN)),
+                }
+            }
+        }
+    )*};
+}
+
+path_ids! {
+    CredentialId: "credentialId",
+    DeviceRegistrationId: "deviceRegistrationId",
+    AppName: "appName",
+}
+
+time_ordered_path_ids! {
+    OperationId: "operationId", "Operation";
+    NotificationId: "pushNotificationId", "PushNotification";
+    UserId: "userId", "User";
+}
+
+/// The query string as name/value pairs, parsed leniently (bad percent-encoding cannot produce
+/// a non-Twilio error body); [`ListQuery`] then checks them.
+pub(super) struct Params(Vec<(String, String)>);
+
+impl FromRequestParts<ApiState> for Params {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &ApiState) -> Result<Self, Self::Rejection> {
+        let pairs = parts.uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect());
+        Ok(Params(pairs.unwrap_or_default()))
+    }
+}
+
 /// The base of this request's absolute links: `PUSHGATE_PUBLIC_URL`, else the [`PublicBase`]
 /// the server that received it set, else none (the links are then relative, which HTTP allows
 /// in `Location`). The request's own `Host` is never used: the client chooses it.
 pub(super) struct Links(String);
 
-impl axum::extract::FromRequestParts<ApiState> for Links {
+impl FromRequestParts<ApiState> for Links {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &ApiState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         let base = match &state.config.public_url {
             Some(url) => url.trim_end_matches('/'),
             None => parts.extensions.get::<PublicBase>().map_or("", PublicBase::as_str),
@@ -120,84 +211,37 @@ impl axum::extract::FromRequestParts<ApiState> for Links {
     }
 }
 
-fn located(status: StatusCode, location: String, body: Value) -> Response {
+// ---- answers ----
+
+fn located(status: StatusCode, location: &str, body: impl Serialize) -> Response {
     let mut response = (status, Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
+    if let Ok(v) = HeaderValue::from_str(location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
     response
 }
 
+/// `{resourceId, resourceLocation}` with a `Location` header.
 fn resource(links: &Links, status: StatusCode, path: String, id: String) -> Response {
     let location = format!("{}{path}", links.0);
-    located(status, location.clone(), json!({ "resourceId": id, "resourceLocation": location }))
-}
-
-fn path_id<T, E>(raw: &str, name: &str, pattern: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
-    parse(raw).map_err(|_| AppError::field(name, format!("must match {pattern}")).into())
-}
-
-/// A time-ordered id from the path: malformed → 400; well-formed but not one pushgate could have
-/// issued → 404, like any unknown id.
-fn ulid_path_id<T, E>(
-    raw: &str,
-    name: &str,
-    pattern: &str,
-    parse: impl Fn(&str) -> Result<T, E>,
-    well_formed: impl Fn(&str) -> bool,
-    resource: &'static str,
-) -> Result<T, ApiError> {
-    match parse(raw) {
-        Ok(id) => Ok(id),
-        Err(_) if well_formed(raw) => Err(AppError::NotFound(resource).into()),
-        Err(_) => Err(AppError::field(name, format!("must match {pattern}")).into()),
-    }
-}
-
-fn operation_id(raw: &str) -> Result<OperationId, ApiError> {
-    ulid_path_id(raw, "operationId", OperationId::PATTERN, OperationId::parse, OperationId::is_well_formed, "Operation")
-}
-
-fn notification_id(raw: &str) -> Result<NotificationId, ApiError> {
-    ulid_path_id(
-        raw,
-        "pushNotificationId",
-        NotificationId::PATTERN,
-        NotificationId::parse,
-        NotificationId::is_well_formed,
-        "PushNotification",
-    )
-}
-
-fn credential_id(raw: &str) -> Result<CredentialId, ApiError> {
-    path_id(raw, "credentialId", CredentialId::PATTERN, CredentialId::parse)
-}
-
-fn registration_id(raw: &str) -> Result<DeviceRegistrationId, ApiError> {
-    path_id(raw, "deviceRegistrationId", DeviceRegistrationId::PATTERN, DeviceRegistrationId::parse)
-}
-
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    ulid_path_id(raw, "userId", UserId::PATTERN, UserId::parse, UserId::is_well_formed, "User")
-}
-
-fn app_name(raw: &str) -> Result<AppName, ApiError> {
-    path_id(raw, "appName", AppName::PATTERN, AppName::parse)
+    located(status, &location.clone(), dto::ResourceRef { resource_id: id, resource_location: location })
 }
 
 /// A list answer: `{"<collection>": items, "pagination": {next, self}}`.
-fn list_response<T>(
+fn page<T: Serialize>(
     state: &ApiState,
     account: &AccountId,
-    collection: &str,
-    items: &[T],
-    to_json: impl Fn(&T) -> Value,
-    paging: &super::query::Paging,
+    collection: &'static str,
+    items: Vec<T>,
+    paging: Paging,
     next: Option<&str>,
 ) -> Response {
-    let items: Vec<Value> = items.iter().map(to_json).collect();
-    let pagination = paging.json(&state.deps.pages, account, next);
-    Json(json!({ collection: items, "pagination": pagination })).into_response()
+    let pagination = paging.pagination(&state.deps.pages, account, next);
+    Json(dto::ListPage { collection, items, pagination }).into_response()
+}
+
+fn one(body: impl Serialize) -> ApiResult {
+    Ok(Json(body).into_response())
 }
 
 // ---- PushNotifications ----
@@ -206,35 +250,30 @@ pub(super) async fn send_notifications(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = json_body(&state, &headers, body).await?;
     let id = send_uc::send(&state.deps, &account, body).await?;
     let location = format!("{}/v1/PushNotifications/Operations/{id}", links.0);
-    Ok(located(StatusCode::ACCEPTED, location.clone(), json!({ "operationId": id, "operationLocation": location })))
+    let accepted = dto::OperationRef { operation_id: id, operation_location: location.clone() };
+    Ok(located(StatusCode::ACCEPTED, &location, accepted))
 }
 
 pub(super) async fn fetch_notification(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
+    Id(id): Id<NotificationId>,
 ) -> ApiResult {
-    let id = notification_id(&id)?;
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
-    Ok(Json(dto::notification(&n)).into_response())
+    one(dto::NotificationBody::from(&n))
 }
 
 pub(super) async fn cancel_notification(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-    body: Body,
+    Id(id): Id<NotificationId>,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let id = notification_id(&raw)?;
-    let body = json_body(&state, &headers, body).await?;
     cancel::cancel_notification(&state.deps, &account, id, &body).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/{id}"), id.to_string()))
 }
@@ -243,12 +282,9 @@ pub(super) async fn cancel_operation(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-    body: Body,
+    Id(id): Id<OperationId>,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let id = operation_id(&raw)?;
-    let body = json_body(&state, &headers, body).await?;
     cancel::cancel_operation(&state.deps, &account, id, &body).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Operations/{id}"), id.to_string()))
 }
@@ -256,10 +292,10 @@ pub(super) async fn cancel_operation(
 pub(super) async fn list_notifications(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
     let allowed = ["operationId", "status", "tags", "startDate", "endDate", "user", "provider"];
-    let mut q = ListQuery::new("notifications", pairs(params), &allowed);
+    let mut q = ListQuery::new("notifications", params, &allowed);
     let filter = NotificationFilter {
         operation_id: q
             .parsed("operationId", &format!("must match {}", OperationId::PATTERN), |s| OperationId::parse(s).ok()),
@@ -274,17 +310,10 @@ pub(super) async fn list_notifications(
         user: q.parsed("user", &format!("must match {}", UserId::PATTERN), |s| UserId::parse(s).ok()),
         provider: q.parsed("provider", "must be one of APN, FCM", Provider::parse),
     };
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = queries::list_notifications(&state.deps, &account, &filter, &page).await?;
-    Ok(list_response(
-        &state,
-        &account,
-        "pushNotifications",
-        &result.items,
-        dto::notification_metadata,
-        &paging,
-        result.next.as_deref(),
-    ))
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = queries::list_notifications(&state.deps, &account, &filter, &request).await?;
+    let items = found.items.iter().map(dto::NotificationMetadata::from).collect();
+    Ok(page(&state, &account, "pushNotifications", items, paging, found.next.as_deref()))
 }
 
 // ---- Operations ----
@@ -292,66 +321,65 @@ pub(super) async fn list_notifications(
 pub(super) async fn fetch_operation(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
+    Id(id): Id<OperationId>,
 ) -> ApiResult {
-    let id = operation_id(&id)?;
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
-    Ok(Json(dto::operation(&op)).into_response())
+    one(dto::OperationBody::from(&op))
 }
 
 pub(super) async fn list_operations(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
-    let mut q = ListQuery::new("operations", pairs(params), &["status", "startDate", "endDate"]);
+    let mut q = ListQuery::new("operations", params, &["status", "startDate", "endDate"]);
     let filter = OperationFilter {
         status: q.parsed("status", "must be one of SCHEDULED, PROCESSING, COMPLETED, CANCELED", OperationStatus::parse),
         start: q.date("startDate"),
         end: q.date("endDate"),
     };
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = queries::list_operations(&state.deps, &account, &filter, &page).await?;
-    Ok(list_response(&state, &account, "operations", &result.items, dto::operation, &paging, result.next.as_deref()))
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = queries::list_operations(&state.deps, &account, &filter, &request).await?;
+    let items = found.items.iter().map(dto::OperationBody::from).collect();
+    Ok(page(&state, &account, "operations", items, paging, found.next.as_deref()))
 }
 
 pub(super) async fn list_operation_errors(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
-    RawQuery(params): Params,
+    Id(id): Id<OperationId>,
+    Params(params): Params,
 ) -> ApiResult {
-    let id = operation_id(&id)?;
-    let q = ListQuery::new(&format!("operation-errors/{id}"), pairs(params), &[]);
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = queries::list_operation_errors(&state.deps, &account, id, &page).await?;
-    Ok(list_response(&state, &account, "errors", &result.items, dto::operation_error, &paging, result.next.as_deref()))
+    let q = ListQuery::new(&format!("operation-errors/{id}"), params, &[]);
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = queries::list_operation_errors(&state.deps, &account, id, &request).await?;
+    let items = found.items.iter().map(dto::OperationErrorBody::from).collect();
+    Ok(page(&state, &account, "errors", items, paging, found.next.as_deref()))
 }
 
 // ---- Credentials ----
+
+fn credential_location(id: &CredentialId) -> String {
+    format!("/v1/PushNotifications/Credentials/{id}")
+}
 
 pub(super) async fn create_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = json_body(&state, &headers, body).await?;
     let c = credentials::create_credential(&state.deps, &account, &body).await?;
-    Ok(resource(&links, StatusCode::ACCEPTED, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
+    Ok(resource(&links, StatusCode::ACCEPTED, credential_location(&c.id), c.id.to_string()))
 }
 
 pub(super) async fn list_credentials(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
-    let mut q = ListQuery::new(
-        "credentials",
-        pairs(params),
-        &["appName", "credentialType", "isDefault", "startDate", "endDate"],
-    );
+    let mut q =
+        ListQuery::new("credentials", params, &["appName", "credentialType", "isDefault", "startDate", "endDate"]);
     let filter = CredentialFilter {
         app_name: q.parsed("appName", &format!("must match {}", AppName::PATTERN), |s| AppName::parse(s).ok()),
         credential_type: q.parsed("credentialType", "must be one of APN, APN_SANDBOX, FCM", CredentialType::parse),
@@ -359,44 +387,40 @@ pub(super) async fn list_credentials(
         start: q.date("startDate"),
         end: q.date("endDate"),
     };
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = credentials::list_credentials(&state.deps, &account, &filter, &page).await?;
-    Ok(list_response(&state, &account, "credentials", &result.items, dto::credential, &paging, result.next.as_deref()))
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = credentials::list_credentials(&state.deps, &account, &filter, &request).await?;
+    let items = found.items.iter().map(dto::CredentialBody::from).collect();
+    Ok(page(&state, &account, "credentials", items, paging, found.next.as_deref()))
 }
 
 pub(super) async fn fetch_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
+    Id(id): Id<CredentialId>,
 ) -> ApiResult {
-    let id = credential_id(&id)?;
     let c = credentials::fetch_credential(&state.deps, &account, id).await?;
-    Ok(Json(dto::credential(&c)).into_response())
+    one(dto::CredentialBody::from(&c))
 }
 
 pub(super) async fn patch_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Body,
+    Id(id): Id<CredentialId>,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let id = credential_id(&id)?;
-    let body = json_body(&state, &headers, body).await?;
     let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
-    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
+    Ok(resource(&links, StatusCode::OK, credential_location(&c.id), c.id.to_string()))
 }
 
 pub(super) async fn delete_credential(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    Path(id): Path<String>,
+    Id(id): Id<CredentialId>,
 ) -> ApiResult {
-    let id = credential_id(&id)?;
     let c = credentials::delete_credential(&state.deps, &account, id).await?;
-    Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Credentials/{}", c.id), c.id.to_string()))
+    Ok(resource(&links, StatusCode::OK, credential_location(&c.id), c.id.to_string()))
 }
 
 // ---- Apps ----
@@ -404,35 +428,32 @@ pub(super) async fn delete_credential(
 pub(super) async fn list_apps(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
-    let mut q = ListQuery::new("apps", pairs(params), &["isDefault", "startDate", "endDate"]);
+    let mut q = ListQuery::new("apps", params, &["isDefault", "startDate", "endDate"]);
     let filter = AppFilter { is_default: q.boolean("isDefault"), start: q.date("startDate"), end: q.date("endDate") };
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = credentials::list_apps(&state.deps, &account, &filter, &page).await?;
-    Ok(list_response(&state, &account, "apps", &result.items, dto::app, &paging, result.next.as_deref()))
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = credentials::list_apps(&state.deps, &account, &filter, &request).await?;
+    let items = found.items.iter().map(dto::AppBody::from).collect();
+    Ok(page(&state, &account, "apps", items, paging, found.next.as_deref()))
 }
 
 pub(super) async fn fetch_app(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(name): Path<String>,
+    Id(name): Id<AppName>,
 ) -> ApiResult {
-    let name = app_name(&name)?;
     let app = credentials::fetch_app(&state.deps, &account, &name).await?;
-    Ok(Json(dto::app(&app)).into_response())
+    one(dto::AppBody::from(&app))
 }
 
 pub(super) async fn patch_app(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    body: Body,
+    Id(name): Id<AppName>,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let name = app_name(&name)?;
-    let body = json_body(&state, &headers, body).await?;
     let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Apps/{}", app.name), app.name.to_string()))
 }
@@ -447,10 +468,8 @@ pub(super) async fn register_device(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    headers: HeaderMap,
-    body: Body,
+    JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let body = json_body(&state, &headers, body).await?;
     let r = directory::register(&state.deps, &account, &body).await?;
     Ok(resource(&links, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
 }
@@ -458,43 +477,34 @@ pub(super) async fn register_device(
 pub(super) async fn list_registrations(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
-    let mut q = ListQuery::new("device-registrations", pairs(params), &["userId", "appName"]);
+    let mut q = ListQuery::new("device-registrations", params, &["userId", "appName"]);
     q.require("userId");
     let user = q.parsed("userId", &format!("must match {}", UserId::PATTERN), |s| UserId::parse(s).ok());
     let app = q.parsed("appName", &format!("must match {}", AppName::PATTERN), |s| AppName::parse(s).ok());
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
     let Some(user) = user else { return Err(AppError::field("userId", "is required").into()) };
-    let result = directory::list_registrations(&state.deps, &account, user, app.as_ref(), &page).await?;
-    Ok(list_response(
-        &state,
-        &account,
-        "deviceRegistrations",
-        &result.items,
-        dto::device_registration,
-        &paging,
-        result.next.as_deref(),
-    ))
+    let found = directory::list_registrations(&state.deps, &account, user, app.as_ref(), &request).await?;
+    let items = found.items.iter().map(dto::DeviceRegistrationBody::from).collect();
+    Ok(page(&state, &account, "deviceRegistrations", items, paging, found.next.as_deref()))
 }
 
 pub(super) async fn fetch_registration(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
+    Id(id): Id<DeviceRegistrationId>,
 ) -> ApiResult {
-    let id = registration_id(&id)?;
     let r = directory::fetch_registration(&state.deps, &account, &id).await?;
-    Ok(Json(dto::device_registration(&r)).into_response())
+    one(dto::DeviceRegistrationBody::from(&r))
 }
 
 pub(super) async fn delete_registration(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    Path(id): Path<String>,
+    Id(id): Id<DeviceRegistrationId>,
 ) -> ApiResult {
-    let id = registration_id(&id)?;
     let r = directory::delete_registration(&state.deps, &account, &id).await?;
     Ok(resource(&links, StatusCode::OK, registration_location(&r.id), r.id.to_string()))
 }
@@ -504,31 +514,30 @@ pub(super) async fn delete_registration(
 pub(super) async fn list_users(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    RawQuery(params): Params,
+    Params(params): Params,
 ) -> ApiResult {
-    let q = ListQuery::new("users", pairs(params), &[]);
-    let (page, paging) = q.finish(&state.deps.pages, &account)?;
-    let result = directory::list_users(&state.deps, &account, &page).await?;
-    Ok(list_response(&state, &account, "users", &result.items, dto::user, &paging, result.next.as_deref()))
+    let q = ListQuery::new("users", params, &[]);
+    let (request, paging) = q.finish(&state.deps.pages, &account)?;
+    let found = directory::list_users(&state.deps, &account, &request).await?;
+    let items = found.items.iter().map(dto::UserBody::from).collect();
+    Ok(page(&state, &account, "users", items, paging, found.next.as_deref()))
 }
 
 pub(super) async fn fetch_user(
     State(state): State<ApiState>,
     Caller(account): Caller,
-    Path(id): Path<String>,
+    Id(id): Id<UserId>,
 ) -> ApiResult {
-    let id = user_id(&id)?;
     let u = directory::fetch_user(&state.deps, &account, id).await?;
-    Ok(Json(dto::user(&u)).into_response())
+    one(dto::UserBody::from(&u))
 }
 
 pub(super) async fn delete_user(
     State(state): State<ApiState>,
     Caller(account): Caller,
     links: Links,
-    Path(id): Path<String>,
+    Id(id): Id<UserId>,
 ) -> ApiResult {
-    let id = user_id(&id)?;
     let u = directory::delete_user(&state.deps, &account, id).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Users/{}", u.id), u.id.to_string()))
 }

@@ -10,6 +10,8 @@ use pushgate_core::app::ports::PageRequest;
 use pushgate_core::app::{AppError, PageTokens};
 use pushgate_core::domain::{AccountId, FieldError, Timestamp};
 
+use crate::dto::Pagination;
+
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// Largest page size.
 pub const MAX_PAGE_SIZE: usize = 1000;
@@ -144,10 +146,10 @@ pub struct Paging {
 }
 
 impl Paging {
-    /// `{"next": …, "self": …}` for a page whose next cursor is `next`.
-    pub fn json(&self, pages: &PageTokens, account: &AccountId, next: Option<&str>) -> serde_json::Value {
+    /// The `pagination` of a page whose next cursor is `next`.
+    pub fn pagination(self, pages: &PageTokens, account: &AccountId, next: Option<&str>) -> Pagination {
         let next = next.map(|c| pages.seal(account, &self.scope, Some(c)));
-        serde_json::json!({ "next": next, "self": self.self_token })
+        Pagination { next, this: self.self_token }
     }
 }
 
