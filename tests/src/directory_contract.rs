@@ -347,7 +347,7 @@ pub async fn concurrent_registrations_of_one_token_leave_it_in_exactly_one_regis
     let tasks: Vec<_> = (0..contenders)
         .map(|_| {
             let (deps, account, body) = (deps.clone(), account.clone(), body.clone());
-            tokio::spawn(async move { pushgate_core::app::directory::register(&deps, &account, &body).await })
+            tokio::spawn(async move { crate::commands::register(&deps, &account, &body).await })
         })
         .collect();
     let mut users = Vec::new();

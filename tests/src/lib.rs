@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 pub use pushgate_fakes;
 
+pub mod commands;
 pub mod config_contract;
 pub mod contract;
 pub mod directory_contract;
@@ -490,7 +491,7 @@ pub async fn provider_rig(
     tweak(&mut deps.settings);
     let create = |body: Value| {
         let (deps, account) = (deps.clone(), account.clone());
-        async move { pushgate_core::app::credentials::create_credential(&deps, &account, &body).await.expect("credential") }
+        async move { crate::commands::create_credential(&deps, &account, &body).await.expect("credential") }
     };
     create(apn_credential_body(&key, "app")).await;
     create(fcm_credential_body(&sa, "app")).await;

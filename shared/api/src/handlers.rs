@@ -14,13 +14,15 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::query::{ListQuery, Paging};
+use super::requests::{Cancel, CancelBody, CredentialBody, MakeDefault, MakeDefaultBody, RegistrationBody, SendBody};
 use super::{ApiError, ApiState, PublicBase, dto};
-use pushgate_core::app::credentials::{AppFilter, CredentialFilter};
+use pushgate_core::app::credentials::{AppFilter, CredentialFilter, NewCredential};
+use pushgate_core::app::directory::RegisterDevice;
 use pushgate_core::app::ports::{NotificationFilter, OperationFilter};
 use pushgate_core::app::{AppError, auth, cancel, credentials, directory, queries, send as send_uc};
 use pushgate_core::domain::{
-    AccountId, AppName, AuthToken, CredentialId, CredentialType, DeviceRegistrationId, NotificationId,
-    NotificationStatus, OperationId, OperationStatus, Provider, UserId,
+    AccountId, AppName, AuthToken, CredentialId, CredentialType, DeviceRegistrationId, FieldError, NotificationId,
+    NotificationStatus, OperationId, OperationStatus, Provider, SendRequest, UserId,
 };
 
 type ApiResult = Result<Response, ApiError>;
@@ -240,6 +242,11 @@ fn page<T: Serialize>(
     Json(dto::ListPage { collection, items, pagination }).into_response()
 }
 
+/// A request body read into its command: every problem at once, as one 400.
+fn command<B, C: TryFrom<B, Error = Vec<FieldError>>>(body: B) -> Result<C, ApiError> {
+    C::try_from(body).map_err(|errors| AppError::Validation(errors).into())
+}
+
 fn one(body: impl Serialize) -> ApiResult {
     Ok(Json(body).into_response())
 }
@@ -252,7 +259,8 @@ pub(super) async fn send_notifications(
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let id = send_uc::send(&state.deps, &account, body).await?;
+    let request: SendRequest = command(SendBody { json: body, received_at: state.deps.clock.now() })?;
+    let id = send_uc::send(&state.deps, &account, request).await?;
     let location = format!("{}/v1/PushNotifications/Operations/{id}", links.0);
     let accepted = dto::OperationRef { operation_id: id, operation_location: location.clone() };
     Ok(located(StatusCode::ACCEPTED, &location, accepted))
@@ -274,7 +282,8 @@ pub(super) async fn cancel_notification(
     Id(id): Id<NotificationId>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    cancel::cancel_notification(&state.deps, &account, id, &body).await?;
+    let Cancel = command(CancelBody(body))?;
+    cancel::cancel_notification(&state.deps, &account, id).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/{id}"), id.to_string()))
 }
 
@@ -285,7 +294,8 @@ pub(super) async fn cancel_operation(
     Id(id): Id<OperationId>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    cancel::cancel_operation(&state.deps, &account, id, &body).await?;
+    let Cancel = command(CancelBody(body))?;
+    cancel::cancel_operation(&state.deps, &account, id).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Operations/{id}"), id.to_string()))
 }
 
@@ -369,7 +379,8 @@ pub(super) async fn create_credential(
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let c = credentials::create_credential(&state.deps, &account, &body).await?;
+    let request: NewCredential = command(CredentialBody(body))?;
+    let c = credentials::create_credential(&state.deps, &account, request).await?;
     Ok(resource(&links, StatusCode::ACCEPTED, credential_location(&c.id), c.id.to_string()))
 }
 
@@ -409,7 +420,8 @@ pub(super) async fn patch_credential(
     Id(id): Id<CredentialId>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let c = credentials::patch_credential(&state.deps, &account, id, &body).await?;
+    let MakeDefault = command(MakeDefaultBody(body))?;
+    let c = credentials::patch_credential(&state.deps, &account, id).await?;
     Ok(resource(&links, StatusCode::OK, credential_location(&c.id), c.id.to_string()))
 }
 
@@ -454,7 +466,8 @@ pub(super) async fn patch_app(
     Id(name): Id<AppName>,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let app = credentials::patch_app(&state.deps, &account, &name, &body).await?;
+    let MakeDefault = command(MakeDefaultBody(body))?;
+    let app = credentials::patch_app(&state.deps, &account, &name).await?;
     Ok(resource(&links, StatusCode::OK, format!("/v1/PushNotifications/Apps/{}", app.name), app.name.to_string()))
 }
 
@@ -470,7 +483,8 @@ pub(super) async fn register_device(
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
-    let r = directory::register(&state.deps, &account, &body).await?;
+    let request: RegisterDevice = command(RegistrationBody(body))?;
+    let r = directory::register(&state.deps, &account, request).await?;
     Ok(resource(&links, StatusCode::ACCEPTED, registration_location(&r.id), r.id.to_string()))
 }
 

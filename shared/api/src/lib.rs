@@ -10,6 +10,7 @@ pub mod error;
 pub mod guard;
 mod handlers;
 pub mod query;
+pub mod requests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -3,12 +3,13 @@
 //! manual queue, so the tests decide when dispatch runs), and the HTTP surface of the local
 //! process.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 
+use pushgate_core::app::AppError;
 use pushgate_core::app::cancel::{self, NOT_CANCELABLE};
 use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
 use pushgate_core::app::ports::Chunk;
-use pushgate_core::app::{AppError, send};
 use pushgate_core::domain::{NotificationId, NotificationStatus, OperationId, OperationStatus};
 use pushgate_fakes::{ApnsReply, FcmReply};
 use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
@@ -36,7 +37,7 @@ fn fcm_send(tokens: impl IntoIterator<Item = usize>) -> Value {
 
 impl Rig {
     async fn send(&self, body: Value) -> (OperationId, Vec<Chunk>) {
-        let op = send::send(&self.rig.deps, &self.rig.account, body).await.expect("accepted");
+        let op = commands::send(&self.rig.deps, &self.rig.account, body).await.expect("accepted");
         (op, self.queue.take())
     }
 
@@ -59,7 +60,7 @@ async fn canceling_an_operation_before_its_chunks_are_dispatched_cancels_every_n
     let r = rig().await;
     let (op, chunks) = r.send(fcm_send(0..120)).await;
     assert!(chunks.len() > 1, "several chunks still on the queue");
-    let canceled = cancel::cancel_operation(&r.rig.deps, &r.rig.account, op, &canceled()).await.expect("canceled");
+    let canceled = cancel::cancel_operation(&r.rig.deps, &r.rig.account, op).await.expect("canceled");
     assert_eq!(canceled.status, OperationStatus::Canceled);
 
     for chunk in &chunks {
@@ -84,7 +85,7 @@ async fn a_queued_notification_waiting_for_a_retry_is_canceled_and_its_redeliver
     assert_eq!(r.status(op, 0).await, NotificationStatus::Queued);
 
     let id = NotificationId::derive(op, 0);
-    cancel::cancel_notification(&r.rig.deps, &r.rig.account, id, &canceled()).await.expect("canceled");
+    cancel::cancel_notification(&r.rig.deps, &r.rig.account, id).await.expect("canceled");
     assert_eq!(process_chunk(&r.rig.deps, &chunks[0], 2).await, ChunkResult::Done);
     assert_eq!(r.rig.fcm.received().iter().filter(|q| q.device_token == fcm_token(1)).count(), 1, "only the 429");
     assert_eq!(r.status(op, 0).await, NotificationStatus::Canceled);
@@ -93,10 +94,10 @@ async fn a_queued_notification_waiting_for_a_retry_is_canceled_and_its_redeliver
     assert_eq!((operation.stats.sent, operation.stats.canceled), (1, 1));
 
     // Final now: canceling again, or canceling the SENT one, is refused with 30409.
-    assert!(is_not_cancelable(&cancel::cancel_notification(&r.rig.deps, &r.rig.account, id, &canceled()).await));
+    assert!(is_not_cancelable(&cancel::cancel_notification(&r.rig.deps, &r.rig.account, id).await));
     let sent = NotificationId::derive(op, 1);
-    assert!(is_not_cancelable(&cancel::cancel_notification(&r.rig.deps, &r.rig.account, sent, &canceled()).await));
-    assert!(is_not_cancelable(&cancel::cancel_operation(&r.rig.deps, &r.rig.account, op, &canceled()).await));
+    assert!(is_not_cancelable(&cancel::cancel_notification(&r.rig.deps, &r.rig.account, sent).await));
+    assert!(is_not_cancelable(&cancel::cancel_operation(&r.rig.deps, &r.rig.account, op).await));
 }
 
 /// The concurrency check: a dispatcher redelivering a chunk and a client canceling its
@@ -128,7 +129,7 @@ async fn cancel_and_dispatch_racing_on_one_notification_have_exactly_one_outcome
             let (r, barrier) = (r.clone(), barrier.clone());
             async move {
                 barrier.wait().await;
-                cancel::cancel_notification(&r.rig.deps, &r.rig.account, id, &canceled()).await
+                cancel::cancel_notification(&r.rig.deps, &r.rig.account, id).await
             }
         });
         let (dispatched, canceled) = (dispatch.await.expect("dispatch ran"), cancel.await.expect("cancel ran"));
@@ -179,7 +180,7 @@ async fn no_delivery_starts_after_an_operation_cancel_has_answered() {
     while r.rig.fcm.delivered_count() < 20 {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    cancel::cancel_operation(&r.rig.deps, &r.rig.account, op, &canceled()).await.expect("canceled");
+    cancel::cancel_operation(&r.rig.deps, &r.rig.account, op).await.expect("canceled");
     let answered = r.rig.fcm.received().len();
     worker.await.expect("the dispatcher ran");
     let received = r.rig.fcm.received().len();

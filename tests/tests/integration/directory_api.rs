@@ -359,7 +359,7 @@ async fn concurrent_registrations_of_one_token_by_new_users_leave_it_in_exactly_
     let (deps, account, _) = pushgate_tests::memory_deps(pushgate_tests::gateway_for(&apns, &fcm), queue);
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
     let body = pushgate_tests::fcm_credential_body(&sa, "app");
-    pushgate_core::app::credentials::create_credential(&deps, &account, &body).await.expect("credential");
+    pushgate_tests::commands::create_credential(&deps, &account, &body).await.expect("credential");
     for _ in 0..20 {
         pushgate_tests::directory_contract::concurrent_registrations_of_one_token_leave_it_in_exactly_one_registration(
             &deps, &account, "app", 8,

@@ -2,13 +2,14 @@
 //! (credential create, send, device registration) before anything is stored, and what was
 //! stored or queued before these rules existed sends nothing where it does not belong.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use pushgate_core::app::dispatch::process_chunk;
 use pushgate_core::app::ports::{PageRequest, PushGateway};
-use pushgate_core::app::{credentials, queries, send};
+use pushgate_core::app::queries;
 use pushgate_core::domain::credential::CredentialBook;
 use pushgate_core::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account, p384_private_key_pem};
@@ -85,7 +86,7 @@ async fn send_and_dispatch(
     queue: &ManualQueue,
     body: Value,
 ) -> (OperationId, Vec<pushgate_core::domain::Notification>) {
-    let op = send::send(deps, account, body).await.expect("accepted");
+    let op = commands::send(deps, account, body).await.expect("accepted");
     for chunk in queue.take() {
         process_chunk(deps, &chunk, 1).await;
     }
@@ -166,7 +167,7 @@ async fn a_redirect_from_the_token_endpoint_is_not_followed() {
     let queue = Arc::new(ManualQueue::default());
     let (deps, account, _) = memory_deps(gateway("", &fcm.base_url(), &redirector.url("/token")), queue.clone());
     let sa = fcm_service_account("pushgate-test", &redirector.url("/token"));
-    let id = credentials::create_credential(&deps, &account, &fcm_credential_body(&sa, "main"))
+    let id = commands::create_credential(&deps, &account, &fcm_credential_body(&sa, "main"))
         .await
         .expect("the redirector is an allowed token endpoint")
         .id;
@@ -203,7 +204,7 @@ async fn remote_error_text_never_reaches_a_notification_or_the_operation_errors(
     let (deps, account, _) = memory_deps(gateway(&hostile.base_url(), &hostile.base_url(), &allowed), queue.clone());
     let create = |body: Value| {
         let (deps, account) = (deps.clone(), account.clone());
-        async move { credentials::create_credential(&deps, &account, &body).await.expect("created").id.to_string() }
+        async move { commands::create_credential(&deps, &account, &body).await.expect("created").id.to_string() }
     };
     let apn = create(apn_credential_body(&apns_signing_key("KEY1234567", "TEAM123456"), "main")).await;
     let refused =
@@ -248,7 +249,7 @@ async fn a_provider_reply_is_read_only_up_to_64_kib() {
     .await;
     let queue = Arc::new(ManualQueue::default());
     let (deps, account, _) = memory_deps(gateway(&apns.base_url(), "", ""), queue.clone());
-    credentials::create_credential(
+    commands::create_credential(
         &deps,
         &account,
         &apn_credential_body(&apns_signing_key("KEY1234567", "TEAM123456"), "main"),
@@ -317,7 +318,7 @@ async fn a_path_climbing_apns_token_is_refused_at_registration() {
 async fn a_queued_chunk_holding_a_path_climbing_apns_token_sends_nothing() {
     let queue = Arc::new(ManualQueue::default());
     let ProviderRig { deps, account, apns, .. } = provider_rig(queue.clone(), |_| {}).await;
-    let op = send::send(
+    let op = commands::send(
         &deps,
         &account,
         json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"title": "x"}}),

@@ -3,12 +3,13 @@
 //! 400 or fail its own notification, and never take a worker, the process, or anyone else's
 //! delivery with it.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
 use pushgate_core::app::ports::{Delivery, DeliveryOutcome, PushGateway};
-use pushgate_core::app::send;
+
 use pushgate_core::domain::NotificationStatus;
 use pushgate_tests::{ManualQueue, ProviderRig, TestApp, apn_token, fcm_token, provider_rig};
 use reqwest::StatusCode;
@@ -183,7 +184,7 @@ async fn a_panic_while_delivering_one_recipient_fails_it_alone_and_the_chunk_is_
     let ProviderRig { mut deps, account, apns, .. } = provider_rig(queue.clone(), |_| {}).await;
     deps.gateway = Arc::new(PanicsFor { token: apn_token(2), inner: deps.gateway.clone() });
     let to: Vec<Value> = (1..=3).map(|i| json!({"token": apn_token(i), "provider": "APN"})).collect();
-    let id = send::send(&deps, &account, json!({"to": to, "content": {"title": "t"}})).await.expect("accepted");
+    let id = commands::send(&deps, &account, json!({"to": to, "content": {"title": "t"}})).await.expect("accepted");
     for chunk in queue.take() {
         assert_eq!(process_chunk(&deps, &chunk, 1).await, ChunkResult::Done, "nothing to redeliver");
     }

@@ -147,7 +147,7 @@ async fn a_device_registration_through_an_http_api_event_is_accepted_and_fetched
     let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
     let caller = Caller { account, token };
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
-    pushgate_core::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+    pushgate_tests::commands::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
         .await
         .expect("credential");
     let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
@@ -172,12 +172,11 @@ async fn a_user_deleted_through_an_http_api_event_on_the_users_function_loses_it
     let (deps, account, token) = memory_deps(gateway_for(&apns, &fcm), Arc::new(ManualQueue::default()));
     let caller = Caller { account, token };
     let sa = pushgate_fakes::keys::fcm_service_account("pushgate-test", &fcm.token_uri());
-    pushgate_core::app::credentials::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
+    pushgate_tests::commands::create_credential(&deps, &caller.account, &fcm_credential_body(&sa, "app"))
         .await
         .expect("credential");
     let body = json!({"appName": "app", "token": fcm_token(1), "provider": "FCM"});
-    let registration =
-        pushgate_core::app::directory::register(&deps, &caller.account, &body).await.expect("registered");
+    let registration = pushgate_tests::commands::register(&deps, &caller.account, &body).await.expect("registered");
     let user = format!("/v1/PushNotifications/Users/{}", registration.user_id);
     let (status, _, listed) =
         invoke(&deps, Function::Users, &http_api_event("GET", "/v1/PushNotifications/Users", "prod", &caller, None))

@@ -1,12 +1,13 @@
 //! The design brief's promises, proven by driving the use cases directly.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use pushgate_api::{ApiConfig, router};
 use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
 use pushgate_core::app::ports::{NotificationFilter, OperationFilter, PageRequest};
-use pushgate_core::app::send;
+
 use pushgate_core::domain::{NotificationStatus, OperationId, OperationStatus};
 use pushgate_fakes::keys::fcm_service_account;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm, FcmReply};
@@ -69,7 +70,7 @@ fn basic(user: &str, password: &str) -> String {
 #[tokio::test]
 async fn processing_the_same_chunks_twice_sends_nothing_twice() {
     let rig = rig().await;
-    let op = send::send(&rig.deps, &rig.account, mixed(120)).await.expect("accepted");
+    let op = commands::send(&rig.deps, &rig.account, mixed(120)).await.expect("accepted");
     let chunks = rig.queue.take();
     assert!(chunks.len() > 1, "the test settings split 120 recipients into several chunks");
     for chunk in &chunks {
@@ -89,7 +90,7 @@ async fn processing_the_same_chunks_twice_sends_nothing_twice() {
 #[tokio::test]
 async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notification_once() {
     let rig = rig().await;
-    let op = send::send(&rig.deps, &rig.account, mixed(40)).await.expect("accepted");
+    let op = commands::send(&rig.deps, &rig.account, mixed(40)).await.expect("accepted");
     let chunks = rig.queue.take();
     let mut tasks = Vec::new();
     for chunk in chunks.iter().chain(chunks.iter()) {
@@ -116,7 +117,7 @@ async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notifica
 #[tokio::test]
 async fn a_chunk_of_an_operation_that_was_never_accepted_sends_nothing() {
     let rig = rig().await;
-    let op = send::send(&rig.deps, &rig.account, mixed(10)).await.expect("accepted");
+    let op = commands::send(&rig.deps, &rig.account, mixed(10)).await.expect("accepted");
     // As if enqueueing had failed after some chunks made it: send discards the operation.
     rig.deps.push.discard_operation(&rig.account, op).await.expect("discarded");
     for chunk in rig.queue.take() {
@@ -134,7 +135,7 @@ async fn every_recipient_ends_in_exactly_one_final_status_and_the_stats_add_up()
     for i in (1..200).step_by(14) {
         rig.fcm.script(&fcm_token(i), vec![FcmReply::Unavailable, FcmReply::InvalidToken]);
     }
-    let op = send::send(&rig.deps, &rig.account, mixed(200)).await.expect("accepted");
+    let op = commands::send(&rig.deps, &rig.account, mixed(200)).await.expect("accepted");
     for chunk in rig.queue.take() {
         let mut receive = 1;
         while let ChunkResult::RetryAfter(_) = process_chunk(&rig.deps, &chunk, receive).await {
@@ -167,7 +168,7 @@ async fn an_operation_with_only_unaddressable_recipients_completes_at_once() {
     let rig = rig().await;
     let body =
         json!({"to": [{"userId": "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8"}], "content": {"title": "x"}});
-    let op: OperationId = send::send(&rig.deps, &rig.account, body).await.expect("accepted");
+    let op: OperationId = commands::send(&rig.deps, &rig.account, body).await.expect("accepted");
     let operation = rig.deps.push.get_operation(&rig.account, op).await.expect("read").expect("exists");
     assert_eq!(operation.status, OperationStatus::Completed);
     assert_eq!((operation.stats.total, operation.stats.unaddressable), (0, 1));

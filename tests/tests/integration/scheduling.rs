@@ -2,15 +2,16 @@
 //! memory stores (a recording scheduler whose releases the tests fire), and the local process
 //! with its real in-process timer.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use pushgate_core::app::AppError;
 use pushgate_core::app::cancel;
 use pushgate_core::app::dispatch::{ChunkResult, process_chunk};
 use pushgate_core::app::ports::{Chunk, QueueError, Release, Scheduler};
 use pushgate_core::app::schedule::release;
-use pushgate_core::app::{AppError, send};
 use pushgate_core::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus};
 use pushgate_tests::{ManualQueue, ManualScheduler, ProviderRig, TestApp, fcm_token, provider_rig};
 use reqwest::StatusCode;
@@ -66,8 +67,9 @@ impl Rig {
 async fn a_scheduled_send_waits_scheduled_per_instant_and_each_release_delivers_its_own_notifications() {
     let r = rig().await;
     let (first, second) = (at(3600), at(7200));
-    let op =
-        send::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[first.clone(), second])).await.expect("202");
+    let op = commands::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[first.clone(), second]))
+        .await
+        .expect("202");
 
     let operation = r.operation(op).await;
     assert_eq!(operation.status, OperationStatus::Scheduled);
@@ -112,7 +114,7 @@ async fn a_scheduled_send_waits_scheduled_per_instant_and_each_release_delivers_
 #[tokio::test]
 async fn a_release_that_arrives_before_the_creation_pass_still_delivers_once() {
     let r = rig().await;
-    let op = send::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2, 3], &[at(60)])).await.expect("202");
+    let op = commands::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2, 3], &[at(60)])).await.expect("202");
     let creation = r.queue.take();
     r.fire(&r.scheduler.pending()[0]).await;
     r.process(&creation).await;
@@ -124,13 +126,12 @@ async fn a_release_that_arrives_before_the_creation_pass_still_delivers_once() {
 #[tokio::test]
 async fn canceling_a_scheduled_operation_deletes_its_schedules_and_stored_chunks_and_sends_nothing() {
     let r = rig().await;
-    let op = send::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[at(120), at(240)])).await.expect("202");
+    let op =
+        commands::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[at(120), at(240)])).await.expect("202");
     r.process(&r.queue.take()).await;
     let releases = r.scheduler.pending();
 
-    let canceled = cancel::cancel_operation(&r.rig.deps, &r.rig.account, op, &json!({"status": "CANCELED"}))
-        .await
-        .expect("canceled");
+    let canceled = cancel::cancel_operation(&r.rig.deps, &r.rig.account, op).await.expect("canceled");
     assert_eq!(canceled.status, OperationStatus::Canceled);
     assert!(r.scheduler.pending().is_empty(), "the schedules are deleted");
     for instant in [0, 1] {
@@ -154,9 +155,9 @@ async fn canceling_a_scheduled_operation_deletes_its_schedules_and_stored_chunks
 #[tokio::test]
 async fn a_creation_pass_that_arrives_after_its_operation_was_canceled_leaves_nothing_scheduled() {
     let r = rig().await;
-    let op = send::send(&r.rig.deps, &r.rig.account, scheduled_send(0..120, &[at(600)])).await.expect("202");
+    let op = commands::send(&r.rig.deps, &r.rig.account, scheduled_send(0..120, &[at(600)])).await.expect("202");
     let creation = r.queue.take();
-    cancel::cancel_operation(&r.rig.deps, &r.rig.account, op, &json!({"status": "CANCELED"})).await.expect("canceled");
+    cancel::cancel_operation(&r.rig.deps, &r.rig.account, op).await.expect("canceled");
     r.process(&creation).await;
     let operation = r.operation(op).await;
     assert_eq!(
@@ -169,12 +170,10 @@ async fn a_creation_pass_that_arrives_after_its_operation_was_canceled_leaves_no
 #[tokio::test]
 async fn one_scheduled_notification_canceled_is_not_sent_at_its_instant() {
     let r = rig().await;
-    let op = send::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[at(60)])).await.expect("202");
+    let op = commands::send(&r.rig.deps, &r.rig.account, scheduled_send([1, 2], &[at(60)])).await.expect("202");
     r.process(&r.queue.take()).await;
     let id = NotificationId::derive(op, 0);
-    cancel::cancel_notification(&r.rig.deps, &r.rig.account, id, &json!({"status": "CANCELED"}))
-        .await
-        .expect("canceled");
+    cancel::cancel_notification(&r.rig.deps, &r.rig.account, id).await.expect("canceled");
     r.fire(&r.scheduler.pending()[0]).await;
     let tokens: Vec<String> = r.rig.fcm.received().into_iter().map(|q| q.device_token).collect();
     assert_eq!(tokens, vec![fcm_token(2)]);
@@ -207,7 +206,7 @@ async fn a_scheduler_failure_is_a_503_that_leaves_no_operation_no_schedule_and_n
     let r = rig().await;
     let scheduler = Arc::new(FailingScheduler { inner: ManualScheduler::default(), ok: 1 });
     let deps = pushgate_core::app::Deps { scheduler: scheduler.clone(), ..r.rig.deps.clone() };
-    let result = send::send(&deps, &r.rig.account, scheduled_send([1], &[at(60), at(120)])).await;
+    let result = commands::send(&deps, &r.rig.account, scheduled_send([1], &[at(60), at(120)])).await;
     assert!(matches!(result, Err(AppError::Unavailable { .. })), "{result:?}");
     assert!(scheduler.inner.pending().is_empty(), "the first instant's schedule was taken back");
     assert!(r.queue.take().is_empty(), "nothing queued");

@@ -1,13 +1,14 @@
 //! Emulator tier: the fan-out over SQS (moto), from the send use case to the dispatch of the
 //! messages as SQS delivers them. Skipped by plain `cargo test`; run by `tests/run`.
 
+use pushgate_tests::commands;
 use std::sync::Arc;
 use std::time::Duration;
 
 use pushgate_aws::sqs::SqsQueue;
+use pushgate_core::app::AppError;
 use pushgate_core::app::dispatch::process_messages;
 use pushgate_core::app::ports::{OperationFilter, PageRequest};
-use pushgate_core::app::{AppError, send};
 use pushgate_core::domain::OperationStatus;
 use pushgate_fakes::{ApnsReply, FakeApns, FakeFcm};
 use pushgate_tests::{ProviderRig, apn_token, emulator, fcm_token, provider_rig, receive_all, test_queue};
@@ -48,7 +49,7 @@ fn mixed(n: usize) -> Value {
 #[tokio::test]
 async fn a_send_through_sqs_is_delivered_by_processing_the_received_messages_and_redelivery_sends_nothing_twice() {
     let Some(rig) = rig("fanout", |_| {}).await else { return };
-    let op = send::send(&rig.deps, &rig.account, mixed(600)).await.expect("accepted");
+    let op = commands::send(&rig.deps, &rig.account, mixed(600)).await.expect("accepted");
     // Test settings: 50 recipients per chunk → 12 messages in 2 batches.
     let messages = receive_all(&rig.sqs, &rig.queue_url, 12, 1).await;
     assert_eq!(messages.len(), 12);
@@ -87,7 +88,7 @@ async fn ten_thousand_recipients_with_variables_fit_in_sqs_messages() {
     for r in body["to"].as_array_mut().expect("recipients") {
         r["variables"]["note"] = json!("x".repeat(300));
     }
-    send::send(&rig.deps, &rig.account, body).await.expect("accepted: every chunk fits an SQS message");
+    commands::send(&rig.deps, &rig.account, body).await.expect("accepted: every chunk fits an SQS message");
     let messages = receive_all(&rig.sqs, &rig.queue_url, usize::MAX, 30).await;
     assert!(messages.len() >= 20, "{} messages", messages.len());
     assert!(messages.iter().all(|m| m.body.len() <= pushgate_aws::sqs::MAX_BATCH_BYTES));
@@ -102,7 +103,7 @@ async fn ten_thousand_recipients_with_variables_fit_in_sqs_messages() {
 async fn a_retryable_provider_failure_is_a_batch_item_failure_and_succeeds_on_redelivery() {
     let Some(rig) = rig("retry", |s| s.max_attempts = 1).await else { return };
     rig.apns.script(&apn_token(0), vec![ApnsReply::ServiceUnavailable]);
-    send::send(&rig.deps, &rig.account, mixed(4)).await.expect("accepted");
+    commands::send(&rig.deps, &rig.account, mixed(4)).await.expect("accepted");
     let messages = receive_all(&rig.sqs, &rig.queue_url, 1, 1).await;
     assert_eq!(messages.len(), 1);
     let failures = process_messages(&rig.deps, &messages).await;
@@ -122,7 +123,7 @@ async fn an_unreachable_queue_gives_503_and_leaves_no_operation_behind() {
     let missing = format!("{}-does-not-exist", rig.queue_url);
     let (mut deps, account) = (rig.deps.clone(), rig.account.clone());
     deps.queue = Arc::new(SqsQueue::new(rig.sqs.clone(), missing));
-    let err = send::send(&deps, &account, mixed(3)).await.expect_err("refused");
+    let err = commands::send(&deps, &account, mixed(3)).await.expect_err("refused");
     assert!(matches!(err, AppError::Unavailable { .. }), "{err:?}");
     let ops =
         deps.push.list_operations(&account, &OperationFilter::default(), &PageRequest { size: 5, cursor: None }).await;

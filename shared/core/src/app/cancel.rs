@@ -13,7 +13,7 @@
 //! the stats show it sooner: if it fails half way the cancel still stands (it is logged).
 
 use futures::StreamExt;
-use serde_json::Value;
+
 use tracing::{instrument, warn};
 
 use crate::domain::{AccountId, NotificationId, NotificationStatus, Operation, OperationId, Senders};
@@ -27,34 +27,13 @@ pub const NOT_CANCELABLE: u32 = 30409;
 const SWEEP_PAGE: usize = 1000;
 const SWEEP_CONCURRENCY: usize = 32;
 
-/// The body must be exactly `{"status": "CANCELED"}`.
-fn require_canceled(body: &Value) -> Result<(), AppError> {
-    let Some(obj) = body.as_object() else {
-        return Err(AppError::field("", "body must be a JSON object: {\"status\": \"CANCELED\"}"));
-    };
-    let mut errors = Vec::new();
-    if obj.get("status").and_then(Value::as_str) != Some("CANCELED") {
-        errors.push(crate::domain::FieldError::new("status", "must be CANCELED (the only change allowed)"));
-    }
-    for field in obj.keys().filter(|k| k.as_str() != "status") {
-        errors.push(crate::domain::FieldError::new(field.clone(), "is not a field that can be changed"));
-    }
-    if errors.is_empty() { Ok(()) } else { Err(AppError::Validation(errors)) }
-}
-
 fn not_cancelable(message: String) -> AppError {
     AppError::NotAllowed { code: NOT_CANCELABLE, message }
 }
 
 /// Cancels one notification; `400` (30409) if it is final or being handed to a provider.
 #[instrument(skip_all, fields(account_id = %account, notification_id = %id))]
-pub async fn cancel_notification(
-    deps: &Deps,
-    account: &AccountId,
-    id: NotificationId,
-    body: &Value,
-) -> Result<(), AppError> {
-    require_canceled(body)?;
+pub async fn cancel_notification(deps: &Deps, account: &AccountId, id: NotificationId) -> Result<(), AppError> {
     let n = deps.push.get_notification(account, id).await?.ok_or(AppError::NotFound("PushNotification"))?;
     if n.status.is_final() {
         return Err(not_cancelable(format!("The PushNotification is {} and cannot be canceled", n.status.as_str())));
@@ -77,13 +56,7 @@ async fn cancel_one(deps: &Deps, account: &AccountId, id: NotificationId, from: 
 
 /// Cancels an operation: every notification not yet handed to a provider ends CANCELED.
 #[instrument(skip_all, fields(account_id = %account, operation_id = %id))]
-pub async fn cancel_operation(
-    deps: &Deps,
-    account: &AccountId,
-    id: OperationId,
-    body: &Value,
-) -> Result<Operation, AppError> {
-    require_canceled(body)?;
+pub async fn cancel_operation(deps: &Deps, account: &AccountId, id: OperationId) -> Result<Operation, AppError> {
     let now = deps.clock.now();
     let operation = match deps.push.cancel_operation(account, id, now).await {
         Ok(Some(op)) => op,

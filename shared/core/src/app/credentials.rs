@@ -1,6 +1,5 @@
 //! Credentials and Apps: create, list, fetch, make default, delete (with the App cascade).
 
-use serde_json::Value;
 use tracing::{instrument, warn};
 
 use crate::domain::credential::{BookError, CredentialBook};
@@ -69,63 +68,40 @@ async fn update_book<T>(
     Err(AppError::Unavailable { retry_after: 1 })
 }
 
-/// Creates a credential from the request body.
+/// What `POST /Credentials` asks for: a credential of `credential_type` in the App
+/// `app_name` (created with its first credential), holding `secret`.
+#[derive(Clone)]
+pub struct NewCredential {
+    pub credential_type: CredentialType,
+    pub app_name: AppName,
+    /// Make it its App's default for its type (the first of a type always is).
+    pub is_default: bool,
+    pub secret: CredentialSecret,
+}
+
+/// Creates a credential, once the provider's rules accept its secret.
 #[instrument(skip_all, fields(account_id = %account))]
-pub async fn create_credential(deps: &Deps, account: &AccountId, body: &Value) -> Result<Credential, AppError> {
-    let Some(obj) = body.as_object() else {
-        return Err(AppError::field("", "body must be a JSON object"));
-    };
-    let mut errors = Vec::new();
-    let credential_type = match obj.get("credentialType").and_then(Value::as_str).and_then(CredentialType::parse) {
-        Some(t) => Some(t),
-        None => {
-            errors.push(FieldError::new("credentialType", "must be one of APN, APN_SANDBOX, FCM"));
-            None
-        }
-    };
-    let app_name = match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
-        Some(Ok(n)) => Some(n),
-        _ => {
-            errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
-            None
-        }
-    };
-    let is_default = match obj.get("isDefault") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            errors.push(FieldError::new("isDefault", "must be a boolean"));
-            false
-        }
-    };
-    let secret = match (credential_type, obj.get("content")) {
-        (_, None) => {
-            errors.push(FieldError::new("content", "is required"));
-            None
-        }
-        (Some(t), Some(content)) => match CredentialSecret::parse(t, content) {
-            Ok(s) => Some(s),
-            Err(mut e) => {
-                errors.append(&mut e);
-                None
-            }
-        },
-        (None, Some(_)) => None,
-    };
+pub async fn create_credential(
+    deps: &Deps,
+    account: &AccountId,
+    request: NewCredential,
+) -> Result<Credential, AppError> {
+    let NewCredential { credential_type, app_name, is_default, secret } = request;
     // Validated against what the provider accepts, before anything is stored.
-    for problem in secret.as_ref().map(|s| deps.gateway.check_credential(s)).unwrap_or_default() {
-        errors.push(match problem {
+    let errors: Vec<FieldError> = deps
+        .gateway
+        .check_credential(&secret)
+        .into_iter()
+        .map(|problem| match problem {
             CredentialProblem::PrivateKey(m) | CredentialProblem::TokenUri(m) => {
                 FieldError::new("content.privateKey", m)
             }
             CredentialProblem::Certificate(m) => FieldError::new("content.certificate", m),
-        });
-    }
-    let (Some(credential_type), Some(app_name), Some(secret), true) =
-        (credential_type, app_name, secret, errors.is_empty())
-    else {
+        })
+        .collect();
+    if !errors.is_empty() {
         return Err(AppError::Validation(errors));
-    };
+    }
 
     let now = deps.clock.now();
     let id = CredentialId::from_ulid(deps.ids.ulid(now));
@@ -175,13 +151,7 @@ pub async fn list_credentials(
 }
 
 /// Makes a credential its App's default for its type (`isDefault: true` is the only change).
-pub async fn patch_credential(
-    deps: &Deps,
-    account: &AccountId,
-    id: CredentialId,
-    body: &Value,
-) -> Result<Credential, AppError> {
-    require_is_default_true(body)?;
+pub async fn patch_credential(deps: &Deps, account: &AccountId, id: CredentialId) -> Result<Credential, AppError> {
     let now = deps.clock.now();
     update_book(deps, account, |book| book.set_default(&id, now)).await
 }
@@ -225,18 +195,7 @@ pub async fn list_apps(
 }
 
 /// Makes an App the account's default.
-pub async fn patch_app(deps: &Deps, account: &AccountId, name: &AppName, body: &Value) -> Result<App, AppError> {
-    require_is_default_true(body)?;
+pub async fn patch_app(deps: &Deps, account: &AccountId, name: &AppName) -> Result<App, AppError> {
     let now = deps.clock.now();
     update_book(deps, account, |book| book.set_default_app(name, now)).await
-}
-
-fn require_is_default_true(body: &Value) -> Result<(), AppError> {
-    match body.get("isDefault") {
-        Some(Value::Bool(true)) => Ok(()),
-        _ => Err(AppError::field(
-            "isDefault",
-            "must be true (make this the default); to change the default, patch another one",
-        )),
-    }
 }

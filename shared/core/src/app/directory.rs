@@ -17,14 +17,10 @@
 //! one wins; the others re-read the holder and claim again, so the last registration to claim
 //! holds the token and every claim that took it over removes it from the previous holder.
 
-use serde_json::Value;
 use tracing::{instrument, warn};
 
-use crate::domain::device_token::parse_token;
 use crate::domain::directory::Device;
-use crate::domain::{
-    AccountId, AppName, DeviceRegistration, DeviceRegistrationId, FieldError, Provider, Timestamp, User, UserId,
-};
+use crate::domain::{AccountId, AppName, DeviceRegistration, DeviceRegistrationId, Provider, Timestamp, User, UserId};
 
 use super::paging::page_newest_first;
 use super::ports::{Page, PageRequest, StoreError};
@@ -40,62 +36,24 @@ fn exhausted() -> AppError {
     AppError::Unavailable { retry_after: 1 }
 }
 
-/// What `POST /DeviceRegistrations` asks for, validated.
-struct Registration {
-    app_name: AppName,
-    token: String,
-    provider: Provider,
-    user_id: Option<UserId>,
-}
-
-fn parse_registration(body: &Value) -> Result<Registration, AppError> {
-    let Some(obj) = body.as_object() else {
-        return Err(AppError::field("", "body must be a JSON object"));
-    };
-    let mut errors = Vec::new();
-    let app_name = match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
-        Some(Ok(n)) => Some(n),
-        _ => {
-            errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
-            None
-        }
-    };
-    let provider = obj.get("provider").and_then(Value::as_str).and_then(Provider::parse);
-    let token = match obj.get("token").and_then(Value::as_str).map(|t| parse_token(t, provider)) {
-        Some(Ok(t)) => Some(t.to_owned()),
-        Some(Err(e)) => {
-            errors.push(FieldError::new("token", e.to_string()));
-            None
-        }
-        None => {
-            errors.push(FieldError::new("token", "is required (a string)"));
-            None
-        }
-    };
-    if provider.is_none() {
-        errors.push(FieldError::new("provider", "must be one of APN, FCM"));
-    }
-    let user_id = match obj.get("userId") {
-        None | Some(Value::Null) => None,
-        Some(v) => match v.as_str().map(UserId::parse) {
-            Some(Ok(id)) => Some(id),
-            _ => {
-                errors.push(FieldError::new("userId", format!("must match {}", UserId::PATTERN)));
-                None
-            }
-        },
-    };
-    match (app_name, token, provider, errors.is_empty()) {
-        (Some(app_name), Some(token), Some(provider), true) => Ok(Registration { app_name, token, provider, user_id }),
-        _ => Err(AppError::Validation(errors)),
-    }
+/// What `POST /DeviceRegistrations` asks for: the device `(token, provider)` in the App
+/// `app_name`, for the User `user_id` (a new User when `None`).
+pub struct RegisterDevice {
+    pub app_name: AppName,
+    /// A token already checked against its provider's format.
+    pub token: String,
+    pub provider: Provider,
+    pub user_id: Option<UserId>,
 }
 
 /// Registers a device (`{appName, token, provider, userId?}`): into the User's registration in
 /// the App (created if needed), taking the device over from any other registration of the App.
 #[instrument(skip_all, fields(account_id = %account))]
-pub async fn register(deps: &Deps, account: &AccountId, body: &Value) -> Result<DeviceRegistration, AppError> {
-    let request = parse_registration(body)?;
+pub async fn register(
+    deps: &Deps,
+    account: &AccountId,
+    request: RegisterDevice,
+) -> Result<DeviceRegistration, AppError> {
     let (book, _) = deps.credentials.load_book(account).await?;
     if book.app(&request.app_name).is_none() {
         return Err(AppError::field(

@@ -5,14 +5,13 @@
 //! acknowledged once every chunk is on the queue; if enqueueing fails the operation is discarded
 //! and the caller gets 503, so nothing was promised and nothing is sent.
 
-use serde_json::Value;
 use tracing::{instrument, warn};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::domain::directory::Device;
-use crate::domain::send::{json_len, parse_send};
+use crate::domain::send::json_len;
 use crate::domain::{
     AccountId, AppName, EventType, FieldError, Operation, OperationId, OperationStatus, Provider, Recipient,
     SendRequest, SenderSpec, Senders, Stats, UserId,
@@ -21,11 +20,10 @@ use crate::domain::{
 use super::ports::{Chunk, ChunkRecipient, Release};
 use super::{AppError, Deps, events};
 
-/// Accepts a send request; returns the new operation's id.
+/// Accepts a validated send request; returns the new operation's id.
 #[instrument(skip_all, fields(account_id = %account, operation_id))]
-pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<OperationId, AppError> {
+pub async fn send(deps: &Deps, account: &AccountId, request: SendRequest) -> Result<OperationId, AppError> {
     let now = deps.clock.now();
-    let (request, _compiled) = parse_send(body, now).map_err(AppError::Validation)?;
     let has_users = request.to.iter().any(|r| matches!(r, Recipient::User { .. }));
     let (senders, app) = resolve_senders(deps, account, &request.from, has_users).await?;
     let recipient_count = request.to.len() as u64;
