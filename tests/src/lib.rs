@@ -244,12 +244,28 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Use-case dependencies on the memory stores with the given gateway and queue, plus one
+/// The provider ports a test wires: delivery and the credential rules, configured alike.
+pub struct Providers {
+    pub gateway: Arc<dyn pushgate_core::app::ports::PushGateway>,
+    pub checker: Arc<dyn pushgate_core::app::ports::CredentialChecker>,
+}
+
+impl Providers {
+    /// The real gateway and credential rules for `config`.
+    pub fn from_config(config: &pushgate_providers::gateway::ProviderConfig) -> Self {
+        let gateway = pushgate_providers::gateway::ProviderGateway::new(config).expect("the gateway builds");
+        let checker = pushgate_providers::checks::CredentialRules::new(&config.fcm_token_uris);
+        Self { gateway: Arc::new(gateway), checker: Arc::new(checker) }
+    }
+}
+
+/// Use-case dependencies on the memory stores with the given providers and queue, plus one
 /// account, for tests that drive use cases directly (no HTTP server, no workers).
 pub fn memory_deps(
-    gateway: Arc<dyn pushgate_core::app::ports::PushGateway>,
+    providers: Providers,
     queue: Arc<dyn pushgate_core::app::ports::FanoutQueue>,
 ) -> (pushgate_core::app::Deps, AccountId, AuthToken) {
+    let Providers { gateway, checker } = providers;
     use pushgate_core::system::{RandomIds, SystemClock};
     use pushgate_memory::crypto::AesGcmBox;
     use pushgate_memory::{MemoryCredentials, MemoryDirectory, MemoryPushStore};
@@ -269,6 +285,7 @@ pub fn memory_deps(
             pushgate_providers::webhook::LOCAL_RETRIES,
         )),
         gateway,
+        checker,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
@@ -279,9 +296,9 @@ pub fn memory_deps(
     (deps, account, token)
 }
 
-/// A provider gateway pointed at the given fakes (h2c).
-pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate_core::app::ports::PushGateway> {
-    use pushgate_providers::gateway::{ProviderConfig, ProviderGateway};
+/// The provider ports pointed at the given fakes (h2c).
+pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Providers {
+    use pushgate_providers::gateway::ProviderConfig;
     let config = ProviderConfig {
         apns_endpoint: Some(apns.base_url()),
         fcm_endpoint: Some(fcm.base_url()),
@@ -291,7 +308,7 @@ pub fn gateway_for(apns: &FakeApns, fcm: &FakeFcm) -> Arc<dyn pushgate_core::app
             ..Default::default()
         },
     };
-    Arc::new(ProviderGateway::new(&config).expect("gateway builds"))
+    Providers::from_config(&config)
 }
 
 /// A queue that keeps chunks for the test to process by hand, or refuses them.

@@ -20,13 +20,14 @@ use pushgate_aws::kms::KmsEnvelopeBox;
 use pushgate_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
 use pushgate_aws::sqs::SqsQueue;
 use pushgate_core::app::ports::{
-    AccountStore, Chunk, CredentialProblem, Delivery, DeliveryOutcome, EventSink, FanoutQueue, PushGateway, QueueError,
-    Release, Scheduler, SecretBox, StoreError, WebhookError,
+    AccountStore, Chunk, CredentialChecker, CredentialProblem, Delivery, DeliveryOutcome, EventSink, FanoutQueue,
+    PushGateway, QueueError, Release, Scheduler, SecretBox, StoreError, WebhookError,
 };
 use pushgate_core::app::{Deps, PageTokens, Settings};
 use pushgate_core::config::ConfigError;
 use pushgate_core::domain::{Account, AccountId, CredentialSecret, OperationEvent, OperationId, TokenHash};
 use pushgate_core::system::{RandomIds, SystemClock};
+use pushgate_providers::checks::CredentialRules;
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::webhook::{Webhook, WebhookClient};
 
@@ -243,17 +244,19 @@ pub mod ports {
     pub const EVENTS: u8 = 1 << 2;
     /// Credential secrets (KMS envelopes).
     pub const SECRETS: u8 = 1 << 3;
-    /// The provider clients: APNs and FCM (delivery and credential checks) and webhook delivery.
+    /// The provider clients: APNs and FCM delivery, and webhook delivery.
     pub const PROVIDERS: u8 = 1 << 4;
+    /// The providers' rules for new credentials (no client: nothing is sent).
+    pub const CHECKS: u8 = 1 << 5;
     /// Every port (local AWS mode and the tests).
-    pub const ALL: u8 = QUEUE | SCHEDULER | EVENTS | SECRETS | PROVIDERS;
+    pub const ALL: u8 = QUEUE | SCHEDULER | EVENTS | SECRETS | PROVIDERS | CHECKS;
 
     /// `send`: stores the operation, queues its chunks or schedules its releases, announces it.
     pub const SEND: u8 = QUEUE | SCHEDULER | EVENTS;
     /// `cancel`: finishes notifications (events) and deletes pending schedules.
     pub const CANCEL: u8 = SCHEDULER | EVENTS;
     /// `credentials`: seals secrets and checks keys the way the providers will use them.
-    pub const CREDENTIALS: u8 = SECRETS | PROVIDERS;
+    pub const CREDENTIALS: u8 = SECRETS | CHECKS;
     /// `fetch`, `list`, `operations`, `apps`, `device-registrations`, `users`: the stores only.
     pub const STORES_ONLY: u8 = 0;
     /// `dispatch`: delivers (opening secrets), queues released schedules, publishes and
@@ -309,6 +312,11 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
     } else {
         Arc::new(Missing("this function does not talk to the providers"))
     };
+    let checker: Arc<dyn CredentialChecker> = if has(ports::CHECKS) {
+        Arc::new(CredentialRules::new(&config.providers.fcm_token_uris))
+    } else {
+        Arc::new(Missing("this function does not create credentials"))
+    };
     let accounts = Bootstrapped {
         bootstrap: config.bootstrap.clone(),
         store: DynamoAccountStore::new(dynamo.clone(), config.config_table.clone()),
@@ -322,6 +330,7 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
         scheduler,
         events,
         gateway,
+        checker,
         secrets,
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),
@@ -455,8 +464,10 @@ impl PushGateway for Missing {
     async fn deliver(&self, _: &Delivery<'_>) -> DeliveryOutcome {
         DeliveryOutcome::Retryable { after: None, reason: self.0.into() }
     }
+}
 
-    fn check_credential(&self, _: &CredentialSecret) -> Vec<CredentialProblem> {
+impl CredentialChecker for Missing {
+    fn check(&self, _: &CredentialSecret) -> Vec<CredentialProblem> {
         vec![CredentialProblem::PrivateKey(self.0.into())]
     }
 }
@@ -611,6 +622,58 @@ mod tests {
         assert_eq!(with(&env[1..]).expect_err("no region").var, "AWS_REGION");
         assert_eq!(with(&[env[0], env[2]]).expect_err("no key id").var, "AWS_ACCESS_KEY_ID");
         assert_eq!(with(&env[..4]).expect("no endpoint: AWS's").endpoint_url(), None);
+    }
+
+    #[tokio::test]
+    async fn only_the_credentials_function_checks_credentials_and_it_wires_no_provider_client() {
+        let config = CloudConfig::from_lookup(lookup(&[
+            ("PUSHGATE_PUSH_TABLE", "p"),
+            ("PUSHGATE_CONFIG_TABLE", "c"),
+            ("PUSHGATE_DIRECTORY_TABLE", "d"),
+            ("PUSHGATE_KMS_KEY_ID", "alias/k"),
+            ("PUSHGATE_FCM_TOKEN_URIS", "https://oauth.example/token"),
+        ]))
+        .expect("configured");
+        let sdk = lambda_sdk_config(lookup(&[
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]))
+        .expect("sdk");
+        let secret = CredentialSecret::Fcm {
+            project_id: "p".into(),
+            client_email: "a@p.iam.gserviceaccount.com".into(),
+            private_key_pem: "not a key".into(),
+            token_uri: "https://elsewhere.example/token".into(),
+        };
+        let credentials = wire::<{ ports::CREDENTIALS }>(&config, &sdk).expect("wired");
+        let problems = credentials.checker.check(&secret);
+        assert!(
+            matches!(problems.as_slice(), [CredentialProblem::TokenUri(uri), CredentialProblem::PrivateKey(_)]
+                if uri.contains("https://oauth.example/token")),
+            "the providers' rules with this deployment's endpoints: {problems:?}"
+        );
+        let delivery = Delivery {
+            credential_id: pushgate_core::domain::CredentialId::parse("comms_credential_0123456789abcdefghjkmnpqrs")
+                .expect("id"),
+            credential_type: pushgate_core::domain::CredentialType::Fcm,
+            secret: &Arc::new(secret.clone()),
+            token: "t",
+            content: &pushgate_core::domain::Content::default(),
+            priority: pushgate_core::domain::Priority::High,
+            sound: None,
+        };
+        assert!(
+            matches!(credentials.gateway.deliver(&delivery).await,
+                DeliveryOutcome::Retryable { reason, .. } if reason.contains("does not talk to the providers")),
+            "the credentials function has no provider client"
+        );
+        let dispatch = wire::<{ ports::DISPATCH }>(&config, &sdk).expect("wired");
+        assert!(
+            matches!(dispatch.checker.check(&secret).as_slice(),
+                [CredentialProblem::PrivateKey(m)] if m.contains("does not create credentials")),
+            "the dispatcher never creates credentials"
+        );
     }
 
     #[test]

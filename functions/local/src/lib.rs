@@ -28,6 +28,7 @@ use pushgate_memory::{
     MemoryAccounts, MemoryCredentials, MemoryDirectory, MemoryPushStore, MemoryQueue, MemoryScheduler, QueueWorkers,
     run_releases,
 };
+use pushgate_providers::checks::CredentialRules;
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::http::HttpSettings;
 use pushgate_providers::webhook::{InProcessEvents, LOCAL_RETRIES, Webhook, WebhookClient};
@@ -279,6 +280,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
             LOCAL_RETRIES,
         )),
         gateway,
+        checker: Arc::new(CredentialRules::new(&config.providers.fcm_token_uris)),
         secrets: Arc::new(AesGcmBox::new(&data_key)),
         clock: Arc::new(SystemClock),
         ids: Arc::new(RandomIds),

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::apns::{merge, redact, transport_reason};
 use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped, retry_after};
-use pushgate_core::app::ports::{CredentialProblem, Delivery, DeliveryOutcome};
+use pushgate_core::app::ports::{Delivery, DeliveryOutcome};
 use pushgate_core::domain::credential::is_project_id;
 use pushgate_core::domain::device_token::is_fcm_token;
 use pushgate_core::domain::send::FCM_RESERVED_FIELDS;
@@ -183,6 +183,15 @@ struct AccessToken {
     refresh_at: Instant,
 }
 
+/// The OAuth token endpoints service accounts may name: `configured`, or Google's when empty.
+pub(crate) fn allowed_token_uris(configured: &[String]) -> Vec<String> {
+    if configured.is_empty() {
+        DEFAULT_TOKEN_URIS.iter().map(|u| (*u).to_owned()).collect()
+    } else {
+        configured.to_vec()
+    }
+}
+
 /// Sends to FCM over one reused HTTP/2 client.
 pub struct FcmSender {
     endpoint: String,
@@ -205,36 +214,13 @@ impl FcmSender {
         if let Some(pem) = &settings.extra_ca_pem {
             oauth = oauth.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
         }
-        let token_uris = if token_uris.is_empty() {
-            DEFAULT_TOKEN_URIS.iter().map(|u| (*u).to_owned()).collect()
-        } else {
-            token_uris.to_vec()
-        };
+        let token_uris = allowed_token_uris(token_uris);
         Ok(Self { endpoint, client, oauth: oauth.build()?, token_uris, tokens: Mutex::default() })
     }
 
     /// Is `token_uri` one of the OAuth endpoints this sender talks to (exact match)?
     pub fn allows(&self, token_uri: &str) -> bool {
         self.token_uris.iter().any(|u| u == token_uri)
-    }
-
-    /// What a service account must satisfy to be used: an allowed `token_uri` and an RSA key
-    /// that signs the RS256 assertion.
-    pub fn check(&self, client_email: &str, pem: &str, token_uri: &str) -> Vec<CredentialProblem> {
-        let mut problems = Vec::new();
-        if !self.allows(token_uri) {
-            problems.push(CredentialProblem::TokenUri(format!(
-                "service-account token_uri must be one of the OAuth token endpoints this deployment uses: {}",
-                self.token_uris.join(", ")
-            )));
-        }
-        if assertion(client_email, pem, token_uri, Utc::now().timestamp()).is_err() {
-            problems.push(CredentialProblem::PrivateKey(
-                "service-account private_key must be an RSA private key (PEM): it signs the RS256 OAuth assertion"
-                    .into(),
-            ));
-        }
-        problems
     }
 
     fn slot(&self, id: &CredentialId) -> Result<Arc<tokio::sync::Mutex<Option<AccessToken>>>, String> {
@@ -370,7 +356,7 @@ impl FcmSender {
 }
 
 /// The RS256-signed JWT a service account exchanges for an access token at `token_uri`.
-fn assertion(client_email: &str, pem: &str, token_uri: &str, iat: i64) -> Result<String, String> {
+pub(crate) fn assertion(client_email: &str, pem: &str, token_uri: &str, iat: i64) -> Result<String, String> {
     let key = EncodingKey::from_rsa_pem(pem.as_bytes())
         .map_err(|_| "the FCM service-account private key is not a valid RSA key".to_owned())?;
     let claims = json!({ "iss": client_email, "scope": SCOPE, "aud": token_uri, "iat": iat, "exp": iat + 3600 });

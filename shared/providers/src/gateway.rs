@@ -1,14 +1,13 @@
-//! The push gateway: routes each delivery to APNs or FCM by its credential, and checks new
-//! credentials the way the senders will use them.
+//! The push gateway: routes each delivery to APNs or FCM by its credential.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::apns::{self, ApnsSender};
+use super::apns::ApnsSender;
 use super::fcm::FcmSender;
 use super::http::HttpSettings;
-use pushgate_core::app::ports::{CredentialProblem, Delivery, DeliveryOutcome, PushGateway, TokenCache};
+use pushgate_core::app::ports::{Delivery, DeliveryOutcome, PushGateway, TokenCache};
 use pushgate_core::domain::CredentialSecret;
 
 /// Where the providers are.
@@ -72,28 +71,6 @@ impl PushGateway for ProviderGateway {
             CredentialSecret::Fcm { .. } => self.fcm.send(delivery).await,
             CredentialSecret::ApnToken { .. } | CredentialSecret::ApnCertificate { .. } => {
                 self.apns.send(delivery).await
-            }
-        }
-    }
-
-    fn check_credential(&self, secret: &CredentialSecret) -> Vec<CredentialProblem> {
-        match secret {
-            CredentialSecret::ApnToken { key_id, team_id, private_key_pem, .. } => {
-                apns::check_signing_key(key_id, team_id, private_key_pem)
-                    .err()
-                    .map(CredentialProblem::PrivateKey)
-                    .into_iter()
-                    .collect()
-            }
-            CredentialSecret::ApnCertificate { certificate_pem, private_key_pem, .. } => {
-                apns::check_identity(certificate_pem, private_key_pem)
-                    .err()
-                    .map(CredentialProblem::Certificate)
-                    .into_iter()
-                    .collect()
-            }
-            CredentialSecret::Fcm { client_email, private_key_pem, token_uri, .. } => {
-                self.fcm.check(client_email, private_key_pem, token_uri)
             }
         }
     }

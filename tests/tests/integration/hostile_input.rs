@@ -8,15 +8,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use pushgate_core::app::dispatch::process_chunk;
-use pushgate_core::app::ports::{PageRequest, PushGateway};
+use pushgate_core::app::ports::PageRequest;
 use pushgate_core::app::queries;
 use pushgate_core::domain::credential::CredentialBook;
 use pushgate_core::domain::{AccountId, Credential, CredentialId, CredentialSecret, CredentialType, OperationId};
 use pushgate_fakes::keys::{apns_signing_key, fcm_service_account, p384_private_key_pem};
 use pushgate_fakes::{CannedReply, CannedServer};
-use pushgate_providers::gateway::ProviderGateway;
 use pushgate_tests::{
-    ManualQueue, ProviderRig, TestApp, apn_credential_body, apn_token, capture_logs, captured_logs,
+    ManualQueue, ProviderRig, Providers, TestApp, apn_credential_body, apn_token, capture_logs, captured_logs,
     fcm_credential_body, fcm_token, memory_deps, provider_rig,
 };
 use reqwest::StatusCode;
@@ -34,9 +33,9 @@ fn fcm_body_with_token_uri(app: &TestApp, token_uri: &str) -> Value {
     fcm_credential_body(&account, "main")
 }
 
-/// A provider gateway configured the way an operator configures one (through the environment
+/// The provider ports configured the way an operator configures them (through the environment
 /// of a function), with `token_uris` as the allowed OAuth token endpoints.
-fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Arc<dyn PushGateway> {
+fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Providers {
     let env = [
         ("PUSHGATE_PUSH_TABLE", "push"),
         ("PUSHGATE_CONFIG_TABLE", "config"),
@@ -49,7 +48,7 @@ fn gateway(apns: &str, fcm: &str, token_uris: &str) -> Arc<dyn PushGateway> {
         env.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
     })
     .expect("the configuration reads");
-    Arc::new(ProviderGateway::new(&config.providers).expect("the gateway builds"))
+    Providers::from_config(&config.providers)
 }
 
 /// Stores an FCM credential without the create use case, as one stored before today's rules:

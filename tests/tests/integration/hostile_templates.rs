@@ -169,13 +169,6 @@ impl PushGateway for PanicsFor {
         }
         self.inner.deliver(delivery).await
     }
-
-    fn check_credential(
-        &self,
-        secret: &pushgate_core::domain::CredentialSecret,
-    ) -> Vec<pushgate_core::app::ports::CredentialProblem> {
-        self.inner.check_credential(secret)
-    }
 }
 
 #[tokio::test]

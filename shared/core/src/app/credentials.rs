@@ -89,8 +89,8 @@ pub async fn create_credential(
     let NewCredential { credential_type, app_name, is_default, secret } = request;
     // Validated against what the provider accepts, before anything is stored.
     let errors: Vec<FieldError> = deps
-        .gateway
-        .check_credential(&secret)
+        .checker
+        .check(&secret)
         .into_iter()
         .map(|problem| match problem {
             CredentialProblem::PrivateKey(m) | CredentialProblem::TokenUri(m) => {

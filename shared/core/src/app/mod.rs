@@ -21,8 +21,8 @@ use std::time::Duration;
 pub use error::AppError;
 pub use paging::PageTokens;
 use ports::{
-    AccountStore, Clock, CredentialStore, DirectoryStore, EventSink, FanoutQueue, IdGenerator, PushGateway, PushWriter,
-    Scheduler, SecretBox,
+    AccountStore, Clock, CredentialChecker, CredentialStore, DirectoryStore, EventSink, FanoutQueue, IdGenerator,
+    PushGateway, PushWriter, Scheduler, SecretBox,
 };
 
 /// Tunables of the use cases.
@@ -86,6 +86,8 @@ pub struct Deps {
     pub events: Arc<dyn EventSink>,
     /// APNs and FCM.
     pub gateway: Arc<dyn PushGateway>,
+    /// What APNs and FCM accept as credentials.
+    pub checker: Arc<dyn CredentialChecker>,
     /// Credential encryption.
     pub secrets: Arc<dyn SecretBox>,
     /// Time.

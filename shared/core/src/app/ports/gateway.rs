@@ -1,4 +1,4 @@
-//! The providers: delivering one notification, checking a credential.
+//! The providers: delivering one notification; checking a credential before it is stored.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,8 +70,13 @@ pub enum CredentialProblem {
 pub trait PushGateway: Send + Sync {
     /// Sends once (no retries: the dispatcher owns the retry policy) and classifies the answer.
     async fn deliver(&self, delivery: &Delivery<'_>) -> DeliveryOutcome;
-    /// Checks a credential against what its provider accepts, the way [`Self::deliver`] will
-    /// use it (signing a provider token or an OAuth assertion; the allowed OAuth endpoints),
-    /// without any request. Empty when usable.
-    fn check_credential(&self, secret: &CredentialSecret) -> Vec<CredentialProblem>;
+}
+
+/// Checks a new credential against what its provider accepts, the way the [`PushGateway`] will
+/// use it (signing a provider token or an OAuth assertion; the allowed OAuth endpoints),
+/// without a client or a request: a separate port so that the function creating credentials
+/// links no provider client.
+pub trait CredentialChecker: Send + Sync {
+    /// The problems with `secret`; empty when usable.
+    fn check(&self, secret: &CredentialSecret) -> Vec<CredentialProblem>;
 }
