@@ -1,4 +1,4 @@
-//! The one place where errors become HTTP responses, in the spec's error body:
+//! The one place where errors become HTTP responses, in the contract's error body (`openapi.json`):
 //! `{code, status, message, moreInfo, errors?}`.
 
 use axum::http::{HeaderValue, StatusCode, header};

@@ -4,9 +4,9 @@ use pushgate_tests::{TestApp, apn_token, fcm_token, send_json};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// The seed's request. Its APN token is Twilio's placeholder (`utJXX2Tr9wN…`, not hex), so a
+/// Twilio's documented example request. Its APN token is Twilio's placeholder (`utJXX2Tr9wN…`, not hex), so a
 /// well-formed 32-byte token stands in for it; the FCM placeholder is FCM-shaped as is.
-fn seed_request() -> Value {
+fn twilio_example_request() -> Value {
     json!({
         "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
         "to": [
@@ -28,9 +28,10 @@ fn matches_operation_pattern(id: &str) -> bool {
 }
 
 #[tokio::test]
-async fn the_seed_example_request_is_accepted_with_location_and_an_operation_id() {
+async fn twilios_documented_example_request_is_accepted_with_location_and_an_operation_id() {
     let app = TestApp::spawn().await;
-    let response = app.request(Method::POST, "/v1/PushNotifications").json(&seed_request()).send().await.expect("sent");
+    let response =
+        app.request(Method::POST, "/v1/PushNotifications").json(&twilio_example_request()).send().await.expect("sent");
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let body: Value = response.json().await.expect("json");

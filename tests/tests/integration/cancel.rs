@@ -1,4 +1,4 @@
-//! Cancel (spec §2): `PATCH` a notification or an operation with `{"status": "CANCELED"}`.
+//! Cancel: `PATCH` a notification or an operation with `{"status": "CANCELED"}`.
 //! Use cases driven by hand over the memory stores and the fake providers (chunks held in a
 //! manual queue, so the tests decide when dispatch runs), and the HTTP surface of the local
 //! process.

@@ -1,4 +1,4 @@
-//! DeviceRegistrations and Users (spec §5) through the HTTP API of the local process: every
+//! DeviceRegistrations and Users through the HTTP API of the local process: every
 //! route and rule, on the memory adapters.
 
 use pushgate_tests::{TestApp, apn_token, fcm_token, send_json};

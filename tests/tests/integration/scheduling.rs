@@ -1,4 +1,4 @@
-//! Scheduled sends (spec §6): `schedule.sendAt` instants. Use cases driven by hand over the
+//! Scheduled sends: `schedule.sendAt` instants. Use cases driven by hand over the
 //! memory stores (a recording scheduler whose releases the tests fire), and the local process
 //! with its real in-process timer.
 

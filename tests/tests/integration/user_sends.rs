@@ -1,4 +1,4 @@
-//! Sends to Users (spec §2 and §5): a user recipient reaches every device of the User in the
+//! Sends to Users: a user recipient reaches every device of the User in the
 //! resolved App, one PushNotification per device; Users without devices are unaddressable; dead
 //! tokens leave their registration. Through the local process, against the fake APNs and FCM.
 

@@ -1,4 +1,4 @@
-//! Operation events (spec §7) posted to the account's webhook: `operation.scheduled`,
+//! Operation events posted to the account's webhook: `operation.scheduled`,
 //! `operation.processing`, `operation.completed`, signed with HMAC-SHA256, retried with backoff,
 //! never holding up sending. Locally (in-process delivery) and through the Lambda handlers on
 //! moto (events travel the fan-out queue to the dispatch function).

@@ -387,8 +387,8 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_example_request_is_valid() {
-        // The seed's tokens are Twilio's placeholders; its APN one (`utJXX2Tr9wN`) is not hex, so
+    fn twilios_documented_example_request_is_valid() {
+        // The tokens of Twilio's documented example are placeholders; its APN one (`utJXX2Tr9wN`) is not hex, so
         // a well-formed 32-byte token stands in for it. The FCM placeholder is FCM-shaped as is.
         let body = json!({
             "from": {"fcm": "comms_credential_01h9krwprkeee8fzqspvwy6nq8", "apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},

@@ -1,4 +1,4 @@
-//! Cancel (spec §2): `PATCH` a notification or an operation with `{"status": "CANCELED"}`.
+//! Cancel: `PATCH` a notification or an operation with `{"status": "CANCELED"}`.
 //!
 //! A notification is cancelable while SCHEDULED or QUEUED and not handed to a provider: the
 //! change is one conditional transition that requires no live dispatcher claim, and a

@@ -1,7 +1,7 @@
-//! Users and DeviceRegistrations (spec §5): register, list, fetch, delete; Users list, fetch,
+//! Users and DeviceRegistrations: register, list, fetch, delete; Users list, fetch,
 //! delete; and the cascade when an App is deleted.
 //!
-//! Decisions where the spec is silent:
+//! Decisions where the contract is silent:
 //! - `appName` must name an App of the account's credential book, else `400` (field `appName`).
 //! - Without `userId` a new User is created. A `userId` that does not exist (or is another
 //!   account's) is `404` like any unknown id; a deleted User is `400` (field `userId`): it keeps

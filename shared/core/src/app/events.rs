@@ -1,4 +1,4 @@
-//! Announcing operation events (spec §7) without ever holding up sending: a failure to hand an
+//! Announcing operation events without ever holding up sending: a failure to hand an
 //! event over is logged, never returned.
 
 use tracing::warn;

@@ -1,4 +1,4 @@
-//! Releases of scheduled sends (spec §6). At each `sendAt` instant the scheduler (EventBridge
+//! Releases of scheduled sends. At each `sendAt` instant the scheduler (EventBridge
 //! Scheduler on AWS, an in-process timer locally) delivers a [`Release`]; its stored chunks go on
 //! the fan-out queue marked released, and the dispatcher moves their notifications from
 //! SCHEDULED to QUEUED and delivers them. The stored chunks are deleted only once queued, so a

@@ -174,8 +174,8 @@ async fn resolve_senders(
                 [("from.apn", Provider::Apn, &senders.apn), ("from.fcm", Provider::Fcm, &senders.fcm)]
             {
                 let Some(id) = id else { continue };
-                // An id that does not exist is accepted: its recipients fail with a clear error
-                // (spec §4), as Twilio's own example request (with made-up ids) expects.
+                // An id that does not exist is accepted: its recipients fail with a clear error,
+                // as Twilio's own example request (with made-up ids) expects.
                 match book.credential(id) {
                     None => {}
                     Some(c) if c.credential_type.provider() != provider => {

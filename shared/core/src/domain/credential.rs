@@ -1,4 +1,4 @@
-//! Credentials and Apps (spec §4), and the secret content a credential holds.
+//! Credentials and Apps, and the secret content a credential holds.
 
 use std::fmt;
 

@@ -5,7 +5,7 @@
 
 use super::model::Provider;
 
-/// Longest device token accepted (the spec's bound; FCM tokens are ~150–250 characters today).
+/// Longest device token accepted (the contract's bound; FCM tokens are ~150–250 characters today).
 pub const MAX_TOKEN_CHARS: usize = 4096;
 /// Shortest APNs device token, in bytes (Apple's tokens are 32 bytes today; Apple says not to
 /// hard-code the length).

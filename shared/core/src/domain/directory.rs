@@ -1,4 +1,4 @@
-//! Users and DeviceRegistrations (spec §5): who has which devices in which App, and the rules of
+//! Users and DeviceRegistrations: who has which devices in which App, and the rules of
 //! a registration's device list as pure functions.
 
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! Operation events (spec §7): `operation.scheduled`, `operation.processing`,
+//! Operation events: `operation.scheduled`, `operation.processing`,
 //! `operation.completed`, posted to an account's webhook with an HMAC-SHA256 signature.
 
 use hmac::{Hmac, Mac};

@@ -13,7 +13,7 @@ use ulid::Ulid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("must match {pattern}")]
 pub struct InvalidId {
-    /// The pattern the id must match, as the spec writes it.
+    /// The pattern the id must match, as the contract (`openapi.json`) writes it.
     pub pattern: &'static str,
 }
 
@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn credential_ids_accept_the_seed_examples_which_are_not_ulids() {
+    fn credential_ids_accept_twilios_documented_examples_which_are_not_ulids() {
         assert!(CredentialId::parse("comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10").is_ok());
         assert!(CredentialId::parse("comms_credential_01h9krwprkeee8fzqspvwy6nq8").is_ok());
         assert!(CredentialId::parse("comms_credential_01h9krwprkeee8fzqspvwy6nq").is_err());

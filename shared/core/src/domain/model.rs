@@ -61,7 +61,7 @@ pub enum Priority {
     Low,
 }
 
-/// The content of a notification (spec §2). In a send every string is a Liquid template
+/// The content of a notification. In a send every string is a Liquid template
 /// source; on a stored notification it is the rendered text for that recipient.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,7 +204,7 @@ pub struct Notification {
     pub completed_at: Option<Timestamp>,
 }
 
-/// Counts of an Operation (spec §3).
+/// Counts of an Operation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     /// Notifications the operation created (or will create).

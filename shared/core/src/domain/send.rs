@@ -1,4 +1,4 @@
-//! The send request (spec §2) as a command, and the rules its content obeys: limits, templates
+//! The send request as a command, and the rules its content obeys: limits, templates
 //! compiled once and rendered per recipient, what a provider payload can hold. The API crate
 //! reads the JSON body into a [`SendRequest`] (`pushgate_api::requests`), calling these rules.
 

@@ -12,7 +12,7 @@ pub struct IllegalTransition<S: std::fmt::Debug> {
     pub to: S,
 }
 
-/// A PushNotification's status (spec §2).
+/// A PushNotification's status.
 ///
 /// `SCHEDULED → QUEUED → SENT | FAILED`; `SCHEDULED | QUEUED → CANCELED`. `SENT`, `FAILED` and
 /// `CANCELED` are final.
@@ -67,7 +67,7 @@ impl NotificationStatus {
     }
 }
 
-/// An Operation's status (spec §3).
+/// An Operation's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum OperationStatus {
