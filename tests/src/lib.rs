@@ -1,6 +1,10 @@
 //! Test harness: spawns `pushgate-local`'s app on a random port against the fake APNs and FCM
 //! servers, with helpers to call the API as a client would. Logs of the whole test process are
 //! captured so tests can prove no secret is ever logged.
+//!
+//! May import anything: it is the support crate of the one integration-test binary
+//! (`tests/tests/integration`): the test app, use-case dependency builders, the contract
+//! suites both adapter sets run, emulator and Lambda rigs, and the benchmarks' tools.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, Once, OnceLock};

@@ -2,6 +2,9 @@
 //! `aws` feature, on the AWS adapters at `AWS_ENDPOINT_URL`). This crate is a composition root:
 //! it reads the configuration, wires the adapter crates into the core's `Deps`, and serves the
 //! API crate's router with a hardened HTTP server ([`server`]).
+//!
+//! May import: every pushgate crate, hyper for the server, and (feature `aws`) `aws-config`
+//! and the glue's AWS wiring. Nothing imports it but the tests, which run the same process.
 
 #[cfg(feature = "aws")]
 pub mod aws;

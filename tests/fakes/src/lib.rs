@@ -2,6 +2,9 @@
 //! (FCM v1 + Google OAuth) servers. **Test-only code**: nothing here is secure
 //! and none of it belongs in a production build.
 //!
+//! May import: HTTP/2 and TLS server crates and JWT/crypto crates; never a pushgate crate, so
+//! the fakes judge pushgate's requests by Apple's and Google's rules, not by its own code.
+//!
 //! The fakes listen on `127.0.0.1` on a random port, run as tokio tasks of the
 //! current runtime, record every request they receive and can be scripted to
 //! answer with the errors the real services return.
