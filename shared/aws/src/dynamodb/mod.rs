@@ -12,6 +12,8 @@ pub mod config;
 pub mod directory;
 mod items;
 pub mod push;
+#[cfg(test)]
+mod stored_format;
 pub mod tables;
 
 pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};

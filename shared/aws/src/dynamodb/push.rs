@@ -112,8 +112,8 @@ use pushgate_core::app::ports::{
     Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use pushgate_core::domain::{
-    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, Stats,
-    Timestamp, UserId,
+    AccountId, DeliveryError, Notification, NotificationId, NotificationStatus, Operation, OperationId,
+    OperationStatus, Senders, Stats, Timestamp, UserId,
 };
 
 fn notification_pk(account: &AccountId) -> String {
@@ -185,7 +185,8 @@ fn tag_index_items(notification: &Notification) -> Vec<Item> {
         .collect()
 }
 
-fn notification_item(n: &Notification) -> Result<Item, StoreError> {
+/// The item of a notification: its attributes and its keys.
+pub(super) fn notification_item(n: &Notification) -> Result<Item, StoreError> {
     let mut item: Item = to_item(n).map_err(codec_error)?;
     let keys = NotificationKeys {
         pk: notification_pk(&n.account_id),
@@ -268,6 +269,36 @@ impl From<OperationRecord> for Operation {
 
 fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
     from_item(item).map_err(codec_error)
+}
+
+/// The notification a stored item holds.
+pub(super) fn read_notification(item: Item) -> Result<Notification, StoreError> {
+    decode(item)
+}
+
+/// The item of an operation: its attributes, its counters at the top level, and its keys.
+pub(super) fn operation_item(op: &Operation) -> Result<Item, StoreError> {
+    to_item(OperationRecord::from(op)).map_err(codec_error)
+}
+
+/// The operation a stored item holds.
+pub(super) fn read_operation(item: Item) -> Result<Operation, StoreError> {
+    Ok(decode::<OperationRecord>(item)?.into())
+}
+
+/// A timestamp attribute value, as `updated_at`, `completed_at` and the others are stored.
+pub(super) fn timestamp_value(at: Timestamp) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(at).map_err(codec_error)
+}
+
+/// The `from` attribute value of a notification.
+pub(super) fn senders_value(from: &Senders) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(from).map_err(codec_error)
+}
+
+/// The `error` attribute value of a notification (NULL when there is none).
+pub(super) fn error_value(error: Option<&DeliveryError>) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(error).map_err(codec_error)
 }
 
 /// What the items of a Query range are.
@@ -520,7 +551,7 @@ impl PushReader for DynamoPushStore {
         account: &AccountId,
         id: NotificationId,
     ) -> Result<Option<Notification>, StoreError> {
-        self.get(key(notification_pk(account), id)).await?.map(decode).transpose()
+        self.get(key(notification_pk(account), id)).await?.map(read_notification).transpose()
     }
 
     async fn list_notifications(
@@ -562,7 +593,7 @@ impl PushReader for DynamoPushStore {
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
-        Ok(self.get(key(operation_pk(account), id)).await?.map(decode::<OperationRecord>).transpose()?.map(Into::into))
+        self.get(key(operation_pk(account), id)).await?.map(read_operation).transpose()
     }
 
     async fn list_operations(
@@ -591,7 +622,7 @@ impl PushReader for DynamoPushStore {
 #[async_trait]
 impl PushWriter for DynamoPushStore {
     async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
-        let item: Item = to_item(OperationRecord::from(op)).map_err(codec_error)?;
+        let item = operation_item(op)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -628,7 +659,7 @@ impl PushWriter for DynamoPushStore {
                     Some(old) => Some(old.clone()),
                     None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
                 };
-                decode(stored.ok_or(StoreError::Conflict)?)?
+                read_notification(stored.ok_or(StoreError::Conflict)?)?
             }
         };
         // Also after a lost condition: a redelivery repairs an index write that was interrupted.
@@ -673,11 +704,11 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
-        let stored: Notification =
-            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let stored =
+            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         let from = stored.status;
         let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
-        let at = to_attribute_value(finish.at).map_err(codec_error)?;
+        let at = timestamp_value(finish.at)?;
         let condition = if finish.unclaimed {
             "#status = :was AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)"
         } else {
@@ -696,8 +727,8 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_names("#error", "error")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":was", s(from.as_str()))
-            .expression_attribute_values(":from", to_attribute_value(&finish.from).map_err(codec_error)?)
-            .expression_attribute_values(":error", to_attribute_value(&finish.error).map_err(codec_error)?)
+            .expression_attribute_values(":from", senders_value(&finish.from)?)
+            .expression_attribute_values(":error", error_value(finish.error.as_ref())?)
             .expression_attribute_values(":at", at.clone());
         if finish.unclaimed {
             notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
@@ -707,7 +738,7 @@ impl PushWriter for DynamoPushStore {
         let op_key = key(operation_pk(account), stored.operation_id);
         let read = |item: Option<Item>| -> Result<Operation, StoreError> {
             let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
-            Ok(decode::<OperationRecord>(item)?.into())
+            read_operation(item)
         };
         let op = read(self.get(op_key.clone()).await?)?;
         let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
@@ -753,12 +784,12 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
             .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":at", to_attribute_value(at).map_err(codec_error)?)
+            .expression_attribute_values(":at", timestamp_value(at)?)
             .return_values(ReturnValue::AllNew);
         match self.update(request, "UpdateItem (cancel)").await {
             Ok(item) => {
                 let item = item.ok_or_else(|| StoreError::Unexpected("UpdateItem returned no operation".into()))?;
-                Ok(Some(decode::<OperationRecord>(item)?.into()))
+                Ok(Some(read_operation(item)?))
             }
             Err(StoreError::Conflict) => match self.get(key(operation_pk(account), id)).await? {
                 None => Ok(None),
@@ -769,12 +800,12 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError> {
-        let stored: Notification =
-            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let stored =
+            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         if stored.status != NotificationStatus::Scheduled {
             return Err(StoreError::Conflict);
         }
-        let at_value = to_attribute_value(at).map_err(codec_error)?;
+        let at_value = timestamp_value(at)?;
         let notification = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(notification_pk(account), id)))
