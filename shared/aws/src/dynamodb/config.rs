@@ -7,7 +7,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: the serde form of [`CredentialBook`]), `version` (number) |
+//! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: `CredentialBookItem`, its Apps and credentials), `version` (number) |
 //! | sealed secret | `SECRET#{account}` | credential id | `sealed` (binary: what the [`SecretBox`] produced) |
 //! | account | `ACCOUNT#{id}` | `ACCOUNT` | `tokenHash` (binary: the 32-byte SHA-256 of the auth token) |
 //! | provider token | `TOKEN#{key}` | `TOKEN` | `sealed` (binary: the token sealed with AAD = key), `mintedAt` (number, epoch ms), `expiresAt` (number, epoch s) |
@@ -15,9 +15,11 @@
 //! - Every credential key starts with the account id: another account's book or secret is
 //!   simply not found.
 //! - The book is one item saved whole (it is small by construction: ≤ 10 Apps × 10
-//!   credentials). It is stored with `serde_dynamo`, like the push store's records: one codec
-//!   for every adapter, and the item stays readable in the console (a JSON string would be
-//!   opaque and need a second codec). `save_book` is a conditional `PutItem` writing version
+//!   credentials). It is stored as the adapter's own item type (`records`) with
+//!   `serde_dynamo`, like the push store's records, so the item stays readable in the console
+//!   (a JSON string would be opaque). The other items here hold only binary values and numbers
+//!   and are built attribute by attribute (`secret_item`, `account_item`, `token_item` and their
+//!   `read_*`). `save_book` is a conditional `PutItem` writing version
 //!   `expected + 1`: `attribute_not_exists(pk)` when `expected` is 0, else `version = :expected`;
 //!   a lost condition is `Conflict`.
 //! - Secrets are stored as sealed; this adapter never sees a plaintext credential.
@@ -43,6 +45,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::DateTime;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
 
+use super::items::malformed;
+use super::records::CredentialBookItem;
 use super::{Item, codec_error, delete_item, get_item, key, n, store_error};
 use pushgate_core::app::ports::{AccountStore, CredentialStore, SecretBox, SharedToken, StoreError, TokenCache};
 use pushgate_core::domain::credential::CredentialBook;
@@ -71,10 +75,6 @@ fn b(bytes: impl Into<Vec<u8>>) -> AttributeValue {
     AttributeValue::B(Blob::new(bytes))
 }
 
-fn malformed(what: &str) -> StoreError {
-    StoreError::Unexpected(format!("malformed DynamoDB item: {what}"))
-}
-
 /// Takes the binary attribute `name` out of `item`.
 fn take_binary(item: &mut Item, name: &str) -> Result<Vec<u8>, StoreError> {
     match item.remove(name) {
@@ -94,7 +94,7 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
 /// The item of an account's credential book, saved as version `version`.
 pub(super) fn book_item(account: &AccountId, book: &CredentialBook, version: u64) -> Result<Item, StoreError> {
     let mut item = key(book_pk(account), "BOOK");
-    item.insert("book".to_owned(), to_attribute_value(book).map_err(codec_error)?);
+    item.insert("book".to_owned(), to_attribute_value(CredentialBookItem::from(book)).map_err(codec_error)?);
     item.insert("version".to_owned(), n(version));
     Ok(item)
 }
@@ -103,7 +103,8 @@ pub(super) fn book_item(account: &AccountId, book: &CredentialBook, version: u64
 pub(super) fn read_book(mut item: Item) -> Result<(CredentialBook, u64), StoreError> {
     let version = number(&item, "version")?;
     let book = item.remove("book").ok_or_else(|| malformed("a book item without `book`"))?;
-    Ok((from_attribute_value(book).map_err(codec_error)?, version))
+    let book: CredentialBookItem = from_attribute_value(book).map_err(codec_error)?;
+    Ok((book.try_into()?, version))
 }
 
 /// The item of a credential's sealed secret.

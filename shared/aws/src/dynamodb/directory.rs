@@ -6,8 +6,8 @@
 //!
 //! | item | `pk` | `sk` | `gsi1pk` / `gsi1sk` (`byToken`) | attributes |
 //! |---|---|---|---|---|
-//! | user | `USERS#{account}` | user id | — | the serde form of [`User`] |
-//! | registration | `USER#{account}#{user}` | `REGISTRATION#{app}` | `APP#{account}#{app}` / registration id | the serde form of [`DeviceRegistration`] (devices inline), `version` (number) |
+//! | user | `USERS#{account}` | user id | — | `UserItem` |
+//! | registration | `USER#{account}#{user}` | `REGISTRATION#{app}` | `APP#{account}#{app}` / registration id | `DeviceRegistrationItem` (devices inline), `version` (number) |
 //! | registration id | `REGISTRATION#{account}#{id}` | `REGISTRATION` | — | `userId`, `appName` |
 //! | token claim | `CLAIM#{account}#{app}#{provider}#{sha256(token)}` | `CLAIM` | `TOKEN#{account}#{provider}#{sha256(token)}` / app | `registrationId`, `userId` |
 //!
@@ -48,6 +48,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
+use super::records::{DeviceRegistrationItem, UserItem};
 use super::tables::BY_TOKEN;
 use super::{Item, batch_get_items, codec_error, delete_item, get_item, key, n, s, store_error};
 use pushgate_core::app::paging::parse_cursor;
@@ -105,20 +106,20 @@ fn version(item: &Item) -> Result<u64, StoreError> {
 
 /// The item of a User: its attributes and its keys.
 pub(super) fn user_item(user: &User) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(user).map_err(codec_error)?;
+    let mut item: Item = to_item(UserItem::from(user)).map_err(codec_error)?;
     item.extend(key(users_pk(&user.account_id), user.id));
     Ok(item)
 }
 
 /// The User a stored item holds.
 pub(super) fn read_user(item: Item) -> Result<User, StoreError> {
-    from_item(item).map_err(codec_error)
+    from_item::<UserItem>(item).map_err(codec_error)?.try_into()
 }
 
 /// The item of a registration saved as version `version`: its attributes (devices inline), its
 /// keys and its version.
 pub(super) fn registration_item(r: &DeviceRegistration, version: u64) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(r).map_err(codec_error)?;
+    let mut item: Item = to_item(DeviceRegistrationItem::from(r)).map_err(codec_error)?;
     let keys = RegistrationKeys {
         pk: user_pk(&r.account_id, r.user_id),
         sk: registration_sk(&r.app_name),
@@ -133,7 +134,8 @@ pub(super) fn registration_item(r: &DeviceRegistration, version: u64) -> Result<
 /// The registration a stored item holds, and its version.
 pub(super) fn read_registration(item: Item) -> Result<(DeviceRegistration, u64), StoreError> {
     let version = version(&item)?;
-    Ok((from_item(item).map_err(codec_error)?, version))
+    let registration = from_item::<DeviceRegistrationItem>(item).map_err(codec_error)?;
+    Ok((registration.try_into()?, version))
 }
 
 /// The key attributes stored beside a registration's own attributes.

@@ -30,8 +30,13 @@
 //! - `expiresAt` (number, epoch seconds) = `createdAt` + 7 days on every item: the TTL attribute.
 //!   A tag index item carries its notification's. TTL deletes the two independently, so an
 //!   index item may outlive its notification for a while: reads skip it.
-//! - Items are the serde form of the domain records (`serde_dynamo`) plus the key attributes;
-//!   operations store their counters as top-level numbers so `finish` can `ADD` to them.
+//! - Items are the adapter's own item types (`records`: `NotificationItem` with its
+//!   `ContentItem`, `DestinationItem`, `SendersItem`, `DeliveryErrorItem`; `OperationItem`),
+//!   written with `serde_dynamo`, plus the key attributes; operations store their counters as
+//!   top-level numbers so `finish` can `ADD` to them. The values `finish`, `promote` and
+//!   `cancel_operation` set go through the same types. The stored chunk of a scheduled send is
+//!   the exception: it is the core's versioned queue message (`Chunk`, JSON, `v`), held until
+//!   its release puts it on the queue as it is.
 //!   A claim is a `claimUntil` number (epoch ms) on the notification item.
 //!
 //! # Paging and filters
@@ -97,14 +102,14 @@ use aws_sdk_dynamodb::types::{
     Update, WriteRequest,
 };
 use futures::future::try_join_all;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
 use super::batch::{BATCH_WRITE_ITEMS, batch_get_items, until_processed};
 use super::items::{
     Item, MAX_PARTITION_KEY_BYTES, build_error, codec_error, delete_item, expires_at, get_item, key, n, s, store_error,
 };
+use super::records::{self, DeliveryErrorItem, NotificationItem, OperationItem, SendersItem};
 use super::tables;
 
 use pushgate_core::app::paging::parse_cursor;
@@ -113,7 +118,7 @@ use pushgate_core::app::ports::{
 };
 use pushgate_core::domain::{
     AccountId, DeliveryError, Notification, NotificationId, NotificationStatus, Operation, OperationId,
-    OperationStatus, Senders, Stats, Timestamp, UserId,
+    OperationStatus, Senders, Timestamp, UserId,
 };
 
 fn notification_pk(account: &AccountId) -> String {
@@ -187,7 +192,7 @@ fn tag_index_items(notification: &Notification) -> Vec<Item> {
 
 /// The item of a notification: its attributes and its keys.
 pub(super) fn notification_item(n: &Notification) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(n).map_err(codec_error)?;
+    let mut item: Item = to_item(NotificationItem::from(n)).map_err(codec_error)?;
     let keys = NotificationKeys {
         pk: notification_pk(&n.account_id),
         sk: n.id.to_string(),
@@ -199,106 +204,38 @@ pub(super) fn notification_item(n: &Notification) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-/// An operation item: the record with its counters at the top level (so `ADD` reaches them).
-#[derive(Serialize, Deserialize)]
-struct OperationRecord {
-    pk: String,
-    sk: String,
-    #[serde(rename = "expiresAt")]
-    expires_at: i64,
-    id: OperationId,
-    account_id: AccountId,
-    status: OperationStatus,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    total: u64,
-    recipients: u64,
-    unaddressable: u64,
-    scheduled: u64,
-    queued: u64,
-    sent: u64,
-    failed: u64,
-    canceled: u64,
-}
-
-impl From<&Operation> for OperationRecord {
-    fn from(op: &Operation) -> Self {
-        let st = op.stats;
-        Self {
-            pk: operation_pk(&op.account_id),
-            sk: op.id.to_string(),
-            expires_at: expires_at(&op.created_at),
-            id: op.id,
-            account_id: op.account_id.clone(),
-            status: op.status,
-            created_at: op.created_at,
-            updated_at: op.updated_at,
-            total: st.total,
-            recipients: st.recipients,
-            unaddressable: st.unaddressable,
-            scheduled: st.scheduled,
-            queued: st.queued,
-            sent: st.sent,
-            failed: st.failed,
-            canceled: st.canceled,
-        }
-    }
-}
-
-impl From<OperationRecord> for Operation {
-    fn from(r: OperationRecord) -> Self {
-        Self {
-            id: r.id,
-            account_id: r.account_id,
-            status: r.status,
-            stats: Stats {
-                total: r.total,
-                recipients: r.recipients,
-                unaddressable: r.unaddressable,
-                scheduled: r.scheduled,
-                queued: r.queued,
-                sent: r.sent,
-                failed: r.failed,
-                canceled: r.canceled,
-            },
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
-}
-
-fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    from_item(item).map_err(codec_error)
-}
-
 /// The notification a stored item holds.
 pub(super) fn read_notification(item: Item) -> Result<Notification, StoreError> {
-    decode(item)
+    from_item::<NotificationItem>(item).map_err(codec_error)?.try_into()
 }
 
-/// The item of an operation: its attributes, its counters at the top level, and its keys.
+/// The item of an operation: its attributes, its counters at the top level (so `ADD` reaches
+/// them), and its keys.
 pub(super) fn operation_item(op: &Operation) -> Result<Item, StoreError> {
-    to_item(OperationRecord::from(op)).map_err(codec_error)
+    let mut item: Item = to_item(OperationItem::from(op)).map_err(codec_error)?;
+    item.extend(key(operation_pk(&op.account_id), op.id));
+    item.insert(tables::TTL_ATTRIBUTE.to_owned(), n(expires_at(&op.created_at)));
+    Ok(item)
 }
 
 /// The operation a stored item holds.
 pub(super) fn read_operation(item: Item) -> Result<Operation, StoreError> {
-    Ok(decode::<OperationRecord>(item)?.into())
+    from_item::<OperationItem>(item).map_err(codec_error)?.try_into()
 }
 
 /// A timestamp attribute value, as `updated_at`, `completed_at` and the others are stored.
 pub(super) fn timestamp_value(at: Timestamp) -> Result<AttributeValue, StoreError> {
-    to_attribute_value(at).map_err(codec_error)
+    Ok(s(records::time(&at)))
 }
 
 /// The `from` attribute value of a notification.
 pub(super) fn senders_value(from: &Senders) -> Result<AttributeValue, StoreError> {
-    to_attribute_value(from).map_err(codec_error)
+    to_attribute_value(SendersItem::from(from)).map_err(codec_error)
 }
 
 /// The `error` attribute value of a notification (NULL when there is none).
 pub(super) fn error_value(error: Option<&DeliveryError>) -> Result<AttributeValue, StoreError> {
-    to_attribute_value(error).map_err(codec_error)
+    to_attribute_value(error.map(DeliveryErrorItem::from)).map_err(codec_error)
 }
 
 /// What the items of a Query range are.
@@ -337,12 +274,14 @@ impl DynamoPushStore {
         get_item(&self.client, &self.table, key).await
     }
 
-    /// Up to `size` items of `range` newest first that `keep` accepts, skipping the cursor item
-    /// `skip`, and the cursor of the next page (`None` when nothing more matches).
-    async fn query_page<T: DeserializeOwned>(
+    /// Up to `size` records of `range` newest first (each item read with `read`) that `keep`
+    /// accepts, skipping the cursor item `skip`, and the cursor of the next page (`None` when
+    /// nothing more matches).
+    async fn query_page<T>(
         &self,
         range: Range,
         skip: Option<String>,
+        read: impl Fn(Item) -> Result<T, StoreError>,
         id_of: impl Fn(&T) -> String,
         keep: impl Fn(&T) -> bool,
         size: usize,
@@ -380,7 +319,7 @@ impl DynamoPushStore {
                 Hits::PointersInto(partition) => self.resolve(partition, found, skip.as_deref()).await?,
             };
             for raw in found {
-                let item: T = decode(raw)?;
+                let item = read(raw)?;
                 let id = id_of(&item);
                 if skip.as_deref() == Some(id.as_str()) || !keep(&item) {
                     continue;
@@ -589,7 +528,8 @@ impl PushReader for DynamoPushStore {
         let (low, high) = (low.to_string(), high.to_string());
         let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
         let skip = cursor.map(|c| c.to_string());
-        self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
+        let id_of = |n: &Notification| n.id.to_string();
+        self.query_page(range, skip, read_notification, id_of, |n| filter.matches(n), page.size).await
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -612,10 +552,9 @@ impl PushReader for DynamoPushStore {
             high: cursor.unwrap_or(OperationId::max()).to_string(),
             hits: Hits::Records,
         };
-        let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
+        let keep = |op: &Operation| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
-        let page = self.query_page(range, skip, |op: &OperationRecord| op.id.to_string(), keep, page.size).await?;
-        Ok(Page { items: page.items.into_iter().map(Into::into).collect(), next: page.next })
+        self.query_page(range, skip, read_operation, |op: &Operation| op.id.to_string(), keep, page.size).await
     }
 }
 
