@@ -7,7 +7,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: the serde form of [`CredentialBook`]), `version` (number) |
+//! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: `CredentialBookItem`, its Apps and credentials), `version` (number) |
 //! | sealed secret | `SECRET#{account}` | credential id | `sealed` (binary: what the [`SecretBox`] produced) |
 //! | account | `ACCOUNT#{id}` | `ACCOUNT` | `tokenHash` (binary: the 32-byte SHA-256 of the auth token) |
 //! | provider token | `TOKEN#{key}` | `TOKEN` | `sealed` (binary: the token sealed with AAD = key), `mintedAt` (number, epoch ms), `expiresAt` (number, epoch s) |
@@ -15,9 +15,11 @@
 //! - Every credential key starts with the account id: another account's book or secret is
 //!   simply not found.
 //! - The book is one item saved whole (it is small by construction: ≤ 10 Apps × 10
-//!   credentials). It is stored with `serde_dynamo`, like the push store's records: one codec
-//!   for every adapter, and the item stays readable in the console (a JSON string would be
-//!   opaque and need a second codec). `save_book` is a conditional `PutItem` writing version
+//!   credentials). It is stored as the adapter's own item type (`records`) with
+//!   `serde_dynamo`, like the push store's records, so the item stays readable in the console
+//!   (a JSON string would be opaque). The other items here hold only binary values and numbers
+//!   and are built attribute by attribute (`secret_item`, `account_item`, `token_item` and their
+//!   `read_*`). `save_book` is a conditional `PutItem` writing version
 //!   `expected + 1`: `attribute_not_exists(pk)` when `expected` is 0, else `version = :expected`;
 //!   a lost condition is `Conflict`.
 //! - Secrets are stored as sealed; this adapter never sees a plaintext credential.
@@ -43,6 +45,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailur
 use chrono::DateTime;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
 
+use super::items::malformed;
+use super::records::CredentialBookItem;
 use super::{Item, codec_error, delete_item, get_item, key, n, store_error};
 use pushgate_core::app::ports::{AccountStore, CredentialStore, SecretBox, SharedToken, StoreError, TokenCache};
 use pushgate_core::domain::credential::CredentialBook;
@@ -71,10 +75,6 @@ fn b(bytes: impl Into<Vec<u8>>) -> AttributeValue {
     AttributeValue::B(Blob::new(bytes))
 }
 
-fn malformed(what: &str) -> StoreError {
-    StoreError::Unexpected(format!("malformed DynamoDB item: {what}"))
-}
-
 /// Takes the binary attribute `name` out of `item`.
 fn take_binary(item: &mut Item, name: &str) -> Result<Vec<u8>, StoreError> {
     match item.remove(name) {
@@ -89,6 +89,65 @@ fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError
         Some(AttributeValue::N(value)) => value.parse().map_err(|_| malformed(&format!("`{name}` is out of range"))),
         _ => Err(malformed(&format!("`{name}` is not a number"))),
     }
+}
+
+/// The item of an account's credential book, saved as version `version`.
+pub(super) fn book_item(account: &AccountId, book: &CredentialBook, version: u64) -> Result<Item, StoreError> {
+    let mut item = key(book_pk(account), "BOOK");
+    item.insert("book".to_owned(), to_attribute_value(CredentialBookItem::from(book)).map_err(codec_error)?);
+    item.insert("version".to_owned(), n(version));
+    Ok(item)
+}
+
+/// The credential book a stored item holds, and its version.
+pub(super) fn read_book(mut item: Item) -> Result<(CredentialBook, u64), StoreError> {
+    let version = number(&item, "version")?;
+    let book = item.remove("book").ok_or_else(|| malformed("a book item without `book`"))?;
+    let book: CredentialBookItem = from_attribute_value(book).map_err(codec_error)?;
+    Ok((book.try_into()?, version))
+}
+
+/// The item of a credential's sealed secret.
+pub(super) fn secret_item(account: &AccountId, id: &CredentialId, sealed: Vec<u8>) -> Item {
+    let mut item = key(secret_pk(account), id);
+    item.insert("sealed".to_owned(), b(sealed));
+    item
+}
+
+/// The sealed secret a stored item holds.
+pub(super) fn read_secret(mut item: Item) -> Result<Vec<u8>, StoreError> {
+    take_binary(&mut item, "sealed")
+}
+
+/// The item of an account.
+pub(super) fn account_item(account: &Account) -> Item {
+    let mut item = key(account_pk(&account.id), "ACCOUNT");
+    item.insert("tokenHash".to_owned(), b(account.token_hash.0));
+    item
+}
+
+/// The account `id` a stored item holds.
+pub(super) fn read_account(id: &AccountId, mut item: Item) -> Result<Account, StoreError> {
+    let hash: [u8; 32] =
+        take_binary(&mut item, "tokenHash")?.try_into().map_err(|_| malformed("`tokenHash` is not 32 bytes"))?;
+    Ok(Account { id: id.clone(), token_hash: TokenHash(hash) })
+}
+
+/// The item of a provider token under `cache_key`, already sealed, minted at `minted_at`.
+pub(super) fn token_item(cache_key: &str, sealed: Vec<u8>, minted_at: Timestamp) -> Item {
+    let mut item = key(token_pk(cache_key), "TOKEN");
+    item.insert("sealed".to_owned(), b(sealed));
+    item.insert("mintedAt".to_owned(), n(minted_at.timestamp_millis()));
+    item.insert("expiresAt".to_owned(), n(expires_at(&minted_at)));
+    item
+}
+
+/// The sealed token a stored token item holds, and when it was minted.
+pub(super) fn read_token(mut item: Item) -> Result<(Vec<u8>, Timestamp), StoreError> {
+    let minted_ms: i64 = number(&item, "mintedAt")?;
+    let minted_at =
+        DateTime::from_timestamp_millis(minted_ms).ok_or_else(|| malformed("`mintedAt` is out of range"))?;
+    Ok((take_binary(&mut item, "sealed")?, minted_at))
 }
 
 /// Credential books and sealed credential secrets in the config table (see the module docs).
@@ -108,18 +167,14 @@ impl DynamoCredentialStore {
 #[async_trait]
 impl CredentialStore for DynamoCredentialStore {
     async fn load_book(&self, account: &AccountId) -> Result<(CredentialBook, u64), StoreError> {
-        let Some(mut item) = get_item(&self.client, &self.table, key(book_pk(account), "BOOK")).await? else {
-            return Ok((CredentialBook::default(), 0));
-        };
-        let version = number(&item, "version")?;
-        let book = item.remove("book").ok_or_else(|| malformed("a book item without `book`"))?;
-        Ok((from_attribute_value(book).map_err(codec_error)?, version))
+        match get_item(&self.client, &self.table, key(book_pk(account), "BOOK")).await? {
+            Some(item) => read_book(item),
+            None => Ok((CredentialBook::default(), 0)),
+        }
     }
 
     async fn save_book(&self, account: &AccountId, book: &CredentialBook, expected: u64) -> Result<(), StoreError> {
-        let mut item = key(book_pk(account), "BOOK");
-        item.insert("book".to_owned(), to_attribute_value(book).map_err(codec_error)?);
-        item.insert("version".to_owned(), n(expected + 1));
+        let item = book_item(account, book, expected + 1)?;
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let request = if expected == 0 {
             request.condition_expression("attribute_not_exists(pk)")
@@ -131,8 +186,7 @@ impl CredentialStore for DynamoCredentialStore {
     }
 
     async fn put_secret(&self, account: &AccountId, id: &CredentialId, sealed: Vec<u8>) -> Result<(), StoreError> {
-        let mut item = key(secret_pk(account), id);
-        item.insert("sealed".to_owned(), b(sealed));
+        let item = secret_item(account, id, sealed);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -144,10 +198,7 @@ impl CredentialStore for DynamoCredentialStore {
     }
 
     async fn get_secret(&self, account: &AccountId, id: &CredentialId) -> Result<Option<Vec<u8>>, StoreError> {
-        get_item(&self.client, &self.table, key(secret_pk(account), id))
-            .await?
-            .map(|mut item| take_binary(&mut item, "sealed"))
-            .transpose()
+        get_item(&self.client, &self.table, key(secret_pk(account), id)).await?.map(read_secret).transpose()
     }
 
     async fn delete_secret(&self, account: &AccountId, id: &CredentialId) -> Result<(), StoreError> {
@@ -170,8 +221,7 @@ impl DynamoAccountStore {
 
     /// Adds (or replaces) an account: for test set-up and the local AWS mode.
     pub async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
-        let mut item = key(account_pk(&account.id), "ACCOUNT");
-        item.insert("tokenHash".to_owned(), b(account.token_hash.0));
+        let item = account_item(account);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -186,12 +236,10 @@ impl DynamoAccountStore {
 #[async_trait]
 impl AccountStore for DynamoAccountStore {
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let Some(mut item) = get_item(&self.client, &self.table, key(account_pk(id), "ACCOUNT")).await? else {
-            return Ok(None);
-        };
-        let hash: [u8; 32] =
-            take_binary(&mut item, "tokenHash")?.try_into().map_err(|_| malformed("`tokenHash` is not 32 bytes"))?;
-        Ok(Some(Account { id: id.clone(), token_hash: TokenHash(hash) }))
+        get_item(&self.client, &self.table, key(account_pk(id), "ACCOUNT"))
+            .await?
+            .map(|item| read_account(id, item))
+            .transpose()
     }
 }
 
@@ -216,11 +264,8 @@ impl DynamoTokenCache {
     }
 
     /// Opens a stored token item.
-    async fn decode(&self, cache_key: &str, mut item: Item) -> Result<SharedToken, StoreError> {
-        let minted_ms: i64 = number(&item, "mintedAt")?;
-        let minted_at =
-            DateTime::from_timestamp_millis(minted_ms).ok_or_else(|| malformed("`mintedAt` is out of range"))?;
-        let sealed = take_binary(&mut item, "sealed")?;
+    async fn decode(&self, cache_key: &str, item: Item) -> Result<SharedToken, StoreError> {
+        let (sealed, minted_at) = read_token(item)?;
         let token = self.secrets.open(&sealed, cache_key.as_bytes()).await?;
         let token = String::from_utf8(token).map_err(|_| malformed("the token is not UTF-8"))?;
         Ok(SharedToken { token, minted_at })
@@ -229,11 +274,7 @@ impl DynamoTokenCache {
     /// The token item for `token` under `cache_key`.
     async fn encode(&self, cache_key: &str, token: &SharedToken) -> Result<Item, StoreError> {
         let sealed = self.secrets.seal(token.token.as_bytes(), cache_key.as_bytes()).await?;
-        let mut item = key(token_pk(cache_key), "TOKEN");
-        item.insert("sealed".to_owned(), b(sealed));
-        item.insert("mintedAt".to_owned(), n(token.minted_at.timestamp_millis()));
-        item.insert("expiresAt".to_owned(), n(expires_at(&token.minted_at)));
-        Ok(item)
+        Ok(token_item(cache_key, sealed, token.minted_at))
     }
 }
 

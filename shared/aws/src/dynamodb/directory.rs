@@ -6,8 +6,8 @@
 //!
 //! | item | `pk` | `sk` | `gsi1pk` / `gsi1sk` (`byToken`) | attributes |
 //! |---|---|---|---|---|
-//! | user | `USERS#{account}` | user id | — | the serde form of [`User`] |
-//! | registration | `USER#{account}#{user}` | `REGISTRATION#{app}` | `APP#{account}#{app}` / registration id | the serde form of [`DeviceRegistration`] (devices inline), `version` (number) |
+//! | user | `USERS#{account}` | user id | — | `UserItem` |
+//! | registration | `USER#{account}#{user}` | `REGISTRATION#{app}` | `APP#{account}#{app}` / registration id | `DeviceRegistrationItem` (devices inline), `version` (number) |
 //! | registration id | `REGISTRATION#{account}#{id}` | `REGISTRATION` | — | `userId`, `appName` |
 //! | token claim | `CLAIM#{account}#{app}#{provider}#{sha256(token)}` | `CLAIM` | `TOKEN#{account}#{provider}#{sha256(token)}` / app | `registrationId`, `userId` |
 //!
@@ -48,6 +48,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
+use super::records::{DeviceRegistrationItem, UserItem};
 use super::tables::BY_TOKEN;
 use super::{Item, batch_get_items, codec_error, delete_item, get_item, key, n, s, store_error};
 use pushgate_core::app::paging::parse_cursor;
@@ -103,9 +104,38 @@ fn version(item: &Item) -> Result<u64, StoreError> {
     }
 }
 
-fn decode_registration(item: Item) -> Result<(DeviceRegistration, u64), StoreError> {
+/// The item of a User: its attributes and its keys.
+pub(super) fn user_item(user: &User) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(UserItem::from(user)).map_err(codec_error)?;
+    item.extend(key(users_pk(&user.account_id), user.id));
+    Ok(item)
+}
+
+/// The User a stored item holds.
+pub(super) fn read_user(item: Item) -> Result<User, StoreError> {
+    from_item::<UserItem>(item).map_err(codec_error)?.try_into()
+}
+
+/// The item of a registration saved as version `version`: its attributes (devices inline), its
+/// keys and its version.
+pub(super) fn registration_item(r: &DeviceRegistration, version: u64) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(DeviceRegistrationItem::from(r)).map_err(codec_error)?;
+    let keys = RegistrationKeys {
+        pk: user_pk(&r.account_id, r.user_id),
+        sk: registration_sk(&r.app_name),
+        gsi1pk: app_gsi(&r.account_id, &r.app_name),
+        gsi1sk: r.id.to_string(),
+        version,
+    };
+    item.extend(to_item::<_>(keys).map_err(codec_error)?);
+    Ok(item)
+}
+
+/// The registration a stored item holds, and its version.
+pub(super) fn read_registration(item: Item) -> Result<(DeviceRegistration, u64), StoreError> {
     let version = version(&item)?;
-    Ok((from_item(item).map_err(codec_error)?, version))
+    let registration = from_item::<DeviceRegistrationItem>(item).map_err(codec_error)?;
+    Ok((registration.try_into()?, version))
 }
 
 /// The key attributes stored beside a registration's own attributes.
@@ -165,8 +195,7 @@ impl DynamoDirectoryStore {
 
     /// Writes a User item if `condition` holds (`Conflict` otherwise).
     async fn put_user(&self, user: &User, condition: &str) -> Result<(), StoreError> {
-        let mut item: Item = to_item(user).map_err(codec_error)?;
-        item.extend(key(users_pk(&user.account_id), user.id));
+        let item = user_item(user)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -190,7 +219,7 @@ impl DirectoryStore for DynamoDirectoryStore {
     }
 
     async fn get_user(&self, account: &AccountId, id: UserId) -> Result<Option<User>, StoreError> {
-        self.get(key(users_pk(account), id)).await?.map(|item| from_item(item).map_err(codec_error)).transpose()
+        self.get(key(users_pk(account), id)).await?.map(read_user).transpose()
     }
 
     async fn list_users(&self, account: &AccountId, page: &PageRequest) -> Result<Page<User>, StoreError> {
@@ -216,7 +245,7 @@ impl DirectoryStore for DynamoDirectoryStore {
             };
             let out = request.send().await.map_err(|e| store_error("Query (users)", e))?;
             for item in out.items.unwrap_or_default() {
-                items.push(from_item(item).map_err(codec_error)?);
+                items.push(read_user(item)?);
             }
             if items.len() > page.size {
                 items.truncate(page.size);
@@ -240,7 +269,7 @@ impl DirectoryStore for DynamoDirectoryStore {
         user: UserId,
         app: &AppName,
     ) -> Result<Option<(DeviceRegistration, u64)>, StoreError> {
-        self.get(key(user_pk(account, user), registration_sk(app))).await?.map(decode_registration).transpose()
+        self.get(key(user_pk(account, user), registration_sk(app))).await?.map(read_registration).transpose()
     }
 
     async fn registration_by_id(
@@ -262,7 +291,7 @@ impl DirectoryStore for DynamoDirectoryStore {
         account: &AccountId,
         user: UserId,
     ) -> Result<Vec<(DeviceRegistration, u64)>, StoreError> {
-        self.query_all(None, user_pk(account, user)).await?.into_iter().map(decode_registration).collect()
+        self.query_all(None, user_pk(account, user)).await?.into_iter().map(read_registration).collect()
     }
 
     async fn registrations_of_users(
@@ -273,7 +302,7 @@ impl DirectoryStore for DynamoDirectoryStore {
     ) -> Result<Vec<DeviceRegistration>, StoreError> {
         let keys = users.iter().map(|user| key(user_pk(account, *user), registration_sk(app))).collect();
         let items = batch_get_items(&self.client, &self.table, keys).await?;
-        items.into_iter().map(|item| decode_registration(item).map(|(r, _)| r)).collect()
+        items.into_iter().map(|item| read_registration(item).map(|(r, _)| r)).collect()
     }
 
     async fn registrations_in_app(
@@ -282,20 +311,12 @@ impl DirectoryStore for DynamoDirectoryStore {
         app: &AppName,
     ) -> Result<Vec<(DeviceRegistration, u64)>, StoreError> {
         let items = self.query_all(Some(BY_TOKEN.name), app_gsi(account, app)).await?;
-        items.into_iter().map(decode_registration).collect()
+        items.into_iter().map(read_registration).collect()
     }
 
     async fn save_registration(&self, registration: &DeviceRegistration, expected: u64) -> Result<(), StoreError> {
         let r = registration;
-        let mut item: Item = to_item(r).map_err(codec_error)?;
-        let keys = RegistrationKeys {
-            pk: user_pk(&r.account_id, r.user_id),
-            sk: registration_sk(&r.app_name),
-            gsi1pk: app_gsi(&r.account_id, &r.app_name),
-            gsi1sk: r.id.to_string(),
-            version: expected + 1,
-        };
-        item.extend(to_item::<_>(keys).map_err(codec_error)?);
+        let item = registration_item(r, expected + 1)?;
         let request = self.client.put_item().table_name(&self.table).set_item(Some(item));
         if expected == 0 {
             // The id item first: a registration is never stored without a way to fetch it.

@@ -72,6 +72,12 @@ pub(crate) fn codec_error(e: serde_dynamo::Error) -> StoreError {
     StoreError::Unexpected(format!("cannot map a DynamoDB item: {e}"))
 }
 
+/// An item that does not hold what its kind must (a missing or mistyped attribute, an invalid
+/// id, status or instant).
+pub(crate) fn malformed(what: &str) -> StoreError {
+    StoreError::Unexpected(format!("malformed DynamoDB item: {what}"))
+}
+
 pub(crate) fn build_error(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unexpected(format!("invalid DynamoDB request: {e}"))
 }

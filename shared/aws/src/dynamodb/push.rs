@@ -30,8 +30,13 @@
 //! - `expiresAt` (number, epoch seconds) = `createdAt` + 7 days on every item: the TTL attribute.
 //!   A tag index item carries its notification's. TTL deletes the two independently, so an
 //!   index item may outlive its notification for a while: reads skip it.
-//! - Items are the serde form of the domain records (`serde_dynamo`) plus the key attributes;
-//!   operations store their counters as top-level numbers so `finish` can `ADD` to them.
+//! - Items are the adapter's own item types (`records`: `NotificationItem` with its
+//!   `ContentItem`, `DestinationItem`, `SendersItem`, `DeliveryErrorItem`; `OperationItem`),
+//!   written with `serde_dynamo`, plus the key attributes; operations store their counters as
+//!   top-level numbers so `finish` can `ADD` to them. The values `finish`, `promote` and
+//!   `cancel_operation` set go through the same types. The stored chunk of a scheduled send is
+//!   the exception: it is the core's versioned queue message (`Chunk`, JSON, `v`), held until
+//!   its release puts it on the queue as it is.
 //!   A claim is a `claimUntil` number (epoch ms) on the notification item.
 //!
 //! # Paging and filters
@@ -97,14 +102,14 @@ use aws_sdk_dynamodb::types::{
     Update, WriteRequest,
 };
 use futures::future::try_join_all;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_attribute_value, to_item};
 
 use super::batch::{BATCH_WRITE_ITEMS, batch_get_items, until_processed};
 use super::items::{
     Item, MAX_PARTITION_KEY_BYTES, build_error, codec_error, delete_item, expires_at, get_item, key, n, s, store_error,
 };
+use super::records::{self, DeliveryErrorItem, NotificationItem, OperationItem, SendersItem};
 use super::tables;
 
 use pushgate_core::app::paging::parse_cursor;
@@ -112,8 +117,8 @@ use pushgate_core::app::ports::{
     Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
 };
 use pushgate_core::domain::{
-    AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus, Stats,
-    Timestamp, UserId,
+    AccountId, DeliveryError, Notification, NotificationId, NotificationStatus, Operation, OperationId,
+    OperationStatus, Senders, Timestamp, UserId,
 };
 
 fn notification_pk(account: &AccountId) -> String {
@@ -185,8 +190,9 @@ fn tag_index_items(notification: &Notification) -> Vec<Item> {
         .collect()
 }
 
-fn notification_item(n: &Notification) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(n).map_err(codec_error)?;
+/// The item of a notification: its attributes and its keys.
+pub(super) fn notification_item(n: &Notification) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(NotificationItem::from(n)).map_err(codec_error)?;
     let keys = NotificationKeys {
         pk: notification_pk(&n.account_id),
         sk: n.id.to_string(),
@@ -198,76 +204,38 @@ fn notification_item(n: &Notification) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-/// An operation item: the record with its counters at the top level (so `ADD` reaches them).
-#[derive(Serialize, Deserialize)]
-struct OperationRecord {
-    pk: String,
-    sk: String,
-    #[serde(rename = "expiresAt")]
-    expires_at: i64,
-    id: OperationId,
-    account_id: AccountId,
-    status: OperationStatus,
-    created_at: Timestamp,
-    updated_at: Timestamp,
-    total: u64,
-    recipients: u64,
-    unaddressable: u64,
-    scheduled: u64,
-    queued: u64,
-    sent: u64,
-    failed: u64,
-    canceled: u64,
+/// The notification a stored item holds.
+pub(super) fn read_notification(item: Item) -> Result<Notification, StoreError> {
+    from_item::<NotificationItem>(item).map_err(codec_error)?.try_into()
 }
 
-impl From<&Operation> for OperationRecord {
-    fn from(op: &Operation) -> Self {
-        let st = op.stats;
-        Self {
-            pk: operation_pk(&op.account_id),
-            sk: op.id.to_string(),
-            expires_at: expires_at(&op.created_at),
-            id: op.id,
-            account_id: op.account_id.clone(),
-            status: op.status,
-            created_at: op.created_at,
-            updated_at: op.updated_at,
-            total: st.total,
-            recipients: st.recipients,
-            unaddressable: st.unaddressable,
-            scheduled: st.scheduled,
-            queued: st.queued,
-            sent: st.sent,
-            failed: st.failed,
-            canceled: st.canceled,
-        }
-    }
+/// The item of an operation: its attributes, its counters at the top level (so `ADD` reaches
+/// them), and its keys.
+pub(super) fn operation_item(op: &Operation) -> Result<Item, StoreError> {
+    let mut item: Item = to_item(OperationItem::from(op)).map_err(codec_error)?;
+    item.extend(key(operation_pk(&op.account_id), op.id));
+    item.insert(tables::TTL_ATTRIBUTE.to_owned(), n(expires_at(&op.created_at)));
+    Ok(item)
 }
 
-impl From<OperationRecord> for Operation {
-    fn from(r: OperationRecord) -> Self {
-        Self {
-            id: r.id,
-            account_id: r.account_id,
-            status: r.status,
-            stats: Stats {
-                total: r.total,
-                recipients: r.recipients,
-                unaddressable: r.unaddressable,
-                scheduled: r.scheduled,
-                queued: r.queued,
-                sent: r.sent,
-                failed: r.failed,
-                canceled: r.canceled,
-            },
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        }
-    }
+/// The operation a stored item holds.
+pub(super) fn read_operation(item: Item) -> Result<Operation, StoreError> {
+    from_item::<OperationItem>(item).map_err(codec_error)?.try_into()
 }
 
-fn decode<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
-    from_item(item).map_err(codec_error)
+/// A timestamp attribute value, as `updated_at`, `completed_at` and the others are stored.
+pub(super) fn timestamp_value(at: Timestamp) -> Result<AttributeValue, StoreError> {
+    Ok(s(records::time(&at)))
+}
+
+/// The `from` attribute value of a notification.
+pub(super) fn senders_value(from: &Senders) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(SendersItem::from(from)).map_err(codec_error)
+}
+
+/// The `error` attribute value of a notification (NULL when there is none).
+pub(super) fn error_value(error: Option<&DeliveryError>) -> Result<AttributeValue, StoreError> {
+    to_attribute_value(error.map(DeliveryErrorItem::from)).map_err(codec_error)
 }
 
 /// What the items of a Query range are.
@@ -306,12 +274,14 @@ impl DynamoPushStore {
         get_item(&self.client, &self.table, key).await
     }
 
-    /// Up to `size` items of `range` newest first that `keep` accepts, skipping the cursor item
-    /// `skip`, and the cursor of the next page (`None` when nothing more matches).
-    async fn query_page<T: DeserializeOwned>(
+    /// Up to `size` records of `range` newest first (each item read with `read`) that `keep`
+    /// accepts, skipping the cursor item `skip`, and the cursor of the next page (`None` when
+    /// nothing more matches).
+    async fn query_page<T>(
         &self,
         range: Range,
         skip: Option<String>,
+        read: impl Fn(Item) -> Result<T, StoreError>,
         id_of: impl Fn(&T) -> String,
         keep: impl Fn(&T) -> bool,
         size: usize,
@@ -349,7 +319,7 @@ impl DynamoPushStore {
                 Hits::PointersInto(partition) => self.resolve(partition, found, skip.as_deref()).await?,
             };
             for raw in found {
-                let item: T = decode(raw)?;
+                let item = read(raw)?;
                 let id = id_of(&item);
                 if skip.as_deref() == Some(id.as_str()) || !keep(&item) {
                     continue;
@@ -520,7 +490,7 @@ impl PushReader for DynamoPushStore {
         account: &AccountId,
         id: NotificationId,
     ) -> Result<Option<Notification>, StoreError> {
-        self.get(key(notification_pk(account), id)).await?.map(decode).transpose()
+        self.get(key(notification_pk(account), id)).await?.map(read_notification).transpose()
     }
 
     async fn list_notifications(
@@ -558,11 +528,12 @@ impl PushReader for DynamoPushStore {
         let (low, high) = (low.to_string(), high.to_string());
         let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
         let skip = cursor.map(|c| c.to_string());
-        self.query_page(range, skip, |n: &Notification| n.id.to_string(), |n| filter.matches(n), page.size).await
+        let id_of = |n: &Notification| n.id.to_string();
+        self.query_page(range, skip, read_notification, id_of, |n| filter.matches(n), page.size).await
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
-        Ok(self.get(key(operation_pk(account), id)).await?.map(decode::<OperationRecord>).transpose()?.map(Into::into))
+        self.get(key(operation_pk(account), id)).await?.map(read_operation).transpose()
     }
 
     async fn list_operations(
@@ -581,17 +552,16 @@ impl PushReader for DynamoPushStore {
             high: cursor.unwrap_or(OperationId::max()).to_string(),
             hits: Hits::Records,
         };
-        let keep = |op: &OperationRecord| filter.matches(op.status, op.created_at);
+        let keep = |op: &Operation| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
-        let page = self.query_page(range, skip, |op: &OperationRecord| op.id.to_string(), keep, page.size).await?;
-        Ok(Page { items: page.items.into_iter().map(Into::into).collect(), next: page.next })
+        self.query_page(range, skip, read_operation, |op: &Operation| op.id.to_string(), keep, page.size).await
     }
 }
 
 #[async_trait]
 impl PushWriter for DynamoPushStore {
     async fn create_operation(&self, op: &Operation) -> Result<(), StoreError> {
-        let item: Item = to_item(OperationRecord::from(op)).map_err(codec_error)?;
+        let item = operation_item(op)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -628,7 +598,7 @@ impl PushWriter for DynamoPushStore {
                     Some(old) => Some(old.clone()),
                     None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
                 };
-                decode(stored.ok_or(StoreError::Conflict)?)?
+                read_notification(stored.ok_or(StoreError::Conflict)?)?
             }
         };
         // Also after a lost condition: a redelivery repairs an index write that was interrupted.
@@ -673,11 +643,11 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
-        let stored: Notification =
-            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let stored =
+            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         let from = stored.status;
         let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
-        let at = to_attribute_value(finish.at).map_err(codec_error)?;
+        let at = timestamp_value(finish.at)?;
         let condition = if finish.unclaimed {
             "#status = :was AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)"
         } else {
@@ -696,8 +666,8 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_names("#error", "error")
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":was", s(from.as_str()))
-            .expression_attribute_values(":from", to_attribute_value(&finish.from).map_err(codec_error)?)
-            .expression_attribute_values(":error", to_attribute_value(&finish.error).map_err(codec_error)?)
+            .expression_attribute_values(":from", senders_value(&finish.from)?)
+            .expression_attribute_values(":error", error_value(finish.error.as_ref())?)
             .expression_attribute_values(":at", at.clone());
         if finish.unclaimed {
             notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
@@ -707,7 +677,7 @@ impl PushWriter for DynamoPushStore {
         let op_key = key(operation_pk(account), stored.operation_id);
         let read = |item: Option<Item>| -> Result<Operation, StoreError> {
             let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
-            Ok(decode::<OperationRecord>(item)?.into())
+            read_operation(item)
         };
         let op = read(self.get(op_key.clone()).await?)?;
         let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
@@ -753,12 +723,12 @@ impl PushWriter for DynamoPushStore {
             .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
             .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":at", to_attribute_value(at).map_err(codec_error)?)
+            .expression_attribute_values(":at", timestamp_value(at)?)
             .return_values(ReturnValue::AllNew);
         match self.update(request, "UpdateItem (cancel)").await {
             Ok(item) => {
                 let item = item.ok_or_else(|| StoreError::Unexpected("UpdateItem returned no operation".into()))?;
-                Ok(Some(decode::<OperationRecord>(item)?.into()))
+                Ok(Some(read_operation(item)?))
             }
             Err(StoreError::Conflict) => match self.get(key(operation_pk(account), id)).await? {
                 None => Ok(None),
@@ -769,12 +739,12 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError> {
-        let stored: Notification =
-            decode(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let stored =
+            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
         if stored.status != NotificationStatus::Scheduled {
             return Err(StoreError::Conflict);
         }
-        let at_value = to_attribute_value(at).map_err(codec_error)?;
+        let at_value = timestamp_value(at)?;
         let notification = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(notification_pk(account), id)))
