@@ -58,7 +58,7 @@ impl CredentialType {
 }
 
 /// A credential's public metadata (what the API returns).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     pub id: CredentialId,
     /// Owner.
@@ -76,7 +76,7 @@ pub struct Credential {
 }
 
 /// An App: a named group of credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     /// Owner.
     pub account_id: AccountId,
@@ -376,7 +376,7 @@ pub enum BookError {
 /// one default per type and App, one default App, the delete cascade) spans several records. It
 /// is small by construction (≤ 10 Apps × 10 credentials), so stores save it whole with an
 /// optimistic version check.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CredentialBook {
     /// Apps in creation order (`default_credentials` is derived, kept empty here).
     pub apps: Vec<App>,
@@ -670,6 +670,47 @@ mod tests {
         let long = "a".repeat(31);
         for project in ["p", "p/../x", "My-Project", "project-\n", "1project", "project-", long.as_str()] {
             assert!(!fcm(project), "{project:?}");
+        }
+    }
+
+    #[test]
+    fn a_sealed_secret_keeps_its_field_names_since_credentials_outlive_every_deploy() {
+        // The plaintext pushgate seals (KMS or AES-GCM) is this JSON; credentials are never
+        // expired, so a renamed field would make every stored credential unreadable.
+        let cases = [
+            (
+                CredentialSecret::ApnToken {
+                    key_id: "KEY1234567".into(),
+                    team_id: "TEAM123456".into(),
+                    private_key_pem: "pem".into(),
+                    bundle_id: "com.example.app".into(),
+                },
+                serde_json::json!({"kind": "apnToken", "key_id": "KEY1234567", "team_id": "TEAM123456",
+                                   "private_key_pem": "pem", "bundle_id": "com.example.app"}),
+            ),
+            (
+                CredentialSecret::ApnCertificate {
+                    certificate_pem: "cert".into(),
+                    private_key_pem: "pem".into(),
+                    topic: Some("com.example.app".into()),
+                },
+                serde_json::json!({"kind": "apnCertificate", "certificate_pem": "cert", "private_key_pem": "pem",
+                                   "topic": "com.example.app"}),
+            ),
+            (
+                CredentialSecret::Fcm {
+                    project_id: "p".into(),
+                    client_email: "a@p.iam.gserviceaccount.com".into(),
+                    private_key_pem: "pem".into(),
+                    token_uri: "https://oauth2.googleapis.com/token".into(),
+                },
+                serde_json::json!({"kind": "fcm", "project_id": "p", "client_email": "a@p.iam.gserviceaccount.com",
+                                   "private_key_pem": "pem", "token_uri": "https://oauth2.googleapis.com/token"}),
+            ),
+        ];
+        for (secret, sealed) in cases {
+            assert_eq!(serde_json::to_value(&secret).expect("serializes"), sealed);
+            assert_eq!(serde_json::from_value::<CredentialSecret>(sealed).expect("reads back"), secret);
         }
     }
 }

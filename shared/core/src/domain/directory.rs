@@ -1,7 +1,6 @@
 //! Users and DeviceRegistrations: who has which devices in which App, and the rules of
 //! a registration's device list as pure functions.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ids::{AccountId, AppName, DeviceRegistrationId, UserId};
@@ -12,7 +11,7 @@ use super::model::{Provider, Timestamp};
 pub const MAX_DEVICES: usize = 50;
 
 /// A push User: the person a registration's devices belong to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
     /// Owner.
@@ -41,7 +40,7 @@ impl User {
 }
 
 /// One device of a registration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
     /// The provider's device token (see [`super::device_token`]).
     pub token: String,
@@ -58,7 +57,7 @@ impl Device {
 }
 
 /// The devices of one User in one App (at most one registration per (User, App)).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceRegistration {
     pub id: DeviceRegistrationId,
     /// Owner.

@@ -123,7 +123,7 @@ impl Senders {
 }
 
 /// Where a notification went: a device token, and the User it belongs to if addressed by user.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     /// The device token, as given.
     pub token: String,
@@ -134,7 +134,7 @@ pub struct Destination {
 }
 
 /// Why a notification failed, as shown in `error` and in the Operation's Errors list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryError {
     /// A pushgate error code (see [`ErrorCode`]).
     pub code: u32,
@@ -172,7 +172,7 @@ impl DeliveryError {
 }
 
 /// A PushNotification record: one recipient device, one instant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
     /// Its id (derived from the operation and slot).
     pub id: NotificationId,
@@ -254,7 +254,7 @@ impl Stats {
 }
 
 /// An Operation: what one send request created, and its progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Operation {
     pub id: OperationId,
     /// Owner.

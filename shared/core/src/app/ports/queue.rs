@@ -152,4 +152,70 @@ mod tests {
         assert_eq!(wire["recipients"][0]["userId"], "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8");
         assert_eq!(serde_json::from_value::<Chunk>(wire).expect("reads back"), chunk);
     }
+
+    #[test]
+    fn a_queued_chunk_keeps_its_version_1_field_names_and_value_forms() {
+        // Chunks sit on the queue (and in the table, for scheduled sends) across a deploy: the
+        // domain types they carry (content, senders, priority) must keep their serialized form.
+        let chunk = Chunk {
+            v: Chunk::VERSION,
+            account_id: AccountId::parse("AC0123456789abcdef0123456789abcdef").expect("account"),
+            operation_id: OperationId::parse("comms_operation_01h9krwprkeee8fzqspvwy6nq8").expect("id"),
+            created_at: chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").expect("time").to_utc(),
+            content: Arc::new(Content {
+                title: Some("Hi {{ name }}".into()),
+                data: Some(BTreeMap::from([("k".into(), "v".into())])),
+                badge: Some(1),
+                collapse_key: Some("c".into()),
+                ttl: Some(60),
+                content_available: Some(true),
+                mutable_content: Some(false),
+                image: Some("https://x.test/i.png".into()),
+                body: Some("b".into()),
+                apn: Some(Map::from_iter([("aps".to_owned(), serde_json::json!({"sound": "s"}))])),
+                fcm: Some(Map::from_iter([("android".to_owned(), serde_json::json!({}))])),
+            }),
+            tags: BTreeMap::from([("flight".into(), "PG1".into())]),
+            priority: Priority::Low,
+            sound: Some("ring".into()),
+            senders: Senders {
+                apn: Some(
+                    crate::domain::CredentialId::parse("comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10").expect("id"),
+                ),
+                fcm: None,
+            },
+            app: Some(AppName::parse("main").expect("name")),
+            recipients: vec![ChunkRecipient {
+                slot: 3,
+                token: "t".into(),
+                provider: Provider::Apn,
+                variables: Arc::new(Map::from_iter([("name".to_owned(), serde_json::json!("Ada"))])),
+                user_id: None,
+            }],
+            scheduled_for: None,
+            released: false,
+        };
+        let wire = serde_json::to_value(&chunk).expect("serializes");
+        assert_eq!(
+            wire,
+            serde_json::json!({
+                "v": 1,
+                "accountId": "AC0123456789abcdef0123456789abcdef",
+                "operationId": "comms_operation_01h9krwprkeee8fzqspvwy6nq8",
+                "createdAt": "2026-11-27T10:00:00Z",
+                "content": {
+                    "title": "Hi {{ name }}", "body": "b", "image": "https://x.test/i.png", "data": {"k": "v"},
+                    "badge": 1, "collapseKey": "c", "ttl": 60, "contentAvailable": true, "mutableContent": false,
+                    "apn": {"aps": {"sound": "s"}}, "fcm": {"android": {}}
+                },
+                "tags": {"flight": "PG1"},
+                "priority": "LOW",
+                "sound": "ring",
+                "senders": {"apn": "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10"},
+                "app": "main",
+                "recipients": [{"slot": 3, "token": "t", "provider": "APN", "variables": {"name": "Ada"}}]
+            })
+        );
+        assert_eq!(serde_json::from_value::<Chunk>(wire).expect("reads back"), chunk);
+    }
 }
