@@ -203,7 +203,30 @@ pub fn lambda_sdk_config(var: impl Fn(&'static str) -> Option<String>) -> Result
     if let Some(url) = var("AWS_ENDPOINT_URL") {
         builder = builder.endpoint_url(url);
     }
+    if let Some(client) = sdk_http_client() {
+        builder = builder.http_client(client);
+    }
     Ok(builder.build())
+}
+
+/// The SDK clients' HTTPS client (hyper + rustls, the SDK's own), on the crypto provider the
+/// function chose with a `sdk-tls-*` feature of this crate (see its Cargo.toml): `ring` in the
+/// functions that do no other TLS, `aws-lc` in those whose provider clients (reqwest,
+/// jsonwebtoken) link aws-lc anyway. Only one provider is compiled into the SDK's client, so a
+/// function links only that one. Without either feature: none, and the SDK's default client
+/// (aws-lc) if the build has one (`aws-config`'s `default-https-client`).
+fn sdk_http_client() -> Option<aws_types::sdk_config::SharedHttpClient> {
+    #[cfg(any(feature = "sdk-tls-aws-lc", feature = "sdk-tls-ring"))]
+    {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        #[cfg(feature = "sdk-tls-aws-lc")]
+        let mode = CryptoMode::AwsLc;
+        #[cfg(not(feature = "sdk-tls-aws-lc"))]
+        let mode = CryptoMode::Ring;
+        Some(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(mode)).build_https())
+    }
+    #[cfg(not(any(feature = "sdk-tls-aws-lc", feature = "sdk-tls-ring")))]
+    None
 }
 
 /// The page-token key: derived from the shared secret, or random for this process (page tokens

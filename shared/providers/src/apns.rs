@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
-use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, identity_client_builder, read_capped};
 use pushgate_core::app::ports::{Delivery, DeliveryOutcome, SharedToken, TokenCache};
 use pushgate_core::domain::credential::is_bundle_id;
 use pushgate_core::domain::device_token::is_apn_token;
@@ -295,8 +295,8 @@ impl ApnsSender {
         }
         let identity = reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes())
             .map_err(|_| "the APNs certificate or its private key cannot be used".to_owned())?;
-        let client = client_builder(&self.production, &self.settings)
-            .and_then(|b| b.identity(identity).build())
+        let client = identity_client_builder(&self.production, &self.settings, identity)
+            .and_then(|b| b.build())
             .map_err(|_| "could not build an HTTP client for the APNs certificate".to_owned())?;
         clients.insert(id.clone(), client.clone());
         Ok(client)

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use tracing::debug;
 
 use super::apns::{merge, redact, transport_reason};
-use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped, retry_after};
+use super::http::{HttpSettings, MAX_REPLY_BYTES, client_builder, read_capped, retry_after, trusting};
 use pushgate_core::app::ports::{Delivery, DeliveryOutcome};
 use pushgate_core::domain::credential::is_project_id;
 use pushgate_core::domain::device_token::is_fcm_token;
@@ -209,11 +209,10 @@ impl FcmSender {
         let client = client_builder(&endpoint, &settings)?.build()?;
         // The token endpoint is another host that may only speak HTTP/1.1: negotiate. Like every
         // provider client, it follows no redirect.
-        let mut oauth =
-            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(settings.timeout);
-        if let Some(pem) = &settings.extra_ca_pem {
-            oauth = oauth.add_root_certificate(reqwest::Certificate::from_pem(pem)?);
-        }
+        let oauth = trusting(
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(settings.timeout),
+            settings.extra_ca_pem.as_deref(),
+        )?;
         let token_uris = allowed_token_uris(token_uris);
         Ok(Self { endpoint, client, oauth: oauth.build()?, token_uris, tokens: Mutex::default() })
     }

@@ -71,13 +71,16 @@ pub struct WebhookClient {
 impl WebhookClient {
     /// A client for `hooks` (10 s per request).
     pub fn new(hooks: HashMap<AccountId, Webhook>) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            // A redirect is an answer (not a 2xx: retried), never a reason to post elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::http::trusting(
+            reqwest::Client::builder()
+                // A redirect is an answer (not a 2xx: retried), never a reason to post elsewhere.
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .connect_timeout(Duration::from_secs(5))
+                .user_agent(concat!("pushgate/", env!("CARGO_PKG_VERSION"))),
+            None,
+        )?
+        .build()?;
         Ok(Self { hooks: Arc::new(hooks), http })
     }
 
