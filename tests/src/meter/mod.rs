@@ -8,9 +8,12 @@
 //! DynamoDB request the API, table, index, partition key and every item written or read with
 //! its size and units under DynamoDB's published rules ([`size`]). What a request does not show
 //! (the item before a write, the item after an `UpdateItem`) the proxy reads from moto itself,
-//! with `GetItem`s it does not count.
+//! with `GetItem`s it does not count. [`run`] drives a metered send end to end in local AWS
+//! mode; [`report`] turns the records into figures per notification and dollars per million.
 
 pub mod proxy;
+pub mod report;
+pub mod run;
 pub mod size;
 
 use std::collections::HashMap;
