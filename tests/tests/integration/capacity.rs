@@ -1,7 +1,12 @@
 //! The capacity meter (issue 11, step 1): DynamoDB's sizing and capacity rules as the meter
-//! applies them.
+//! applies them, and a metered send through the proxy in local AWS mode (emulator tier).
 
+use std::path::Path;
+
+use pushgate_tests::emulator;
 use pushgate_tests::meter::proxy::{identify, query_partition, read_costs, shape_of_create_table, write_costs};
+use pushgate_tests::meter::report::{Names, Summary};
+use pushgate_tests::meter::run::measure;
 use pushgate_tests::meter::size::{item_size, number_size, read_units, value_size, write_units};
 use pushgate_tests::meter::{Meter, Service, TableShape};
 use serde_json::{Map, Value, json};
@@ -157,4 +162,35 @@ fn sqs_kms_and_scheduler_calls_are_told_apart() {
         identify(&http::Method::DELETE, "/schedules/pg-1", "", b""),
         (Service::Scheduler, "DeleteSchedule".into())
     );
+}
+
+#[tokio::test]
+async fn a_metered_send_writes_every_notification_to_the_push_table_and_completes_through_the_proxy() {
+    let Some(_) = emulator().await else { return };
+    let recipients = 20;
+    let m =
+        measure(Path::new(env!("CARGO_BIN_EXE_pushgate-capacity")), recipients, 2).await.expect("a metered send runs");
+
+    assert_eq!((m.status().as_str(), m.counter("sent")), ("COMPLETED", recipients as u64), "{}", m.operation_item);
+    assert_eq!((m.delivered_apns, m.delivered_fcm), (recipients / 2, recipients / 2));
+    let all = m.all();
+    let push = format!("{}push", m.table_prefix);
+    let notifications = format!("NOTIFICATION#{}", m.account);
+    let mut written: std::collections::BTreeMap<String, f64> = Default::default();
+    for item in all.dynamo.iter().flat_map(|c| &c.items) {
+        if item.table == push && item.index.is_none() && item.partition == notifications && item.wru > 0.0 {
+            *written.entry(item.sort.clone().unwrap_or_default()).or_default() += item.wru;
+        }
+    }
+    assert_eq!(written.len(), recipients, "every notification is written to the push table: {written:?}");
+    assert!(written.values().all(|wru| *wru >= 1.0));
+    assert!(all.dynamo.iter().all(|c| c.status < 500), "moto answered every forwarded request");
+    assert!(all.services.iter().any(|c| c.service == Service::Sqs && c.api == "SendMessageBatch"));
+    assert!(all.services.iter().any(|c| c.service == Service::Sqs && c.received > 0));
+
+    let names =
+        Names { table_prefix: m.table_prefix.clone(), account: m.account.clone(), operation: m.operation.clone() };
+    let summary = Summary::new(&all, recipients, &names);
+    assert!(summary.wru() >= 1.0, "at least one write unit per notification: {}", summary.wru());
+    assert!(m.stored_items > recipients as u64, "the notifications and their operation are stored");
 }
