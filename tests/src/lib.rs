@@ -27,6 +27,7 @@ pub mod config_contract;
 pub mod contract;
 pub mod directory_contract;
 pub mod lambda_rig;
+pub mod meter;
 pub mod webhook;
 
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();

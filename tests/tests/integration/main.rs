@@ -4,6 +4,7 @@
 
 mod api;
 mod cancel;
+mod capacity;
 mod contract_config_dynamodb;
 mod contract_config_memory;
 mod contract_directory_dynamodb;
