@@ -576,24 +576,34 @@ fn items_of(value: Option<&Value>) -> Vec<Item> {
 }
 
 /// What a read request cost, from the request and moto's answer.
+/// The cost of reading the one item at `key` of `table` (GetItem, an entry of TransactGetItems).
+fn keyed_read(
+    meter: &Meter,
+    table: String,
+    key: Option<&Value>,
+    item: Option<&Value>,
+    consistent: bool,
+    transactional: bool,
+) -> ItemCost {
+    let shape = meter.shape(&table);
+    let key = object(key);
+    let size = item.and_then(Value::as_object).map_or(0, item_size);
+    ItemCost {
+        partition: key_string(key.get(&shape.partition)),
+        sort: shape.sort.as_ref().map(|s| key_string(key.get(s))),
+        table,
+        index: None,
+        size,
+        wru: 0.0,
+        rru: read_units(size, consistent, transactional),
+    }
+}
+
 pub fn read_costs(meter: &Meter, api: &str, request: &Value, response: &Value) -> Vec<ItemCost> {
     let consistent = request.get("ConsistentRead").and_then(Value::as_bool).unwrap_or(false);
     let table = str_of(request.get("TableName"));
     match api {
-        "GetItem" => {
-            let shape = meter.shape(&table);
-            let key = object(request.get("Key"));
-            let size = response.get("Item").and_then(Value::as_object).map_or(0, item_size);
-            vec![ItemCost {
-                partition: key_string(key.get(&shape.partition)),
-                sort: shape.sort.as_ref().map(|s| key_string(key.get(s))),
-                table,
-                index: None,
-                size,
-                wru: 0.0,
-                rru: read_units(size, consistent, false),
-            }]
-        }
+        "GetItem" => vec![keyed_read(meter, table, request.get("Key"), response.get("Item"), consistent, false)],
         "Query" | "Scan" => {
             let shape = meter.shape(&table);
             let index = request.get("IndexName").and_then(Value::as_str).map(str::to_owned);
@@ -662,20 +672,8 @@ pub fn read_costs(meter: &Meter, api: &str, request: &Value, response: &Value) -
                 .enumerate()
                 .filter_map(|(n, entry)| {
                     let get = entry.get("Get")?;
-                    let table = str_of(get.get("TableName"));
-                    let shape = meter.shape(&table);
-                    let key = object(get.get("Key"));
-                    let size =
-                        answers.get(n).and_then(|a| a.get("Item")).and_then(Value::as_object).map_or(0, item_size);
-                    Some(ItemCost {
-                        partition: key_string(key.get(&shape.partition)),
-                        sort: shape.sort.as_ref().map(|s| key_string(key.get(s))),
-                        table,
-                        index: None,
-                        size,
-                        wru: 0.0,
-                        rru: read_units(size, true, true),
-                    })
+                    let item = answers.get(n).and_then(|a| a.get("Item"));
+                    Some(keyed_read(meter, str_of(get.get("TableName")), get.get("Key"), item, true, true))
                 })
                 .collect()
         }

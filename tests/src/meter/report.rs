@@ -412,37 +412,18 @@ impl Report {
                 );
             }
         }
-        let busiest_w = Summary::busiest(&s.by_partition, |l| l.wru);
-        let busiest_r = Summary::busiest(&s.by_partition, |l| l.rru);
-        let item_w = Summary::busiest(&s.by_item, |l| l.wru);
-        let item_r = Summary::busiest(&s.by_item, |l| l.rru);
-        if let (Some((kw, lw)), Some((kr, lr))) = (busiest_w, busiest_r) {
-            let _ = writeln!(
-                w,
-                "  busiest partition key by WRU: {kw}: {:.3} WRU/notification → ≤ {} notifications/s per account",
-                lw.wru / n,
-                Self::ceiling(WCU_PER_PARTITION, lw.wru / n)
-            );
-            let _ = writeln!(
-                w,
-                "  busiest partition key by RRU: {kr}: {:.3} RRU/notification → ≤ {} notifications/s per account",
-                lr.rru / n,
-                Self::ceiling(RCU_PER_PARTITION, lr.rru / n)
-            );
-        }
-        if let (Some((kw, lw)), Some((kr, lr))) = (item_w, item_r) {
-            let _ = writeln!(
-                w,
-                "  busiest item by WRU: {kw}: {:.3} WRU/notification → ≤ {} notifications/s per operation",
-                lw.wru / n,
-                Self::ceiling(WCU_PER_PARTITION, lw.wru / n)
-            );
-            let _ = writeln!(
-                w,
-                "  busiest item by RRU: {kr}: {:.3} RRU/notification → ≤ {} notifications/s per operation",
-                lr.rru / n,
-                Self::ceiling(RCU_PER_PARTITION, lr.rru / n)
-            );
+        let scopes = [("partition key", &s.by_partition, "account"), ("item", &s.by_item, "operation")];
+        for (what, loads, per) in scopes {
+            let write = Summary::busiest(loads, |l| l.wru).map(|(k, l)| (k, l.wru, "WRU", WCU_PER_PARTITION));
+            let read = Summary::busiest(loads, |l| l.rru).map(|(k, l)| (k, l.rru, "RRU", RCU_PER_PARTITION));
+            for (key, units, unit, capacity) in [write, read].into_iter().flatten() {
+                let _ = writeln!(
+                    w,
+                    "  busiest {what} by {unit}: {key}: {:.3} {unit}/notification → ≤ {} notifications/s per {per}",
+                    units / n,
+                    Self::ceiling(capacity, units / n)
+                );
+            }
         }
 
         let _ = writeln!(w);
