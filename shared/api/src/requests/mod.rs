@@ -21,6 +21,17 @@ fn not_an_object(expected: &str) -> Vec<FieldError> {
     vec![FieldError::new("", format!("body must be a JSON object{expected}"))]
 }
 
+/// The body's `appName`, required.
+fn required_app_name(obj: &serde_json::Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<AppName> {
+    match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
+        Some(Ok(n)) => Some(n),
+        _ => {
+            errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
+            None
+        }
+    }
+}
+
 /// `PATCH` of a PushNotification or an Operation: exactly `{"status": "CANCELED"}`.
 pub struct CancelBody(pub Value);
 
@@ -83,13 +94,7 @@ impl TryFrom<CredentialBody> for NewCredential {
                 None
             }
         };
-        let app_name = match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
-            Some(Ok(n)) => Some(n),
-            _ => {
-                errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
-                None
-            }
-        };
+        let app_name = required_app_name(obj, &mut errors);
         let is_default = match obj.get("isDefault") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
@@ -132,13 +137,7 @@ impl TryFrom<RegistrationBody> for RegisterDevice {
             return Err(not_an_object(""));
         };
         let mut errors = Vec::new();
-        let app_name = match obj.get("appName").and_then(Value::as_str).map(AppName::parse) {
-            Some(Ok(n)) => Some(n),
-            _ => {
-                errors.push(FieldError::new("appName", format!("is required and must match {}", AppName::PATTERN)));
-                None
-            }
-        };
+        let app_name = required_app_name(obj, &mut errors);
         let provider = obj.get("provider").and_then(Value::as_str).and_then(Provider::parse);
         let token = match obj.get("token").and_then(Value::as_str).map(|t| parse_token(t, provider)) {
             Some(Ok(t)) => Some(t.to_owned()),
