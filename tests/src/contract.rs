@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use pushgate_core::app::ports::{
-    Chunk, ChunkRecipient, Finish, NotificationFilter, OperationFilter, Page, PageRequest, PushWriter, StoreError,
+    Chunk, ChunkCount, ChunkKey, ChunkRecipient, ChunkTally, Finish, Lease, NotificationFilter, OperationFilter, Page,
+    PageRequest, PushWriter, StoreError,
 };
 use pushgate_core::domain::{
     AccountId, Content, CredentialId, DeliveryError, Destination, ErrorCode, Notification, NotificationId,
@@ -59,6 +60,11 @@ macro_rules! push_store_contract_tests {
             scheduled_chunks_are_kept_per_instant_and_deleted_by_instant_or_all_at_once,
             promote_moves_a_scheduled_notification_to_queued_once_and_starts_its_operation,
             a_scheduled_operation_whose_notifications_are_all_canceled_completes,
+            a_chunk_lease_is_exclusive_until_it_expires_or_is_given_back_and_its_holder_renews_it,
+            decided_notifications_are_stored_as_given_and_read_back_by_id,
+            a_chunk_is_counted_once_into_its_operation_and_the_last_count_completes_it,
+            a_notification_counted_with_its_chunk_moves_no_counter_when_canceled_or_finished,
+            a_chunk_counts_only_for_its_lease_holder,
         );
         $crate::push_store_contract_tests!(@checks $factory; [$(#[$race])*];
             concurrent_finishes_move_a_notification_once,
@@ -1030,4 +1036,184 @@ pub async fn a_scheduled_operation_whose_notifications_are_all_canceled_complete
     let last = store.finish(&account, ns[1].id, cancel(t)).await.expect("canceled");
     assert_eq!((last.status, last.stats.canceled), (OperationStatus::Completed, 2));
     assert!(last.stats.adds_up());
+}
+
+/// The chunk of `op` starting at `first_slot`.
+fn chunk_of(op: &Operation, first_slot: u32) -> ChunkKey {
+    ChunkKey { operation: op.id, first_slot }
+}
+
+/// `n` as decided: `status`, from the test's senders, at `at`.
+fn decided(mut n: Notification, status: NotificationStatus, at: Timestamp) -> Notification {
+    let finish = outcome(status, at);
+    n.status = status;
+    n.from = finish.from;
+    n.error = finish.error;
+    n.updated_at = at;
+    n.completed_at = status.is_final().then_some(at);
+    n
+}
+
+/// A tally of `sent`, `failed` and `canceled` notifications.
+fn tally(sent: u64, failed: u64, canceled: u64) -> ChunkTally {
+    ChunkTally { notifications: sent + failed + canceled, sent, failed, canceled }
+}
+
+/// The count of a chunk's only pass: everything final.
+fn last(sent: u64, failed: u64, canceled: u64) -> ChunkCount {
+    ChunkCount { before: ChunkTally::default(), after: tally(sent, failed, canceled), last: true }
+}
+
+/// A lease as it is first held.
+const FRESH: Lease =
+    Lease::Held { fresh: true, counted: ChunkTally { notifications: 0, sent: 0, failed: 0, canceled: 0 } };
+
+/// A lease held again, after passes that counted `counted`.
+fn again(counted: ChunkTally) -> Lease {
+    Lease::Held { fresh: false, counted }
+}
+
+/// The first lease of a chunk is fresh; another holder finds it busy until it expires or is
+/// given back; its own holder renews it (not fresh); a counted chunk answers `Counted` to all.
+pub async fn a_chunk_lease_is_exclusive_until_it_expires_or_is_given_back_and_its_holder_renews_it(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 4);
+    store.create_operation(&op).await.expect("created");
+    let (chunk, other_chunk) = (chunk_of(&op, 0), chunk_of(&op, 2));
+    let lease = t + Duration::seconds(60);
+    assert_eq!(store.lease_chunk(&account, chunk, "a", lease, t).await, Ok(FRESH));
+    assert_eq!(store.lease_chunk(&account, chunk, "b", lease, t).await, Ok(Lease::Busy { until: lease }));
+    assert_eq!(
+        store.lease_chunk(&account, other_chunk, "b", lease, t).await,
+        Ok(FRESH),
+        "chunks are leased independently"
+    );
+    let renewed = lease + Duration::seconds(30);
+    assert_eq!(store.lease_chunk(&account, chunk, "a", renewed, t).await, Ok(again(ChunkTally::default())));
+    assert_eq!(store.lease_chunk(&account, chunk, "b", lease, lease).await, Ok(Lease::Busy { until: renewed }));
+    let after = renewed + Duration::seconds(1);
+    assert_eq!(
+        store.lease_chunk(&account, chunk, "b", after + Duration::seconds(60), after).await,
+        Ok(again(ChunkTally::default())),
+        "an expired lease is taken over"
+    );
+    store.release_chunk(&account, chunk, "a").await.expect("a no longer holds it: nothing happens");
+    assert!(matches!(store.lease_chunk(&account, chunk, "c", lease, after).await, Ok(Lease::Busy { .. })));
+    store.release_chunk(&account, chunk, "b").await.expect("given back");
+    assert_eq!(store.lease_chunk(&account, chunk, "c", lease, after).await, Ok(again(ChunkTally::default())));
+    store.count_chunk(&account, chunk, "c", last(2, 0, 0), after).await.expect("counted");
+    assert_eq!(store.lease_chunk(&account, chunk, "c", lease, after).await, Ok(Lease::Counted));
+    assert_eq!(store.lease_chunk(&account, chunk, "d", lease, after).await, Ok(Lease::Counted));
+}
+
+/// What `store_decided` stores is what reads return, final or QUEUED; a second store of the
+/// same id replaces the first; `get_notifications` leaves missing ids out.
+pub async fn decided_notifications_are_stored_as_given_and_read_back_by_id(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 3);
+    store.create_operation(&op).await.expect("created");
+    let sent = decided(notification(&op, 0), NotificationStatus::Sent, t);
+    let waiting = decided(notification(&op, 1), NotificationStatus::Queued, t);
+    store.store_decided(vec![sent.clone(), waiting.clone()]).await.expect("stored");
+    let missing = NotificationId::derive(op.id, 2);
+    let mut read = store.get_notifications(&account, &[waiting.id, missing, sent.id]).await.expect("read");
+    read.sort_by_key(|n| n.id);
+    assert_eq!(read, vec![sent.clone(), waiting.clone()]);
+    let failed = decided(notification(&op, 1), NotificationStatus::Failed, t + Duration::seconds(1));
+    store.store_decided(vec![failed.clone()]).await.expect("stored again");
+    assert_eq!(store.get_notification(&account, failed.id).await.expect("read"), Some(failed.clone()));
+    let by_tag = store.list_notifications(&account, &by_tags(&[("slot", "0")]), &page(10, None)).await.expect("listed");
+    assert_eq!(ids(&by_tag.items), vec![sent.id], "decided notifications are in the tag index");
+    assert_eq!(store.get_notifications(&account, &[]).await.expect("nothing asked"), Vec::new());
+    let stranger = store.get_notifications(&self::account(), &[sent.id]).await.expect("read");
+    assert!(stranger.is_empty(), "another account reads nothing");
+}
+
+/// Counting a chunk moves its notifications out of `queued` into their final counters, once;
+/// the count that leaves nothing queued completes the operation (and only that one says so).
+pub async fn a_chunk_is_counted_once_into_its_operation_and_the_last_count_completes_it(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 5);
+    store.create_operation(&op).await.expect("created");
+    let lease = t + Duration::seconds(60);
+    let (first, second) = (chunk_of(&op, 0), chunk_of(&op, 3));
+    for chunk in [first, second] {
+        store.lease_chunk(&account, chunk, "h", lease, t).await.expect("leased");
+    }
+    let counted = store.count_chunk(&account, first, "h", last(1, 1, 1), t).await.expect("counted");
+    assert!(!counted.completed);
+    let s = counted.operation.stats;
+    assert_eq!((s.queued, s.sent, s.failed, s.canceled), (2, 1, 1, 1));
+    assert_eq!(counted.operation.status, OperationStatus::Processing);
+    assert_eq!(store.count_chunk(&account, first, "h", last(1, 1, 1), t).await, Err(StoreError::Conflict));
+    // The second chunk in two passes: one sent and one waiting, then that one failed too.
+    let partial = ChunkCount { before: ChunkTally::default(), after: tally(1, 0, 0), last: false };
+    let progress = store.count_chunk(&account, second, "h", partial, t).await.expect("counted so far");
+    assert!(!progress.completed);
+    assert_eq!((progress.operation.stats.queued, progress.operation.stats.sent), (1, 2));
+    store.release_chunk(&account, second, "h").await.expect("given back");
+    let held = store.lease_chunk(&account, second, "h2", lease, t).await.expect("leased again");
+    assert_eq!(held, again(tally(1, 0, 0)), "the lease says what was counted");
+    let rest = ChunkCount { before: tally(1, 0, 0), after: tally(1, 1, 0), last: true };
+    let last = store.count_chunk(&account, second, "h2", rest, t).await.expect("counted");
+    assert!(last.completed, "the last count completes the operation");
+    assert_eq!(last.operation.status, OperationStatus::Completed);
+    let s = last.operation.stats;
+    assert_eq!((s.queued, s.sent, s.failed, s.canceled), (0, 2, 2, 1));
+    assert!(s.adds_up());
+    let stored = store.get_operation(&account, op.id).await.expect("read").expect("exists");
+    assert_eq!(stored.stats, s);
+}
+
+/// A notification stored QUEUED by a chunk's holder can be canceled (the API's conditional
+/// cancel) or claimed and finished, but its operation's counters stay for the chunk's count.
+pub async fn a_notification_counted_with_its_chunk_moves_no_counter_when_canceled_or_finished(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 2);
+    store.create_operation(&op).await.expect("created");
+    let waiting: Vec<_> = (0..2).map(|slot| decided(notification(&op, slot), NotificationStatus::Queued, t)).collect();
+    store.store_decided(waiting.clone()).await.expect("stored");
+    let canceled = store.finish(&account, waiting[0].id, cancel(t)).await.expect("canceled");
+    assert_eq!(canceled.operation.stats, op.stats, "no counter moved");
+    assert!(!canceled.completed);
+    store.claim(&account, waiting[1].id, t + Duration::seconds(30), t).await.expect("claimed");
+    assert_eq!(store.finish(&account, waiting[0].id, cancel(t)).await, Err(StoreError::Conflict));
+    let sent = store.finish(&account, waiting[1].id, outcome(NotificationStatus::Sent, t)).await.expect("finished");
+    assert_eq!(sent.operation.stats, op.stats, "no counter moved");
+    let statuses: Vec<_> = store
+        .get_notifications(&account, &ids(&waiting))
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|n| (n.id, n.status))
+        .collect();
+    assert_eq!(statuses.len(), 2);
+    assert!(statuses.contains(&(waiting[0].id, NotificationStatus::Canceled)));
+    assert!(statuses.contains(&(waiting[1].id, NotificationStatus::Sent)));
+    let chunk = chunk_of(&op, 0);
+    store.lease_chunk(&account, chunk, "h", t + Duration::seconds(60), t).await.expect("leased");
+    let counted = store.count_chunk(&account, chunk, "h", last(1, 0, 1), t).await.expect("counted");
+    assert!(counted.completed);
+    assert_eq!((counted.operation.stats.sent, counted.operation.stats.canceled), (1, 1));
+}
+
+/// Only the holder of a chunk's lease counts it: one whose lease was taken over cannot.
+pub async fn a_chunk_counts_only_for_its_lease_holder(store: Store) {
+    let account = account();
+    let t = now();
+    let op = operation(&account, t, 1);
+    store.create_operation(&op).await.expect("created");
+    let chunk = chunk_of(&op, 0);
+    store.lease_chunk(&account, chunk, "old", t + Duration::seconds(1), t).await.expect("leased");
+    let later = t + Duration::seconds(2);
+    store.lease_chunk(&account, chunk, "new", later + Duration::seconds(60), later).await.expect("taken over");
+    assert_eq!(store.count_chunk(&account, chunk, "old", last(1, 0, 0), later).await, Err(StoreError::Conflict));
+    let stored = store.get_operation(&account, op.id).await.expect("read").expect("exists");
+    assert_eq!(stored.stats, op.stats);
+    let counted = store.count_chunk(&account, chunk, "new", last(1, 0, 0), later).await.expect("counted");
+    assert!(counted.completed);
 }

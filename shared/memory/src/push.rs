@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::RwLock;
 
@@ -6,7 +6,8 @@ use async_trait::async_trait;
 
 use pushgate_core::app::paging::parse_cursor;
 use pushgate_core::app::ports::{
-    Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, ChunkCount, ChunkKey, ChunkTally, Finish, Finished, Lease, NotificationFilter, OperationFilter, Page,
+    PageRequest, PushReader, PushWriter, StoreError,
 };
 use pushgate_core::domain::{
     AccountId, Notification, NotificationId, NotificationStatus, Operation, OperationId, OperationStatus,
@@ -18,6 +19,29 @@ struct Inner {
     operations: BTreeMap<(AccountId, OperationId), Operation>,
     claims: HashMap<(AccountId, NotificationId), pushgate_core::domain::Timestamp>,
     scheduled: HashMap<(AccountId, OperationId), BTreeMap<u8, Vec<Chunk>>>,
+    /// Notifications stored by `store_decided`: counted with their chunk.
+    chunk_counted: HashSet<(AccountId, NotificationId)>,
+    /// Chunk leases: holder, until, counted.
+    leases: HashMap<(AccountId, ChunkKey), ChunkLease>,
+}
+
+struct ChunkLease {
+    holder: String,
+    until: pushgate_core::domain::Timestamp,
+    /// Added to the operation so far.
+    tally: ChunkTally,
+    /// Done.
+    counted: bool,
+}
+
+/// Completes `op` if it is open and nothing is left; returns whether this did.
+fn complete_if_done(op: &mut Operation) -> bool {
+    let completed =
+        matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing) && op.stats.all_final();
+    if completed {
+        op.status = OperationStatus::Completed;
+    }
+    completed
 }
 
 /// Notifications and operations held in memory, keyed by (account, id) so every query is
@@ -59,8 +83,10 @@ impl MemoryPushStore {
         inner.operations.retain(|_, op| op.created_at >= cutoff);
         let notifications = &inner.notifications;
         inner.claims.retain(|key, _| notifications.contains_key(key));
+        inner.chunk_counted.retain(|key| notifications.contains_key(key));
         let operations = &inner.operations;
         inner.scheduled.retain(|key, _| operations.contains_key(key));
+        inner.leases.retain(|(account, chunk), _| operations.contains_key(&(account.clone(), chunk.operation)));
         Ok(before - inner.notifications.len() - inner.operations.len())
     }
 }
@@ -102,6 +128,15 @@ impl PushReader for MemoryPushStore {
         };
         let range = inner.notifications.range((Bound::Included((account.clone(), low)), upper)).rev();
         Ok(take_page(range.map(|((_, id), n)| (id, n)), |n| filter.matches(n), page.size))
+    }
+
+    async fn get_notifications(
+        &self,
+        account: &AccountId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, StoreError> {
+        let inner = super::read(&self.inner)?;
+        Ok(ids.iter().filter_map(|id| inner.notifications.get(&(account.clone(), *id)).cloned()).collect())
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -189,13 +224,86 @@ impl PushWriter for MemoryPushStore {
         n.updated_at = finish.at;
         n.completed_at = Some(finish.at);
         inner.claims.remove(&(account.clone(), id));
+        if inner.chunk_counted.contains(&(account.clone(), id)) {
+            return Ok(Finished { operation: op.clone(), completed: false });
+        }
         op.stats.apply(from, to);
         op.updated_at = finish.at;
-        let completed =
-            matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing) && op.stats.all_final();
-        if completed {
-            op.status = OperationStatus::Completed;
+        let completed = complete_if_done(op);
+        Ok(Finished { operation: op.clone(), completed })
+    }
+
+    async fn lease_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        until: pushgate_core::domain::Timestamp,
+        now: pushgate_core::domain::Timestamp,
+    ) -> Result<Lease, StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        match inner.leases.entry((account.clone(), chunk)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ChunkLease { holder: holder.to_owned(), until, tally: ChunkTally::default(), counted: false });
+                Ok(Lease::Held { fresh: true, counted: ChunkTally::default() })
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let lease = o.get_mut();
+                if lease.counted {
+                    Ok(Lease::Counted)
+                } else if lease.until <= now || lease.holder == holder {
+                    (lease.holder, lease.until) = (holder.to_owned(), until);
+                    Ok(Lease::Held { fresh: false, counted: lease.tally })
+                } else {
+                    Ok(Lease::Busy { until: lease.until })
+                }
+            }
         }
+    }
+
+    async fn release_chunk(&self, account: &AccountId, chunk: ChunkKey, holder: &str) -> Result<(), StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        if let Some(lease) = inner.leases.get_mut(&(account.clone(), chunk))
+            && lease.holder == holder
+        {
+            lease.until = chrono::DateTime::UNIX_EPOCH;
+        }
+        Ok(())
+    }
+
+    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError> {
+        let mut inner = super::write(&self.inner)?;
+        for n in notifications {
+            let key = (n.account_id.clone(), n.id);
+            inner.claims.remove(&key);
+            inner.chunk_counted.insert(key.clone());
+            inner.notifications.insert(key, n);
+        }
+        Ok(())
+    }
+
+    async fn count_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        count: ChunkCount,
+        at: pushgate_core::domain::Timestamp,
+    ) -> Result<Finished, StoreError> {
+        let mut guard = super::write(&self.inner)?;
+        let inner = &mut *guard;
+        let lease = inner.leases.get_mut(&(account.clone(), chunk)).ok_or(StoreError::Conflict)?;
+        if lease.counted || lease.holder != holder {
+            return Err(StoreError::Conflict);
+        }
+        let op = inner
+            .operations
+            .get_mut(&(account.clone(), chunk.operation))
+            .ok_or_else(|| StoreError::Unexpected("chunk without its operation".into()))?;
+        (lease.tally, lease.counted) = (count.after, count.last);
+        count.apply(&mut op.stats);
+        op.updated_at = at;
+        let completed = count.last && complete_if_done(op);
         Ok(Finished { operation: op.clone(), completed })
     }
 

@@ -10,6 +10,7 @@
 //! | operation | `OPERATION#{account}` | operation id | — |
 //! | tag index | `TAG#{account}#{len(key)}:{key}={value}` | notification id | — |
 //! | stored chunk of a scheduled send | `SCHEDULED#{account}#{operation}` | `{instant:02}#{index:05}` | — |
+//! | lease of a chunk of an immediate send | `CHUNK#{account}#{operation}#{first slot}` | `CHUNK` | — |
 //!
 //! A stored chunk holds one fan-out chunk as JSON (`chunk`, ≤ 192 KiB, under the 400 KB item
 //! limit) until its instant's release queues it; `expiresAt` = instant + 7 days.
@@ -77,6 +78,20 @@
 //!   finisher did it). Unlike `Stats::apply`, `ADD` does not saturate at 0: counters are only
 //!   moved by transitions that hold one notification each, so they cannot go below 0.
 //! - `discard_operation`: `DeleteItem`.
+//! - `lease_chunk`: `UpdateItem SET holder, leaseUntil` if not `counted` and the lease is
+//!   absent, expired or the holder's (`ReturnValues = ALL_OLD`: no old item = fresh; the old
+//!   `notifications`/`sent`/`failed`/`canceled` are what the chunk counted so far). Each chunk
+//!   has its own partition, so the chunks of one operation never meet on one key.
+//! - `release_chunk`: `UpdateItem SET leaseUntil = 0` if the holder still holds it.
+//! - `store_decided`: `BatchWriteItem` of the notification items (marked `chunkCounted`) and
+//!   their tag index items, unconditional: only the lease holder writes them.
+//! - `count_chunk`: one `TransactWriteItems`: the lease item (condition: this holder, not
+//!   `counted`) gets the chunk's tally (and `counted` on its last pass); the operation `ADD`s
+//!   the difference to its counters. Then the same completion as `finish`. A notification
+//!   marked `chunkCounted` is finished (cancel, redelivery) by a conditional `UpdateItem` of
+//!   the notification alone.
+//! - Transactions DynamoDB cancels for `TransactionConflict` or `ThrottlingError` are repeated
+//!   with jittered backoff ([`TRANSACTION_ATTEMPTS`]); the SDK does not retry those.
 //!
 //! Two finishes racing on one notification both read `QUEUED`; the transaction of the second is
 //! cancelled by the notification's condition and it gets `Conflict` (a `TransactionConflict`
@@ -97,6 +112,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update, WriteRequest,
@@ -114,7 +130,8 @@ use super::tables;
 
 use pushgate_core::app::paging::parse_cursor;
 use pushgate_core::app::ports::{
-    Chunk, Finish, Finished, NotificationFilter, OperationFilter, Page, PageRequest, PushReader, PushWriter, StoreError,
+    Chunk, ChunkCount, ChunkKey, ChunkTally, Finish, Finished, Lease, NotificationFilter, OperationFilter, Page,
+    PageRequest, PushReader, PushWriter, StoreError,
 };
 use pushgate_core::domain::{
     AccountId, DeliveryError, Notification, NotificationId, NotificationStatus, Operation, OperationId,
@@ -138,6 +155,39 @@ fn user_pk(account: &AccountId, user: &UserId) -> String {
 fn tag_pk(account: &AccountId, key: &str, value: &str) -> String {
     format!("TAG#{account}#{}:{key}={value}", key.len())
 }
+
+/// The lease item of one chunk of an immediate send (its own partition: the chunks of one
+/// operation never meet on one key).
+fn chunk_key(account: &AccountId, chunk: ChunkKey) -> Item {
+    key(format!("CHUNK#{account}#{}#{}", chunk.operation, chunk.first_slot), "CHUNK")
+}
+
+/// The tally a chunk's lease item says was counted so far (0 where an attribute is missing).
+fn counted_tally(item: &Item) -> ChunkTally {
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    };
+    ChunkTally {
+        notifications: number("notifications"),
+        sent: number("sent"),
+        failed: number("failed"),
+        canceled: number("canceled"),
+    }
+}
+
+/// `after − before`, as a DynamoDB number.
+fn delta(after: u64, before: u64) -> Result<AttributeValue, StoreError> {
+    let signed = |v: u64| i64::try_from(v).map_err(|e| StoreError::Unexpected(e.to_string()));
+    Ok(n(signed(after)? - signed(before)?))
+}
+
+/// The attribute marking a notification stored by `store_decided` (counted with its chunk).
+const CHUNK_COUNTED: &str = "chunkCounted";
+
+/// Attempts of a transaction DynamoDB cancels for a conflict with another one or for
+/// throttling (the SDK does not retry those: the cancellation is the answer).
+const TRANSACTION_ATTEMPTS: u32 = 6;
 
 /// The partition of a scheduled operation's stored chunks (sort key `{instant:02}#{index:05}`).
 fn scheduled_pk(account: &AccountId, operation: OperationId) -> String {
@@ -441,30 +491,76 @@ impl DynamoPushStore {
             .expression_attribute_values(":one", n(1))
             .build()
             .map_err(build_error)?;
-        let written = self
+        let items = vec![
+            TransactWriteItem::builder().update(notification).build(),
+            TransactWriteItem::builder().update(counters).build(),
+        ];
+        self.transact(items, 0, "notification without its operation").await
+    }
+
+    /// The operation after a change of its counters, moved `PROCESSING → COMPLETED` by a
+    /// conditional update when nothing is queued or scheduled (a lost condition means another
+    /// writer did it, or a counter moved).
+    async fn complete_if_done(&self, account: &AccountId, operation: OperationId) -> Result<Finished, StoreError> {
+        let op_key = key(operation_pk(account), operation);
+        let read = |item: Option<Item>| -> Result<Operation, StoreError> {
+            let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
+            read_operation(item)
+        };
+        let op = read(self.get(op_key.clone()).await?)?;
+        let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
+        if !open || !op.stats.all_final() {
+            return Ok(Finished { operation: op, completed: false });
+        }
+        let complete = self
             .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(notification).build())
-            .transact_items(TransactWriteItem::builder().update(counters).build())
-            .send()
-            .await;
-        let Err(err) = written else { return Ok(()) };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() {
-            let lost = |i: usize| {
-                cancel.cancellation_reasons().get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+            .update_item()
+            .set_key(Some(op_key.clone()))
+            .update_expression("SET #status = :completed")
+            .condition_expression("#status IN (:scheduled, :processing) AND queued = :zero AND scheduled = :zero")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", s(OperationStatus::Completed.as_str()))
+            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
+            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .return_values(ReturnValue::AllNew);
+        match self.update(complete, "UpdateItem (complete)").await {
+            Ok(item) => Ok(Finished { operation: read(item)?, completed: true }),
+            Err(StoreError::Conflict) => Ok(Finished { operation: read(self.get(op_key).await?)?, completed: false }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs the transaction `items`, again (with backoff) while DynamoDB cancels it for a
+    /// conflict with another transaction or for throttling. `Conflict` when the condition of
+    /// item `conflict_at` fails; `Unexpected` when another item's condition fails.
+    async fn transact(&self, items: Vec<TransactWriteItem>, conflict_at: usize, what: &str) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let written = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let Err(err) = written else { return Ok(()) };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = err.as_service_error() else {
+                return Err(store_error("TransactWriteItems", err));
             };
-            if lost(0) {
+            let codes: Vec<&str> = cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+            if codes.get(conflict_at) == Some(&"ConditionalCheckFailed") {
                 return Err(StoreError::Conflict);
             }
-            if lost(1) {
-                return Err(StoreError::Unexpected("notification without its operation".into()));
+            if codes.contains(&"ConditionalCheckFailed") {
+                return Err(StoreError::Unexpected(format!("{what}: a condition failed ({codes:?})")));
             }
-            return Err(StoreError::Unavailable(format!(
-                "DynamoDB TransactWriteItems cancelled: {}",
-                DisplayErrorContext(&err)
-            )));
+            let transient = codes.iter().any(|c| matches!(*c, "TransactionConflict" | "ThrottlingError"));
+            if !transient || attempt >= TRANSACTION_ATTEMPTS {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB TransactWriteItems cancelled ({what}): {}",
+                    DisplayErrorContext(&err)
+                )));
+            }
+            let ceiling = 20u64 << attempt.min(6);
+            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), ceiling / 2..=ceiling);
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
         }
-        Err(store_error("TransactWriteItems", err))
     }
 
     async fn update(
@@ -530,6 +626,15 @@ impl PushReader for DynamoPushStore {
         let skip = cursor.map(|c| c.to_string());
         let id_of = |n: &Notification| n.id.to_string();
         self.query_page(range, skip, read_notification, id_of, |n| filter.matches(n), page.size).await
+    }
+
+    async fn get_notifications(
+        &self,
+        account: &AccountId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, StoreError> {
+        let sks: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        self.batch_get(&notification_pk(account), &sks).await?.into_iter().map(read_notification).collect()
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -643,8 +748,9 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
-        let stored =
-            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let item = self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?;
+        let counted_with_chunk = matches!(item.get(CHUNK_COUNTED), Some(AttributeValue::Bool(true)));
+        let stored = read_notification(item)?;
         let from = stored.status;
         let to = from.transition(finish.status).map_err(|_| StoreError::Conflict)?;
         let at = timestamp_value(finish.at)?;
@@ -672,36 +778,165 @@ impl PushWriter for DynamoPushStore {
         if finish.unclaimed {
             notification = notification.expression_attribute_values(":now", n(finish.at.timestamp_millis()));
         }
+        if counted_with_chunk {
+            // Its chunk counts it: the notification alone, conditionally as in the transaction.
+            let change = notification;
+            let mut request = self
+                .client
+                .update_item()
+                .set_key(Some(key(notification_pk(account), id)))
+                .update_expression(
+                    "SET #status = :to, #from = :from, #error = :error, updated_at = :at, completed_at = :at \
+                     REMOVE claimUntil",
+                )
+                .condition_expression(condition);
+            let built = change.build().map_err(build_error)?;
+            request = request
+                .set_expression_attribute_names(built.expression_attribute_names().cloned())
+                .set_expression_attribute_values(built.expression_attribute_values().cloned());
+            self.update(request, "UpdateItem (finish)").await?;
+            let op = self.get(key(operation_pk(account), stored.operation_id)).await?;
+            let op = op.ok_or_else(|| StoreError::Unexpected("notification without its operation".into()))?;
+            return Ok(Finished { operation: read_operation(op)?, completed: false });
+        }
         let notification = notification.build().map_err(build_error)?;
         self.move_one(notification, account, stored.operation_id, from, to, at).await?;
-        let op_key = key(operation_pk(account), stored.operation_id);
-        let read = |item: Option<Item>| -> Result<Operation, StoreError> {
-            let item = item.ok_or_else(|| StoreError::Unexpected("the operation vanished during finish".into()))?;
-            read_operation(item)
-        };
-        let op = read(self.get(op_key.clone()).await?)?;
-        let open = matches!(op.status, OperationStatus::Scheduled | OperationStatus::Processing);
-        if !open || !op.stats.all_final() {
-            return Ok(Finished { operation: op, completed: false });
-        }
-        let complete = self
+        self.complete_if_done(account, stored.operation_id).await
+    }
+
+    async fn lease_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError> {
+        let created = Timestamp::from_timestamp_millis(chunk.operation.timestamp_ms() as i64).unwrap_or(now);
+        let result = self
             .client
             .update_item()
-            .set_key(Some(op_key.clone()))
-            .update_expression("SET #status = :completed")
-            .condition_expression("#status IN (:scheduled, :processing) AND queued = :zero AND scheduled = :zero")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":completed", s(OperationStatus::Completed.as_str()))
-            .expression_attribute_values(":scheduled", s(OperationStatus::Scheduled.as_str()))
-            .expression_attribute_values(":processing", s(OperationStatus::Processing.as_str()))
-            .expression_attribute_values(":zero", n(0))
-            .return_values(ReturnValue::AllNew);
-        match self.update(complete, "UpdateItem (complete)").await {
-            Ok(item) => Ok(Finished { operation: read(item)?, completed: true }),
-            // Someone else completed it (or a counter moved): read what is there now.
-            Err(StoreError::Conflict) => Ok(Finished { operation: read(self.get(op_key).await?)?, completed: false }),
+            .table_name(&self.table)
+            .set_key(Some(chunk_key(account, chunk)))
+            .update_expression("SET holder = :holder, leaseUntil = :until, expiresAt = :expires")
+            .condition_expression(
+                "attribute_not_exists(counted) AND \
+                 (attribute_not_exists(leaseUntil) OR leaseUntil <= :now OR holder = :holder)",
+            )
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":expires", n(expires_at(&created)))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                Ok(Lease::Held { fresh: old.is_empty(), counted: counted_tally(&old) })
+            }
+            Err(err) => {
+                let Some(UpdateItemError::ConditionalCheckFailedException(lost)) = err.as_service_error() else {
+                    return Err(store_error("UpdateItem (lease)", err));
+                };
+                let old = match lost.item() {
+                    Some(old) => Some(old.clone()),
+                    None => self.get(chunk_key(account, chunk)).await?,
+                };
+                let old = old.unwrap_or_default();
+                if old.contains_key("counted") {
+                    return Ok(Lease::Counted);
+                }
+                let until = match old.get("leaseUntil") {
+                    Some(AttributeValue::N(ms)) => ms.parse().ok().and_then(Timestamp::from_timestamp_millis),
+                    _ => None,
+                };
+                Ok(Lease::Busy { until: until.unwrap_or(now) })
+            }
+        }
+    }
+
+    async fn release_chunk(&self, account: &AccountId, chunk: ChunkKey, holder: &str) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .set_key(Some(chunk_key(account, chunk)))
+            .update_expression("SET leaseUntil = :zero")
+            .condition_expression("holder = :holder AND attribute_not_exists(counted)")
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":zero", n(0));
+        match self.update(request, "UpdateItem (release lease)").await {
+            Ok(_) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for notification in &notifications {
+            let mut item = notification_item(notification)?;
+            item.insert(CHUNK_COUNTED.to_owned(), AttributeValue::Bool(true));
+            for item in std::iter::once(item).chain(tag_index_items(notification)) {
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                writes.push(WriteRequest::builder().put_request(put).build());
+            }
+        }
+        self.batch_write(writes).await
+    }
+
+    async fn count_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        count: ChunkCount,
+        at: Timestamp,
+    ) -> Result<Finished, StoreError> {
+        let at = timestamp_value(at)?;
+        let ChunkCount { before, after, last } = count;
+        let expression = if last {
+            "SET notifications = :n, sent = :sent, failed = :failed, canceled = :canceled, counted = :at"
+        } else {
+            "SET notifications = :n, sent = :sent, failed = :failed, canceled = :canceled"
+        };
+        let mut lease = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(chunk_key(account, chunk)))
+            .update_expression(expression)
+            .condition_expression("holder = :holder AND attribute_not_exists(counted)")
+            .expression_attribute_values(":holder", s(holder))
+            .expression_attribute_values(":n", n(after.notifications))
+            .expression_attribute_values(":sent", n(after.sent))
+            .expression_attribute_values(":failed", n(after.failed))
+            .expression_attribute_values(":canceled", n(after.canceled));
+        if last {
+            lease = lease.expression_attribute_values(":at", at.clone());
+        }
+        let lease = lease.build().map_err(build_error)?;
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(operation_pk(account), chunk.operation)))
+            .update_expression("SET updated_at = :at ADD queued :minus, sent :sent, failed :failed, canceled :canceled")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", at)
+            .expression_attribute_values(":minus", delta(before.notifications, after.notifications)?)
+            .expression_attribute_values(":sent", delta(after.sent, before.sent)?)
+            .expression_attribute_values(":failed", delta(after.failed, before.failed)?)
+            .expression_attribute_values(":canceled", delta(after.canceled, before.canceled)?)
+            .build()
+            .map_err(build_error)?;
+        let items = vec![
+            TransactWriteItem::builder().update(lease).build(),
+            TransactWriteItem::builder().update(counters).build(),
+        ];
+        self.transact(items, 0, "count a chunk").await?;
+        if !last {
+            let op = self.get(key(operation_pk(account), chunk.operation)).await?;
+            let op = op.ok_or_else(|| StoreError::Unexpected("chunk without its operation".into()))?;
+            return Ok(Finished { operation: read_operation(op)?, completed: false });
+        }
+        self.complete_if_done(account, chunk.operation).await
     }
 
     async fn cancel_operation(

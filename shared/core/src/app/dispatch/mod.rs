@@ -1,6 +1,11 @@
 //! Dispatch: process one queued chunk. The dispatch Lambda and the local worker both call
 //! [`process_chunk`].
 //!
+//! A chunk of an immediate send goes through [`leased`]: one lease per chunk, each
+//! notification stored once when decided, the chunk's outcomes counted once. A chunk of a
+//! scheduled send (whose notifications exist SCHEDULED from the send on) goes recipient by
+//! recipient, as below.
+//!
 //! Per recipient: render → create the notification idempotently (deterministic id) → claim it →
 //! deliver → record the final status and the operation's counters in one atomic step. A chunk
 //! processed twice finds its notifications final or claimed and sends nothing twice (promise 3).
@@ -11,10 +16,12 @@
 
 //!
 //! [`messages`] turns queue messages into chunks, releases and webhook posts; this module
-//! processes a chunk; [`recipient`] takes one recipient from render to final status;
+//! processes a chunk; [`leased`] an immediate send's chunk; [`recipient`] takes one recipient
+//! from render to final status;
 //! [`cancel_watch`] lets every claim see a cancel that came before it.
 
 mod cancel_watch;
+mod leased;
 mod messages;
 mod recipient;
 
@@ -100,6 +107,9 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
     };
     let compiled = Arc::new(compiled);
     let ctx = Ctx { deps, chunk, compiled: &compiled, credentials: &credentials, receive_count, watch: &watch };
+    if chunk.scheduled_for.is_none() {
+        return leased::process(&ctx).await;
+    }
     let limit = deps.settings.delivery_concurrency.max(1);
     let mut pending = FuturesUnordered::new();
     let mut recipients = chunk.recipients.iter();

@@ -35,7 +35,7 @@ pub(super) enum Outcome {
 }
 
 /// One recipient's rendered content and tags, or why rendering failed.
-type Rendered = Result<(Arc<crate::domain::Content>, std::collections::BTreeMap<String, String>), String>;
+pub(super) type Rendered = Result<(Arc<crate::domain::Content>, std::collections::BTreeMap<String, String>), String>;
 
 pub(super) type ResolvedCredential = Option<(CredentialId, CredentialType, Arc<CredentialSecret>)>;
 
@@ -100,7 +100,7 @@ impl Ctx<'_> {
     }
 
     /// The record of `recipient`'s notification as first created.
-    fn record(
+    pub(super) fn record(
         &self,
         recipient: &ChunkRecipient,
         content: Arc<Content>,
@@ -136,10 +136,31 @@ impl Ctx<'_> {
         }
     }
 
+    /// The credential resolved for `recipient`'s provider, and the `from` its notification shows.
+    pub(super) fn sender(&self, recipient: &ChunkRecipient) -> (ResolvedCredential, Senders) {
+        let credential = self.credentials.get(&recipient.provider).cloned().flatten();
+        let from = match &credential {
+            Some((cid, _, _)) => match recipient.provider {
+                Provider::Apn => Senders { apn: Some(cid.clone()), fcm: None },
+                Provider::Fcm => Senders { apn: None, fcm: Some(cid.clone()) },
+            },
+            None => Senders::default(),
+        };
+        (credential, from)
+    }
+
+    /// The message of a recipient with no usable credential.
+    pub(super) fn no_credential_message(&self, recipient: &ChunkRecipient) -> String {
+        match self.chunk.senders.for_provider(recipient.provider) {
+            Some(cid) => format!("credential {cid} does not exist (or was deleted)"),
+            None => format!("no {} credential resolved for this send", recipient.provider.as_str()),
+        }
+    }
+
     /// Renders `recipient`'s content: templates on the CPU pool (fair between operations, off
     /// the async threads), plain content in place. `None`: the pool is shutting down, try again
     /// later.
-    async fn render(&self, recipient: &ChunkRecipient) -> Option<Rendered> {
+    pub(super) async fn render(&self, recipient: &ChunkRecipient) -> Option<Rendered> {
         match self.compiled.as_ref() {
             Err(e) => Some(Err(e.clone())),
             Ok(compiled) if !compiled.is_dynamic() => Some(compiled.render(&recipient.variables).map_err(|e| e.0)),
@@ -164,14 +185,7 @@ impl Ctx<'_> {
 
     async fn try_process(&self, recipient: &ChunkRecipient) -> Result<RecipientResult, StoreError> {
         let id = NotificationId::derive(self.chunk.operation_id, recipient.slot);
-        let credential = self.credentials.get(&recipient.provider).cloned().flatten();
-        let from = match &credential {
-            Some((cid, _, _)) => match recipient.provider {
-                Provider::Apn => Senders { apn: Some(cid.clone()), fcm: None },
-                Provider::Fcm => Senders { apn: None, fcm: Some(cid.clone()) },
-            },
-            None => Senders::default(),
-        };
+        let (credential, from) = self.sender(recipient);
         let Some(rendered) = self.render(recipient).await else {
             return Ok(RecipientResult::Retry(Duration::from_secs(5)));
         };
@@ -194,10 +208,7 @@ impl Ctx<'_> {
             return self.finish(id, self.failed(&from, ErrorCode::RenderFailed, message, None)).await;
         }
         let Some((credential_id, credential_type, secret)) = credential else {
-            let message = match self.chunk.senders.for_provider(recipient.provider) {
-                Some(cid) => format!("credential {cid} does not exist (or was deleted)"),
-                None => format!("no {} credential resolved for this send", recipient.provider.as_str()),
-            };
+            let message = self.no_credential_message(recipient);
             return self.finish(id, self.failed(&from, ErrorCode::NoCredential, message, None)).await;
         };
         let delivery = Delivery {
@@ -324,7 +335,7 @@ impl Ctx<'_> {
     }
 
     /// FAILED with `code`, by this dispatcher, now.
-    fn failed(&self, from: &Senders, code: ErrorCode, message: String, reason: Option<String>) -> Finish {
+    pub(super) fn failed(&self, from: &Senders, code: ErrorCode, message: String, reason: Option<String>) -> Finish {
         let error = DeliveryError::new(code, message, reason);
         Finish::by_dispatcher(NotificationStatus::Failed, from.clone(), Some(error), self.deps.clock.now())
     }
@@ -356,7 +367,7 @@ impl Ctx<'_> {
     /// Removes a dead device from the registration of the send's App that holds it. Best
     /// effort: the notification is final already, so a store failure here is logged and the
     /// device stays registered until its next send reports it again.
-    async fn forget_dead_device(&self, recipient: &ChunkRecipient) {
+    pub(super) async fn forget_dead_device(&self, recipient: &ChunkRecipient) {
         let Some(app) = &self.chunk.app else { return };
         let forgotten = crate::app::directory::forget_dead_device(
             self.deps,
@@ -373,7 +384,7 @@ impl Ctx<'_> {
 
     /// The pause after `attempt` failed tries: from `retry_base`, doubling; a pause longer than
     /// `max_inline_wait` goes back to the queue instead.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
         let settings = &self.deps.settings;
         Backoff::new(settings.max_attempts, settings.retry_base, Duration::MAX).wait(attempt)
     }

@@ -109,6 +109,74 @@ impl std::ops::Deref for Finished {
     }
 }
 
+/// One chunk of an operation, named by its first slot (the chunks of an operation hold
+/// disjoint slot ranges, so the first slot names one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkKey {
+    pub operation: OperationId,
+    pub first_slot: u32,
+}
+
+/// What asking for a chunk's lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The caller holds the chunk until the `until` it asked for. `fresh`: no pass ever held it,
+    /// so none of its notifications is stored yet. `counted`: what earlier passes added to the
+    /// operation's stats for this chunk.
+    Held { fresh: bool, counted: ChunkTally },
+    /// Another pass holds it until `until`.
+    Busy { until: Timestamp },
+    /// The chunk is counted: every one of its notifications is final and in the stats.
+    Counted,
+}
+
+/// A chunk's part of its operation's stats, added once when every recipient is final.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkTally {
+    /// Notifications of the chunk (all of them leave `queued`).
+    pub notifications: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+impl ChunkTally {
+    /// Counts one notification's final status (others are not counted: a tally is taken when
+    /// every notification is final).
+    pub fn add(&mut self, status: NotificationStatus) {
+        match status {
+            NotificationStatus::Sent => self.sent += 1,
+            NotificationStatus::Failed => self.failed += 1,
+            NotificationStatus::Canceled => self.canceled += 1,
+            NotificationStatus::Queued | NotificationStatus::Scheduled => return,
+        }
+        self.notifications += 1;
+    }
+}
+
+/// What a pass over a chunk adds to its operation's stats: its tally now (every notification of
+/// the chunk final so far) over the tally counted before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkCount {
+    /// Counted by earlier passes (from the lease).
+    pub before: ChunkTally,
+    /// Final now.
+    pub after: ChunkTally,
+    /// Every notification of the chunk is final: the chunk is done.
+    pub last: bool,
+}
+
+impl ChunkCount {
+    /// Applies the difference to `stats` (what [`PushWriter::count_chunk`] stores).
+    pub fn apply(&self, stats: &mut crate::domain::Stats) {
+        let (before, after) = (self.before, self.after);
+        stats.queued = stats.queued.saturating_sub(after.notifications.saturating_sub(before.notifications));
+        stats.sent += after.sent.saturating_sub(before.sent);
+        stats.failed += after.failed.saturating_sub(before.failed);
+        stats.canceled += after.canceled.saturating_sub(before.canceled);
+    }
+}
+
 /// Read access to notifications and operations (what fetch/list functions may do).
 #[async_trait]
 pub trait PushReader: Send + Sync {
@@ -125,6 +193,13 @@ pub trait PushReader: Send + Sync {
         filter: &NotificationFilter,
         page: &PageRequest,
     ) -> Result<Page<Notification>, StoreError>;
+    /// The stored ones of the notifications `ids` (read consistently; missing ones left out,
+    /// any order).
+    async fn get_notifications(
+        &self,
+        account: &AccountId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Notification>, StoreError>;
     /// The operation, or `None`.
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError>;
     /// Notifications of the account not yet final (queued or scheduled, counted from its open
@@ -189,9 +264,41 @@ pub trait PushWriter: PushReader {
     /// Gives a claim back (the notification stays QUEUED, to be retried).
     async fn release(&self, account: &AccountId, id: NotificationId) -> Result<(), StoreError>;
     /// Moves a claimed QUEUED notification to its final status and, in the same atomic step,
-    /// moves the operation's counters (completing it when nothing is left). `Conflict` if the
+    /// moves the operation's counters (completing it when nothing is left) — unless it was
+    /// stored by [`Self::store_decided`]: its chunk counts it. `Conflict` if the
     /// notification is already final. Returns the operation after the change (see [`Finished`]).
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError>;
+    /// Takes the lease of a chunk of an immediate send for `holder` until `until`, if it is not
+    /// counted and its lease is free, expired at `now`, or `holder`'s already (a renewal).
+    async fn lease_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<Lease, StoreError>;
+    /// Gives a lease back early (a redelivery need not wait for it to expire); nothing if
+    /// `holder` no longer holds it.
+    async fn release_chunk(&self, account: &AccountId, chunk: ChunkKey, holder: &str) -> Result<(), StoreError>;
+    /// Stores what a chunk's lease holder decided for some of its notifications: final ones,
+    /// and QUEUED ones waiting for the chunk's redelivery (replacing what is stored under
+    /// their ids). They are counted with their chunk ([`Self::count_chunk`]): a later
+    /// [`Self::finish`] of one of them (a cancel, the redelivery) moves no counter.
+    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError>;
+    /// Adds what a pass counted (`count.after` over `count.before`) to the operation's stats and
+    /// stores `count.after` as the chunk's counted tally, in one atomic step; with `count.last`
+    /// the chunk is done (its lease answers `Counted` from then on) and the operation completes
+    /// when nothing is left. `Conflict` if the chunk is done already or `holder` no longer holds
+    /// its lease.
+    async fn count_chunk(
+        &self,
+        account: &AccountId,
+        chunk: ChunkKey,
+        holder: &str,
+        count: ChunkCount,
+        at: Timestamp,
+    ) -> Result<Finished, StoreError>;
     /// Marks an operation CANCELED if it is SCHEDULED or PROCESSING with notifications not yet
     /// final (`scheduled` or `queued` above 0); returns it. `Conflict` otherwise (completed,
     /// canceled already, or everything final and about to complete); `None` if it is missing.
