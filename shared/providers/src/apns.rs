@@ -212,6 +212,10 @@ pub struct ApnsSender {
     /// the refused one's time, in the shared cache too.
     refused: Mutex<HashMap<CredentialId, DateTime<Utc>>>,
     shared: Option<Arc<dyn TokenCache>>,
+    /// One refresh at a time per credential: the deliveries that miss the local token together
+    /// (a cold process starting a chunk) wait for one look into the shared cache and one mint,
+    /// instead of each reading, minting and writing it.
+    refreshing: Mutex<HashMap<CredentialId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl ApnsSender {
@@ -229,6 +233,7 @@ impl ApnsSender {
             jwts: Mutex::default(),
             refused: Mutex::default(),
             shared: None,
+            refreshing: Mutex::default(),
         })
     }
 
@@ -242,6 +247,14 @@ impl ApnsSender {
     async fn jwt(&self, id: &CredentialId, key_id: &str, team_id: &str, pem: &str) -> Result<Arc<str>, String> {
         let now = Utc::now();
         let fresh = |t: &CachedJwt| now - t.minted_at < lifetime();
+        let local = self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?.get(id).cloned();
+        if let Some(cached) = local.filter(fresh) {
+            return Ok(cached.token);
+        }
+        let gate =
+            self.refreshing.lock().map_err(|_| "jwt cache poisoned".to_owned())?.entry(id.clone()).or_default().clone();
+        let _refreshing = gate.lock().await;
+        // Refreshed by the delivery this one waited for?
         let local = self.jwts.lock().map_err(|_| "jwt cache poisoned".to_owned())?.get(id).cloned();
         if let Some(cached) = local.filter(fresh) {
             return Ok(cached.token);

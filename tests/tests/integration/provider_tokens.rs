@@ -132,3 +132,59 @@ async fn two_credentials_with_the_same_apple_key_ids_never_share_a_cached_token(
     assert!(!matches!(outcome, DeliveryOutcome::Sent), "the stranger's own token is refused: {outcome:?}");
     assert_eq!(apns.distinct_jwts(), 2, "the stranger signed its own token instead of reusing the cached one");
 }
+
+/// A shared cache that counts its reads and writes (each one a DynamoDB request, and a write
+/// a KMS `GenerateDataKey` too, on AWS).
+#[derive(Default)]
+struct CountingCache {
+    inner: MemoryTokenCache,
+    gets: std::sync::atomic::AtomicUsize,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl TokenCache for CountingCache {
+    async fn get(&self, key: &str) -> Result<Option<SharedToken>, pushgate_core::app::ports::StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // As slow as a network round trip, so concurrent deliveries overlap here.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        token: SharedToken,
+        stale_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<SharedToken, pushgate_core::app::ports::StoreError> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.inner.put(key, token, stale_before).await
+    }
+}
+
+/// A cold dispatcher starting a chunk runs its deliveries concurrently: the first 100 with one
+/// key must share one look into the shared cache and one minted token, not race 100 times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_process_delivering_concurrently_reads_and_writes_the_shared_token_once() {
+    let apns = FakeApns::start_h2c().await;
+    let key = apns_signing_key("KEY1234567", "TEAM123456");
+    apns.register_signing_key(&key);
+    let cache = Arc::new(CountingCache::default());
+    let config = ProviderConfig { apns_endpoint: Some(apns.base_url()), ..ProviderConfig::default() };
+    let gateway = Arc::new(ProviderGateway::new(&config).expect("gateway builds").with_token_cache(cache.clone()));
+    let id = CredentialId::from_ulid(ulid::Ulid::generate());
+    let secret = secret_for(&key);
+
+    let deliveries = (0..100).map(|n| {
+        let (gateway, id, secret) = (gateway.clone(), id.clone(), secret.clone());
+        tokio::spawn(async move { deliver(&gateway, &id, &secret, n).await })
+    });
+    for outcome in futures::future::join_all(deliveries).await {
+        assert_eq!(outcome.expect("delivery ran"), DeliveryOutcome::Sent);
+    }
+    let (gets, puts) =
+        (cache.gets.load(std::sync::atomic::Ordering::SeqCst), cache.puts.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!((gets, puts), (1, 1), "one read and one write of the shared token");
+    assert_eq!(apns.distinct_jwts(), 1);
+}
