@@ -65,6 +65,7 @@ macro_rules! push_store_contract_tests {
             a_chunk_is_counted_once_into_its_operation_and_the_last_count_completes_it,
             a_notification_counted_with_its_chunk_moves_no_counter_when_canceled_or_finished,
             a_chunk_counts_only_for_its_lease_holder,
+            tags_indexed_per_operation_and_per_notification_list_together_newest_first_in_exact_pages,
         );
         $crate::push_store_contract_tests!(@checks $factory; [$(#[$race])*];
             concurrent_finishes_move_a_notification_once,
@@ -1116,13 +1117,13 @@ pub async fn decided_notifications_are_stored_as_given_and_read_back_by_id(store
     store.create_operation(&op).await.expect("created");
     let sent = decided(notification(&op, 0), NotificationStatus::Sent, t);
     let waiting = decided(notification(&op, 1), NotificationStatus::Queued, t);
-    store.store_decided(vec![sent.clone(), waiting.clone()]).await.expect("stored");
+    store.store_decided(vec![sent.clone(), waiting.clone()], false).await.expect("stored");
     let missing = NotificationId::derive(op.id, 2);
     let mut read = store.get_notifications(&account, &[waiting.id, missing, sent.id]).await.expect("read");
     read.sort_by_key(|n| n.id);
     assert_eq!(read, vec![sent.clone(), waiting.clone()]);
     let failed = decided(notification(&op, 1), NotificationStatus::Failed, t + Duration::seconds(1));
-    store.store_decided(vec![failed.clone()]).await.expect("stored again");
+    store.store_decided(vec![failed.clone()], false).await.expect("stored again");
     assert_eq!(store.get_notification(&account, failed.id).await.expect("read"), Some(failed.clone()));
     let by_tag = store.list_notifications(&account, &by_tags(&[("slot", "0")]), &page(10, None)).await.expect("listed");
     assert_eq!(ids(&by_tag.items), vec![sent.id], "decided notifications are in the tag index");
@@ -1176,7 +1177,7 @@ pub async fn a_notification_counted_with_its_chunk_moves_no_counter_when_cancele
     let op = operation(&account, t, 2);
     store.create_operation(&op).await.expect("created");
     let waiting: Vec<_> = (0..2).map(|slot| decided(notification(&op, slot), NotificationStatus::Queued, t)).collect();
-    store.store_decided(waiting.clone()).await.expect("stored");
+    store.store_decided(waiting.clone(), false).await.expect("stored");
     let canceled = store.finish(&account, waiting[0].id, cancel(t)).await.expect("canceled");
     assert_eq!(canceled.operation.stats, op.stats, "no counter moved");
     assert!(!canceled.completed);
@@ -1216,4 +1217,89 @@ pub async fn a_chunk_counts_only_for_its_lease_holder(store: Store) {
     assert_eq!(stored.stats, op.stats);
     let counted = store.count_chunk(&account, chunk, "new", last(1, 0, 0), later).await.expect("counted");
     assert!(counted.completed);
+}
+
+/// Notifications whose operation's tags are indexed once ([`PushWriter::index_operation_tags`])
+/// and notifications indexed one by one (created, or decided with their own tags) list together
+/// under a `tags` filter: newest first, each once, pages of exactly the size asked, with the
+/// other filters applied — also for two operations created in the same millisecond.
+pub async fn tags_indexed_per_operation_and_per_notification_list_together_newest_first_in_exact_pages(store: Store) {
+    let account = account();
+    let t = now();
+    let at = |ms: i64| t + Duration::milliseconds(ms);
+    let team = |name: &str| BTreeMap::from([("team".to_owned(), name.to_owned())]);
+    let mut expected_ids = Vec::new();
+    // Oldest: created one by one (the scheduled path), every other one in team x.
+    let created = operation(&account, at(0), 4);
+    store.create_operation(&created).await.expect("created");
+    for slot in 0..4 {
+        let mut n = notification(&created, slot);
+        n.tags = team(if slot % 2 == 0 { "x" } else { "y" });
+        store.create_notification(n.clone()).await.expect("created");
+        if slot % 2 == 0 {
+            expected_ids.push(n.id);
+        }
+    }
+    // Two operations of one millisecond, each with its tags indexed once: all in team x, and
+    // their notifications decided in batches, some QUEUED.
+    for _ in 0..2 {
+        let op = operation(&account, at(1), 5);
+        store.create_operation(&op).await.expect("created");
+        store.index_operation_tags(&account, op.id, &team("x")).await.expect("indexed");
+        let decided_ones: Vec<_> = (0..5)
+            .map(|slot| {
+                let status = if slot == 3 { NotificationStatus::Queued } else { NotificationStatus::Sent };
+                let mut n = decided(notification(&op, slot), status, at(1));
+                n.tags = team("x");
+                n
+            })
+            .collect();
+        store.store_decided(decided_ones.clone(), true).await.expect("stored");
+        expected_ids.extend(ids(&decided_ones));
+    }
+    // An operation whose tags are indexed once but in team y: never listed for team x.
+    let other = operation(&account, at(2), 2);
+    store.create_operation(&other).await.expect("created");
+    store.index_operation_tags(&account, other.id, &team("y")).await.expect("indexed");
+    let others: Vec<_> = (0..2)
+        .map(|slot| {
+            let mut n = decided(notification(&other, slot), NotificationStatus::Sent, at(2));
+            n.tags = team("y");
+            n
+        })
+        .collect();
+    store.store_decided(others, true).await.expect("stored");
+    // Newest: decided with tags of their own (templated tags), alternating teams.
+    let own = operation(&account, at(3), 4);
+    store.create_operation(&own).await.expect("created");
+    let owned: Vec<_> = (0..4)
+        .map(|slot| {
+            let mut n = decided(notification(&own, slot), NotificationStatus::Failed, at(3));
+            n.tags = team(if slot % 2 == 0 { "x" } else { "y" });
+            n
+        })
+        .collect();
+    store.store_decided(owned.clone(), false).await.expect("stored");
+    expected_ids.extend(owned.iter().filter(|n| n.tags == team("x")).map(|n| n.id));
+    expected_ids.sort_by(|a, b| b.cmp(a));
+
+    let filter = by_tags(&[("team", "x")]);
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let found = store.list_notifications(&account, &filter, &page(3, cursor.take())).await.expect("listed");
+        assert!(found.items.len() == 3 || found.next.is_none(), "pages are full until the last");
+        listed.extend(ids(&found.items));
+        match found.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(listed, expected_ids, "every team x notification once, newest first");
+
+    let queued = NotificationFilter { status: Some(NotificationStatus::Queued), ..by_tags(&[("team", "x")]) };
+    let found = store.list_notifications(&account, &queued, &page(10, None)).await.expect("listed");
+    // The two waiting ones of the operation-indexed sends, and the two created (QUEUED) in team x.
+    assert_eq!(found.items.len(), 4, "the other filters apply to operation-indexed notifications");
+    assert!(found.items.iter().all(|n| n.status == NotificationStatus::Queued));
 }

@@ -271,7 +271,21 @@ impl PushWriter for MemoryPushStore {
         Ok(())
     }
 
-    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError> {
+    /// Lists filter by the tags on each notification here: no index to keep.
+    async fn index_operation_tags(
+        &self,
+        _account: &AccountId,
+        _operation: OperationId,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn store_decided(
+        &self,
+        notifications: Vec<Notification>,
+        _tags_by_operation: bool,
+    ) -> Result<(), StoreError> {
         let mut inner = super::write(&self.inner)?;
         for n in notifications {
             let key = (n.account_id.clone(), n.id);

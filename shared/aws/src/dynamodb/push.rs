@@ -22,10 +22,12 @@
 //!   operation's ULID timestamp, so the operation's notifications are the `sk` range
 //!   `BETWEEN id(ts, 0) AND id(ts, max)` of the account's partition (other operations of the same
 //!   millisecond are filtered out on the item). No index needed.
-//! - `tags` filter: one small tag index item per tag of a notification (keys and `expiresAt`
-//!   only, no copy of the notification). The key is prefixed with its length in bytes, so keys
-//!   and values holding `=`, `:` or `#` cannot make two tags share a partition. Tags never
-//!   change after create, so the index items are never updated.
+//! - `tags` filter: the tag's index partition holds small entries (keys and `expiresAt`, no
+//!   copy of the notification): one per operation whose tags are the same for every
+//!   notification (sort key: its last possible notification id, attribute `operation`; written
+//!   once per chunk pass), else one per tag of a notification (sort key: its id). The key is
+//!   prefixed with its length in bytes, so keys and values holding `=`, `:` or `#` cannot make
+//!   two tags share a partition. Tags never change after create, so entries are never updated.
 //! - `user` filter: the sparse `byUser` GSI. GSIs are eventually consistent on AWS (moto is
 //!   consistent); base-table reads and Queries are `ConsistentRead`, so a writer sees its writes.
 //! - `expiresAt` (number, epoch seconds) = `createdAt` + 7 days on every item: the TTL attribute.
@@ -182,6 +184,16 @@ fn delta(after: u64, before: u64) -> Result<AttributeValue, StoreError> {
     Ok(n(signed(after)? - signed(before)?))
 }
 
+/// The attribute of an operation's tag index entry that names the operation.
+const TAGGED_OPERATION: &str = "operation";
+
+/// The sort key of an operation's tag index entry: the id of its last possible notification,
+/// so the entry sorts among notification entries exactly where its notifications do
+/// (`NotificationId::derive` gives each operation its own contiguous id range).
+fn operation_tag_sort_key(operation: OperationId) -> String {
+    NotificationId::derive(operation, u32::MAX).to_string()
+}
+
 /// The attribute marking a notification stored by `store_decided` (counted with its chunk).
 const CHUNK_COUNTED: &str = "chunkCounted";
 
@@ -292,8 +304,6 @@ pub(super) fn error_value(error: Option<&DeliveryError>) -> Result<AttributeValu
 enum Hits {
     /// The records themselves.
     Records,
-    /// Index items whose sort key is the sort key of a record in this partition (of the table).
-    PointersInto(String),
 }
 
 /// One Query range: the partition, the inclusive `sk` bounds, and what it holds.
@@ -305,6 +315,60 @@ struct Range {
     low: String,
     high: String,
     hits: Hits,
+}
+
+/// The notifications a tag walk has found (newest first, ids strictly decreasing), up to one
+/// more than a page so it knows whether a next page exists.
+struct TaggedWalk<'a> {
+    found: Vec<Notification>,
+    want: usize,
+    /// More matches are known to follow what was found.
+    more: bool,
+    cursor: Option<NotificationId>,
+    filter: &'a NotificationFilter,
+}
+
+impl TaggedWalk<'_> {
+    fn full(&self) -> bool {
+        self.found.len() >= self.want
+    }
+
+    /// Keeps `n` if it is below the cursor and below everything kept so far (a notification
+    /// with both kinds of index entry is listed once).
+    fn push(&mut self, n: Notification) {
+        let below =
+            |id: NotificationId| self.cursor.is_none_or(|c| id < c) && self.found.last().is_none_or(|l| id < l.id);
+        if !self.full() && below(n.id) {
+            self.found.push(n);
+        }
+    }
+
+    fn push_all(&mut self, items: Vec<Notification>) {
+        for n in items {
+            self.push(n);
+        }
+    }
+
+    /// Keeps the resolved records of notification entries that pass the filter.
+    fn take(&mut self, records: Vec<Item>) -> Result<(), StoreError> {
+        for record in records {
+            let n = read_notification(record)?;
+            if self.filter.matches(&n) {
+                self.push(n);
+            }
+        }
+        Ok(())
+    }
+
+    /// The page: `size` notifications, and a cursor when more were found.
+    fn page(mut self, size: usize) -> Page<Notification> {
+        if self.found.len() > size || (self.more && !self.found.is_empty()) {
+            self.found.truncate(size);
+            let next = self.found.last().map(|n| n.id.to_string());
+            return Page { items: self.found, next };
+        }
+        Page { items: self.found, next: None }
+    }
 }
 
 /// Notifications and operations in one DynamoDB table (see the module docs).
@@ -363,10 +427,8 @@ impl DynamoPushStore {
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            let found = out.items.unwrap_or_default();
-            let found = match &range.hits {
-                Hits::Records => found,
-                Hits::PointersInto(partition) => self.resolve(partition, found, skip.as_deref()).await?,
+            let found = match range.hits {
+                Hits::Records => out.items.unwrap_or_default(),
             };
             for raw in found {
                 let item = read(raw)?;
@@ -385,6 +447,97 @@ impl DynamoPushStore {
                 _ => return Ok(Page { items, next: None }),
             }
         }
+    }
+
+    /// Notifications carrying every tag of `filter`, newest first, from the index partition
+    /// `partition` of its first tag. The partition holds two kinds of entry: one per notification
+    /// (sort key: its id) and one per operation whose notifications all carry the tag (sort key:
+    /// the operation's last possible notification id; its notifications are the contiguous id
+    /// range below it). Entries are read newest first; runs of notification entries are resolved
+    /// with `BatchGetItem`, an operation entry becomes a Query of its range of the account's
+    /// notification partition. The cursor is the last returned id, as everywhere: the walk starts
+    /// at the end of the cursor's operation range, so an operation entry above the cursor whose
+    /// notifications go on below it is found again.
+    async fn list_tagged(
+        &self,
+        account: &AccountId,
+        partition: String,
+        filter: &NotificationFilter,
+        cursor: Option<NotificationId>,
+        size: usize,
+    ) -> Result<Page<Notification>, StoreError> {
+        if partition.len() > MAX_PARTITION_KEY_BYTES {
+            // A tag too long to be a key was never stored (and DynamoDB would refuse the Query).
+            return Ok(Page { items: Vec::new(), next: None });
+        }
+        let (low, high) = NotificationId::range_of(filter.operation_id);
+        let high =
+            cursor.map_or(high, |c| high.min(NotificationId::from_ulid(ulid::Ulid(c.ulid().0 | u128::from(u32::MAX)))));
+        let notifications = notification_pk(account);
+        let skip = cursor.map(|c| c.to_string());
+        let mut walk = TaggedWalk { found: Vec::new(), want: size + 1, more: false, cursor, filter };
+        let limit = i32::try_from((size + 2).clamp(10, 1000)).unwrap_or(1000);
+        let mut start: Option<Item> = None;
+        'pages: loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(partition.clone()))
+                .expression_attribute_values(":low", s(low.to_string()))
+                .expression_attribute_values(":high", s(high.to_string()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            let mut pointers = Vec::new();
+            for entry in out.items.unwrap_or_default() {
+                let Some(AttributeValue::S(operation)) = entry.get(TAGGED_OPERATION) else {
+                    pointers.push(entry);
+                    continue;
+                };
+                let operation = OperationId::parse(operation)
+                    .map_err(|_| StoreError::Unexpected("a malformed operation tag index entry".into()))?;
+                let pending = std::mem::take(&mut pointers);
+                walk.take(self.resolve(&notifications, pending, skip.as_deref()).await?)?;
+                if walk.full() {
+                    break 'pages;
+                }
+                let first = NotificationId::derive(operation, 0);
+                let last = NotificationId::derive(operation, u32::MAX);
+                let range = Range {
+                    index: None,
+                    partition_attr: tables::PUSH_KEY.partition,
+                    partition: notifications.clone(),
+                    sort_attr: tables::PUSH_KEY.sort,
+                    low: first.to_string(),
+                    high: cursor.map_or(last, |c| c.min(last)).to_string(),
+                    hits: Hits::Records,
+                };
+                let keep = |n: &Notification| n.operation_id == operation && filter.matches(n);
+                let id_of = |n: &Notification| n.id.to_string();
+                let wanted = walk.want - walk.found.len();
+                let page = self.query_page(range, skip.clone(), read_notification, id_of, keep, wanted).await?;
+                walk.more = page.next.is_some();
+                walk.push_all(page.items);
+                if walk.more || walk.full() {
+                    break 'pages;
+                }
+            }
+            walk.take(self.resolve(&notifications, pointers, skip.as_deref()).await?)?;
+            if walk.full() {
+                break;
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(walk.page(size))
     }
 
     /// The records of `partition` the index items `hits` point to, in the order of `hits`,
@@ -598,29 +751,19 @@ impl PushReader for DynamoPushStore {
         let cursor = parse_cursor(&page.cursor, |c| NotificationId::parse(c).ok())?;
         let (low, high) = NotificationId::range_of(filter.operation_id);
         let high = cursor.map_or(high, |c| c.min(high));
-        let (index, partition_attr, partition, sort_attr, hits) = match (filter.tags.first(), &filter.user) {
-            (Some((k, v)), _) => (
-                None,
-                tables::PUSH_KEY.partition,
-                tag_pk(account, k, v),
-                tables::PUSH_KEY.sort,
-                Hits::PointersInto(notification_pk(account)),
-            ),
-            (None, Some(user)) => (
+        if let Some((k, v)) = filter.tags.first() {
+            return self.list_tagged(account, tag_pk(account, k, v), filter, cursor, page.size).await;
+        }
+        let (index, partition_attr, partition, sort_attr, hits) = match &filter.user {
+            Some(user) => (
                 Some(tables::BY_USER.name),
                 tables::BY_USER.key.partition,
                 user_pk(account, user),
                 tables::BY_USER.key.sort,
                 Hits::Records,
             ),
-            (None, None) => {
-                (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort, Hits::Records)
-            }
+            None => (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort, Hits::Records),
         };
-        if partition.len() > MAX_PARTITION_KEY_BYTES {
-            // A tag too long to be a key was never stored (and DynamoDB would refuse the Query).
-            return Ok(Page { items: Vec::new(), next: None });
-        }
         let (low, high) = (low.to_string(), high.to_string());
         let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
         let skip = cursor.map(|c| c.to_string());
@@ -703,7 +846,12 @@ impl PushWriter for DynamoPushStore {
                     Some(old) => Some(old.clone()),
                     None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
                 };
-                read_notification(stored.ok_or(StoreError::Conflict)?)?
+                let stored = stored.ok_or(StoreError::Conflict)?;
+                if matches!(stored.get(CHUNK_COUNTED), Some(AttributeValue::Bool(true))) {
+                    // Stored with its index by its chunk's holder.
+                    return Ok(read_notification(stored)?.status);
+                }
+                read_notification(stored)?
             }
         };
         // Also after a lost condition: a redelivery repairs an index write that was interrupted.
@@ -872,16 +1020,38 @@ impl PushWriter for DynamoPushStore {
         }
     }
 
-    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError> {
+    async fn store_decided(&self, notifications: Vec<Notification>, tags_by_operation: bool) -> Result<(), StoreError> {
         let mut writes = Vec::new();
         for notification in &notifications {
             let mut item = notification_item(notification)?;
             item.insert(CHUNK_COUNTED.to_owned(), AttributeValue::Bool(true));
-            for item in std::iter::once(item).chain(tag_index_items(notification)) {
+            let tags = if tags_by_operation { Vec::new() } else { tag_index_items(notification) };
+            for item in std::iter::once(item).chain(tags) {
                 let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
                 writes.push(WriteRequest::builder().put_request(put).build());
             }
         }
+        self.batch_write(writes).await
+    }
+
+    async fn index_operation_tags(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let created = Timestamp::from_timestamp_millis(operation.timestamp_ms() as i64)
+            .ok_or_else(|| StoreError::Unexpected("an operation id out of the time range".into()))?;
+        let writes = tags
+            .iter()
+            .map(|(k, v)| {
+                let mut item = key(tag_pk(account, k, v), operation_tag_sort_key(operation));
+                item.insert(TAGGED_OPERATION.to_owned(), s(operation.to_string()));
+                item.insert(tables::TTL_ATTRIBUTE.to_owned(), n(expires_at(&created)));
+                let put = PutRequest::builder().set_item(Some(item)).build().map_err(build_error)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.batch_write(writes).await
     }
 

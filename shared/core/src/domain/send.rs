@@ -183,6 +183,11 @@ impl CompiledContent {
         self.content_templates().chain(self.tags.iter().map(|(_, t)| t))
     }
 
+    /// Are the tags the same for every recipient (no tag value needs rendering)?
+    pub fn tags_are_static(&self) -> bool {
+        self.tags.iter().all(|(_, t)| !t.is_dynamic())
+    }
+
     /// Does any field need rendering per recipient?
     pub fn is_dynamic(&self) -> bool {
         self.dynamic

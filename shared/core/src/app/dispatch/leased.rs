@@ -75,6 +75,8 @@ struct Pass<'a, 'c> {
     lease: Held,
     decided: std::sync::Mutex<Vec<Notification>>,
     store_failed: AtomicBool,
+    /// The chunk's tags are the same for every recipient and indexed once for the operation.
+    tags_by_operation: bool,
 }
 
 /// Processes a chunk of an immediate send (see the module docs).
@@ -105,7 +107,16 @@ pub(super) async fn process(ctx: &Ctx<'_>) -> ChunkResult {
         lease: Held { key, holder, until: tokio::sync::Mutex::new(until), lost: AtomicBool::new(false) },
         decided: std::sync::Mutex::new(Vec::new()),
         store_failed: AtomicBool::new(false),
+        tags_by_operation: ctx.compiled.as_ref().as_ref().is_ok_and(|c| c.tags_are_static()),
     };
+    if pass.tags_by_operation
+        && !chunk.tags.is_empty()
+        && let Err(e) = deps.push.index_operation_tags(&chunk.account_id, chunk.operation_id, &chunk.tags).await
+    {
+        warn!(error = %e, "store unavailable; chunk goes back to the queue");
+        pass.release().await;
+        return ChunkResult::RetryAfter(Duration::from_secs(5));
+    }
     let stored = if fresh {
         HashMap::new()
     } else {
@@ -225,7 +236,7 @@ impl Pass<'_, '_> {
                     let record = self.record(
                         recipient,
                         self.ctx.chunk.content.clone(),
-                        Default::default(),
+                        self.ctx.chunk.tags.clone(),
                         Senders::default(),
                         NotificationStatus::Failed,
                         Some(error),
@@ -372,7 +383,7 @@ impl Pass<'_, '_> {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = self.ctx.deps.push.store_decided(batch).await {
+        if let Err(e) = self.ctx.deps.push.store_decided(batch, self.tags_by_operation).await {
             warn!(error = %e, "storing decided notifications failed");
             self.store_failed.store(true, Ordering::SeqCst);
         }

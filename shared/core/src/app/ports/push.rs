@@ -285,7 +285,18 @@ pub trait PushWriter: PushReader {
     /// and QUEUED ones waiting for the chunk's redelivery (replacing what is stored under
     /// their ids). They are counted with their chunk ([`Self::count_chunk`]): a later
     /// [`Self::finish`] of one of them (a cancel, the redelivery) moves no counter.
-    async fn store_decided(&self, notifications: Vec<Notification>) -> Result<(), StoreError>;
+    /// `tags_by_operation`: their tags are their operation's, indexed once by
+    /// [`Self::index_operation_tags`], so they need no index entries of their own.
+    async fn store_decided(&self, notifications: Vec<Notification>, tags_by_operation: bool) -> Result<(), StoreError>;
+    /// Indexes every notification of `operation` under each of `tags` at once (for a `tags`
+    /// filter), when the tags are the same for all of them: one index entry per tag for the
+    /// operation instead of one per notification. Idempotent.
+    async fn index_operation_tags(
+        &self,
+        account: &AccountId,
+        operation: OperationId,
+        tags: &std::collections::BTreeMap<String, String>,
+    ) -> Result<(), StoreError>;
     /// Adds what a pass counted (`count.after` over `count.before`) to the operation's stats and
     /// stores `count.after` as the chunk's counted tally, in one atomic step; with `count.last`
     /// the chunk is done (its lease answers `Counted` from then on) and the operation completes
