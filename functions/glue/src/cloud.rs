@@ -287,6 +287,75 @@ pub mod ports {
     pub const DISPATCH: u8 = QUEUE | EVENTS | SECRETS | PROVIDERS;
 }
 
+/// The DynamoDB client every store uses, with retries sized for DynamoDB's per-partition
+/// limits rather than the SDK's defaults (3–4 attempts from a shared quota of 100 retries).
+///
+/// A send puts most of its writes on a few partition keys (the account's notifications, the
+/// operation), so under load DynamoDB throttles them, and every concurrent finish meets the
+/// others on the operation item. Each throttle or conflict the client gives up on becomes a
+/// store error, the recipient goes back to the queue, and its chunk comes back only after the
+/// visibility timeout — by then the claim has expired and the notification, already delivered,
+/// is delivered again. So the client retries what DynamoDB asks to be retried, long enough for a
+/// key's capacity to come back:
+/// - up to [`DYNAMO_ATTEMPTS`] attempts, exponential backoff with full jitter from 50 ms up to
+///   2 s (throttles clear within the second; a long wait holds a Lambda for nothing);
+/// - its own retry quota, large enough for every call a dispatcher has in flight to be
+///   retrying at once ([`DYNAMO_RETRY_QUOTA`]): the default quota is shared per region and
+///   empties after 100 throttle retries, after which every throttle fails at once;
+/// - a `TransactWriteItems` cancelled only for `ThrottlingError` or `TransactionConflict`, which
+///   DynamoDB says to retry (the transaction changed nothing, and its conditions are evaluated
+///   again), is retried like a throttle; a cancellation with any other reason (a failed
+///   condition) is not.
+pub fn dynamo_client(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::{RetryConfig, RetryPartition, TokenBucket};
+    use std::time::Duration;
+    let retry = RetryConfig::standard()
+        .with_max_attempts(DYNAMO_ATTEMPTS)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(2));
+    let quota = TokenBucket::builder().capacity(DYNAMO_RETRY_QUOTA).build();
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .retry_config(retry)
+        .retry_partition(RetryPartition::custom("pushgate-dynamodb").token_bucket(quota).build())
+        .retry_classifier(CancelledForCapacity)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// Attempts of one DynamoDB call, the first included.
+pub const DYNAMO_ATTEMPTS: u32 = 10;
+
+/// Retry tokens of the DynamoDB client: a throttle retry costs 5, and a dispatcher has up to 10
+/// messages × 128 recipients in flight, each with one call at a time.
+pub const DYNAMO_RETRY_QUOTA: usize = 10 * 128 * 5;
+
+/// Retries a `TransactWriteItems` that DynamoDB cancelled for capacity or a conflict only.
+#[derive(Debug)]
+struct CancelledForCapacity;
+
+impl aws_sdk_dynamodb::config::retry::ClassifyRetry for CancelledForCapacity {
+    fn classify_retry(
+        &self,
+        ctx: &aws_sdk_dynamodb::config::interceptors::InterceptorContext,
+    ) -> aws_sdk_dynamodb::config::retry::RetryAction {
+        use aws_sdk_dynamodb::config::retry::RetryAction;
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let Some(Err(error)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let cancelled = error.as_operation_error().and_then(|e| e.downcast_ref::<TransactWriteItemsError>());
+        let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) = cancelled else {
+            return RetryAction::NoActionIndicated;
+        };
+        let codes: Vec<&str> = cancel.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None")).collect();
+        let retryable = codes.iter().all(|c| matches!(*c, "None" | "ThrottlingError" | "TransactionConflict"))
+            && codes.iter().any(|c| *c != "None");
+        if retryable { RetryAction::throttling_error() } else { RetryAction::NoActionIndicated }
+    }
+
+    fn name(&self) -> &'static str {
+        "pushgate: transaction cancelled for capacity or a conflict"
+    }
+}
+
 /// Every port wired (local AWS mode, the tests).
 pub fn build_deps(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigError> {
     wire::<{ ports::ALL }>(config, sdk)
@@ -297,7 +366,7 @@ pub fn build_deps(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigE
 /// port left out refuses with an error naming it).
 pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<Deps, ConfigError> {
     let has = |port: u8| PORTS & port != 0;
-    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let dynamo = dynamo_client(sdk);
     let secrets: Arc<dyn SecretBox> = match &config.kms_key_id {
         _ if !has(ports::SECRETS) => Arc::new(Missing("this function does not use credential secrets")),
         Some(key) => Arc::new(KmsEnvelopeBox::new(aws_sdk_kms::Client::new(sdk), key.clone())),

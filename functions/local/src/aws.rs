@@ -72,7 +72,7 @@ pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result
         |what: &'static str| move |e: StoreError| ConfigError::new(what, format!("cannot prepare it: {e}"));
     let (prefix, queue_name, key_id) = (&names.table_prefix, &names.queue_name, names.kms_key_id.clone());
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let dynamo = pushgate_glue::cloud::dynamo_client(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let tables = table_definitions(prefix);
     ensure_tables(&dynamo, &tables).await.map_err(unavailable("PUSHGATE_TABLE_PREFIX"))?;

@@ -15,14 +15,22 @@
 //! moto enforces no limit and reports no real consumed capacity: every unit is computed by the
 //! proxy from DynamoDB's published sizing rules (`meter::size`). Set-up is not metered.
 //!
+//! `--write-budget-wcu N` runs the send under the fault layer (`meter::fault`): N write units
+//! per second per partition key (`--burst-seconds S` of burst, default 1; `--conflicts off`
+//! leaves concurrent transactions alone), answered with DynamoDB's throttling and conflict
+//! errors; the report then adds what was throttled or conflicted and the time the send took
+//! beside the time the meter predicts at that budget.
+//!
 //! Needs moto: `AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_ACCESS_KEY_ID=test
 //! AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 cargo run --release -p pushgate-tests --bin
-//! pushgate-capacity -- [--recipients N] [--workers N] [--memory-mb MB]` (defaults: 200
-//! recipients, 4 queue consumers, 512 MB functions).
+//! pushgate-capacity -- [--recipients N] [--workers N] [--memory-mb MB] [--write-budget-wcu N
+//! [--burst-seconds S] [--conflicts on|off]]` (defaults: 200 recipients, 4 queue consumers,
+//! 512 MB functions, no fault layer).
 
 use anyhow::{Context as _, Result, bail};
+use pushgate_tests::meter::fault::FaultConfig;
 use pushgate_tests::meter::report::Report;
-use pushgate_tests::meter::run::{SERVE_ARG, measure, serve_local_aws};
+use pushgate_tests::meter::run::{Plan, SERVE_ARG, measure, serve_local_aws};
 
 /// The allocator `pushgate-local` runs with, so the CPU time measured is the one it spends.
 #[global_allocator]
@@ -35,6 +43,9 @@ async fn main() -> Result<()> {
         return serve_local_aws().await;
     }
     let (mut recipients, mut workers, mut memory_mb) = (200usize, 4usize, 512u64);
+    let (mut budget, mut burst, mut conflicts) = (None::<f64>, 1.0f64, true);
+    let usage = "usage: pushgate-capacity [--recipients N] [--workers N] [--memory-mb MB] [--write-budget-wcu N \
+                 [--burst-seconds S] [--conflicts on|off]]";
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
         let value = rest.next().with_context(|| format!("{flag} takes a number"))?;
@@ -42,17 +53,33 @@ async fn main() -> Result<()> {
             "--recipients" => recipients = value.parse().context("--recipients takes a number")?,
             "--workers" => workers = value.parse().context("--workers takes a number")?,
             "--memory-mb" => memory_mb = value.parse().context("--memory-mb takes a number")?,
-            _ => bail!("usage: pushgate-capacity [--recipients N] [--workers N] [--memory-mb MB]"),
+            "--write-budget-wcu" => budget = Some(value.parse().context("--write-budget-wcu takes a number")?),
+            "--burst-seconds" => burst = value.parse().context("--burst-seconds takes a number")?,
+            "--conflicts" => {
+                conflicts = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => bail!("--conflicts takes on or off"),
+                }
+            }
+            _ => bail!(usage),
         }
     }
     if !(1..=10_000).contains(&recipients) || workers == 0 {
         bail!("--recipients takes 1 to 10000, --workers at least 1");
     }
+    if budget.is_some_and(|b| b <= 0.0) || burst <= 0.0 {
+        bail!("--write-budget-wcu and --burst-seconds take positive numbers");
+    }
     if std::env::var("AWS_ENDPOINT_URL").is_err() {
         bail!("set AWS_ENDPOINT_URL (and test credentials) to a running moto server");
     }
     let exe = std::env::current_exe().context("this executable's path")?;
-    let measurement = measure(&exe, recipients, workers).await?;
+    let mut plan = Plan::new(recipients, workers);
+    if let Some(wcu) = budget {
+        plan = plan.with_faults(FaultConfig { burst_seconds: burst, conflicts, ..FaultConfig::write_budget(wcu) });
+    }
+    let measurement = measure(&exe, &plan).await?;
     print!("{}", Report::new(&measurement, memory_mb).render(&measurement));
     Ok(())
 }

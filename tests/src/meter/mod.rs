@@ -10,7 +10,10 @@
 //! (the item before a write, the item after an `UpdateItem`) the proxy reads from moto itself,
 //! with `GetItem`s it does not count. [`run`] drives a metered send end to end in local AWS
 //! mode; [`report`] turns the records into figures per notification and dollars per million.
+//! With a [`fault::FaultConfig`] the proxy also behaves as DynamoDB does under load: a write
+//! budget per partition key and conflicts between concurrent transactions ([`fault`]).
 
+pub mod fault;
 pub mod proxy;
 pub mod report;
 pub mod run;

@@ -5,6 +5,13 @@
 //! item after an update) go straight to the emulator and are not counted. They race with other
 //! writes of the same item only as concurrent requests race anyway: the sizes are exact for
 //! every item only one request writes at a time, and within a few bytes otherwise.
+//!
+//! Started with a [`FaultConfig`], the proxy first puts every write request to the fault layer
+//! ([`super::fault`]), with the items it writes and what the meter estimates they cost from the
+//! items before the write: a refused request is answered there (recorded with its status and no
+//! units) and never reaches the emulator; a `BatchWriteItem` admitted in part is forwarded
+//! without its refused entries, which come back in `UnprocessedItems`. Once the meter has priced
+//! a forwarded write, the buckets are charged what it really cost.
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
@@ -16,6 +23,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use super::fault::{FaultConfig, Faults, ItemKey, Refusal, Verdict, WriteItem};
 use super::size::{item_size, read_units, write_units};
 use super::{DynamoCall, IndexShape, ItemCost, Meter, Projection, Service, ServiceCall, TableShape};
 
@@ -27,6 +35,8 @@ pub struct MeterProxy {
     pub url: String,
     /// What it recorded.
     pub meter: Arc<Meter>,
+    /// The fault layer, when it was started with one.
+    pub faults: Option<Arc<Faults>>,
     upstream: Upstream,
     task: tokio::task::JoinHandle<()>,
 }
@@ -41,18 +51,24 @@ impl MeterProxy {
     /// Starts a proxy on a random local port in front of `upstream` (e.g. moto's
     /// `http://127.0.0.1:5000`).
     pub async fn start(upstream: &str) -> std::io::Result<MeterProxy> {
+        MeterProxy::start_with(upstream, None).await
+    }
+
+    /// Starts a proxy that also enforces `faults` (see [`super::fault`]), if any.
+    pub async fn start_with(upstream: &str, faults: Option<FaultConfig>) -> std::io::Result<MeterProxy> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr: SocketAddr = listener.local_addr()?;
         let meter = Arc::new(Meter::default());
         let upstream = Upstream::new(upstream)?;
-        let shared = Arc::new(Shared { upstream: upstream.clone(), meter: meter.clone() });
+        let faults = faults.map(|config| Arc::new(Faults::new(config)));
+        let shared = Arc::new(Shared { upstream: upstream.clone(), meter: meter.clone(), faults: faults.clone() });
         let app = axum::Router::new().fallback(handle).with_state(shared);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).into_future().await {
                 tracing::warn!(error = %e, "the metering proxy stopped");
             }
         });
-        Ok(MeterProxy { url: format!("http://{addr}"), meter, upstream, task })
+        Ok(MeterProxy { url: format!("http://{addr}"), meter, faults, upstream, task })
     }
 
     /// Calls DynamoDB's `api` on the emulator directly (not metered): for the report's own reads
@@ -152,6 +168,23 @@ impl Forwarded {
         response
     }
 
+    /// Adds `left` (table → write requests) to the answer's `UnprocessedItems`. The body
+    /// changes, so its checksum header goes.
+    fn add_unprocessed(&mut self, left: Map<String, Value>) {
+        let mut answer = self.json();
+        let Some(answer_map) = answer.as_object_mut() else { return };
+        let unprocessed = answer_map.entry("UnprocessedItems").or_insert_with(|| json!({}));
+        let Some(unprocessed) = unprocessed.as_object_mut() else { return };
+        for (table, writes) in left {
+            let entries = unprocessed.entry(table).or_insert_with(|| json!([]));
+            if let (Some(entries), Value::Array(writes)) = (entries.as_array_mut(), writes) {
+                entries.extend(writes);
+            }
+        }
+        self.body = Bytes::from(answer.to_string());
+        self.headers.remove("x-amz-crc32");
+    }
+
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or(Value::Null)
     }
@@ -177,6 +210,19 @@ fn is_hop_by_hop(name: &http::HeaderName) -> bool {
 struct Shared {
     upstream: Upstream,
     meter: Arc<Meter>,
+    faults: Option<Arc<Faults>>,
+}
+
+/// DynamoDB's answer for a request the fault layer refused.
+fn refusal(refusal: Refusal) -> Response {
+    let mut response = Response::new(Body::from(refusal.body.to_string()));
+    *response.status_mut() = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
+    if let Ok(id) = HeaderValue::from_str(&ulid::Ulid::generate().to_string()) {
+        headers.insert("x-amzn-requestid", id);
+    }
+    response
 }
 
 fn bad_gateway() -> Response {
@@ -262,7 +308,8 @@ enum WriteKind {
 }
 
 async fn dynamo(shared: &Shared, api: &str, parts: &http::request::Parts, body: Bytes) -> Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut body = body;
     let auth = parts.headers.get(header::AUTHORIZATION);
     let meter = &shared.meter;
     if api == "CreateTable"
@@ -270,12 +317,47 @@ async fn dynamo(shared: &Shared, api: &str, parts: &http::request::Parts, body: 
     {
         meter.register_table(&name, shape);
     }
-    let targets = write_targets(meter, api, &request);
-    let before =
+    let mut targets = write_targets(meter, api, &request);
+    let mut before =
         futures::future::join_all(targets.iter().map(|t| shared.upstream.get_item(&t.table, &t.key, auth))).await;
-    let Some(forwarded) = shared.upstream.forward(&parts.method, &parts.uri, &parts.headers, body).await else {
+    let mut admission = None;
+    let mut unprocessed = None;
+    if let Some(faults) = shared.faults.as_ref().filter(|_| !targets.is_empty()) {
+        let items: Vec<WriteItem> =
+            targets.iter().zip(&before).map(|(t, b)| fault_item(meter, t, b.as_ref())).collect();
+        match faults.judge(api, &items) {
+            Verdict::Refuse(answer) => {
+                let tables = tables_named(api, &request);
+                meter.record_dynamo(DynamoCall {
+                    api: api.to_owned(),
+                    tables,
+                    status: answer.status,
+                    items: Vec::new(),
+                });
+                return refusal(answer);
+            }
+            Verdict::Admit(admitted) => admission = Some(admitted),
+            Verdict::Partly { admission: admitted, refused } => {
+                let (kept, left) = split_batch(&request, &refused);
+                request = kept;
+                body = Bytes::from(request.to_string());
+                let keep = |n: &usize| !refused.contains(n);
+                targets = targets.into_iter().enumerate().filter(|(n, _)| keep(n)).map(|(_, t)| t).collect();
+                before = before.into_iter().enumerate().filter(|(n, _)| keep(n)).map(|(_, b)| b).collect();
+                unprocessed = Some(left);
+                admission = Some(admitted);
+            }
+        }
+    }
+    let Some(mut forwarded) = shared.upstream.forward(&parts.method, &parts.uri, &parts.headers, body).await else {
         return bad_gateway();
     };
+    if let Some(admitted) = admission.as_mut() {
+        admitted.release();
+    }
+    if let Some(left) = unprocessed {
+        forwarded.add_unprocessed(left);
+    }
     let response = forwarded.json();
     let mut items = Vec::new();
     if forwarded.consumed() {
@@ -292,12 +374,12 @@ async fn dynamo(shared: &Shared, api: &str, parts: &http::request::Parts, body: 
         for ((target, before), after) in targets.iter().zip(&before).zip(&after) {
             let shape = meter.shape(&target.table);
             let after = if matches!(target.kind, WriteKind::Delete) { None } else { after.as_ref() };
-            // A write of an item that neither existed nor exists afterwards (a delete of nothing)
-            // still costs the minimum, on the key's partition.
-            let before = before.as_ref().or(if after.is_none() { Some(&target.key) } else { None });
-            items.extend(write_costs(&target.table, &shape, before, after, target.transactional));
+            items.extend(target_costs(&shape, target, before.as_ref(), after));
         }
         items.extend(read_costs(meter, api, &request, &response));
+    }
+    if let Some(admitted) = admission {
+        admitted.settle(&items);
     }
     meter.record_dynamo(DynamoCall {
         api: api.to_owned(),
@@ -306,6 +388,53 @@ async fn dynamo(shared: &Shared, api: &str, parts: &http::request::Parts, body: 
         items,
     });
     forwarded.into_response()
+}
+
+/// What writing `target` costs, from the item before and after the write.
+fn target_costs(
+    shape: &TableShape,
+    target: &WriteTarget,
+    before: Option<&Item>,
+    after: Option<&Item>,
+) -> Vec<ItemCost> {
+    // A write of an item that neither existed nor exists afterwards (a delete of nothing)
+    // still costs the minimum, on the key's partition.
+    let before = before.or(if after.is_none() { Some(&target.key) } else { None });
+    write_costs(&target.table, shape, before, after, target.transactional)
+}
+
+/// `target` as the fault layer judges it: its item, and what the meter expects it to cost
+/// before the write (a put writes its item; an update is priced on the item as it is).
+fn fault_item(meter: &Meter, target: &WriteTarget, before: Option<&Item>) -> WriteItem {
+    let shape = meter.shape(&target.table);
+    let after = match &target.kind {
+        WriteKind::Put(item) => Some(item.clone()),
+        WriteKind::Delete => None,
+        WriteKind::Update | WriteKind::ConditionCheck => Some(before.cloned().unwrap_or_else(|| target.key.clone())),
+    };
+    WriteItem {
+        key: ItemKey {
+            table: target.table.clone(),
+            partition: key_string(target.key.get(&shape.partition)),
+            sort: shape.sort.as_ref().map(|s| key_string(target.key.get(s))),
+        },
+        costs: target_costs(&shape, target, before, after.as_ref()),
+    }
+}
+
+/// A `BatchWriteItem` request without its entries numbered in `refused` (in [`batch_writes`]
+/// order), and those entries by table, as `UnprocessedItems` holds them.
+fn split_batch(request: &Value, refused: &[usize]) -> (Value, Map<String, Value>) {
+    let (mut kept, mut left) = (Map::new(), Map::new());
+    for (n, (table, write)) in batch_writes(request).into_iter().enumerate() {
+        let side = if refused.contains(&n) { &mut left } else { &mut kept };
+        if let Some(writes) = side.entry(table).or_insert_with(|| json!([])).as_array_mut() {
+            writes.push(write);
+        }
+    }
+    let mut kept_request = request.clone();
+    kept_request["RequestItems"] = Value::Object(kept);
+    (kept_request, left)
 }
 
 /// The table shape a `CreateTable` request declares.
@@ -404,28 +533,40 @@ fn write_targets(meter: &Meter, api: &str, request: &Value) -> Vec<WriteTarget> 
                 Some(single(kind, true, body))
             })
             .collect(),
-        "BatchWriteItem" => object(request.get("RequestItems"))
+        "BatchWriteItem" => batch_writes(request)
             .into_iter()
-            .flat_map(|(table, writes)| {
-                let shape = meter.shape(&table);
-                writes.as_array().cloned().unwrap_or_default().into_iter().filter_map(move |write| {
-                    if let Some(put) = write.get("PutRequest") {
-                        let item = object(put.get("Item"));
-                        Some(WriteTarget {
-                            table: table.clone(),
-                            key: key_of(&shape, &item),
-                            kind: WriteKind::Put(item),
-                            transactional: false,
-                        })
-                    } else {
-                        let key = object(write.get("DeleteRequest")?.get("Key"));
-                        Some(WriteTarget { table: table.clone(), key, kind: WriteKind::Delete, transactional: false })
+            .map(|(table, write)| match write.get("PutRequest") {
+                Some(put) => {
+                    let item = object(put.get("Item"));
+                    WriteTarget {
+                        key: key_of(&meter.shape(&table), &item),
+                        table,
+                        kind: WriteKind::Put(item),
+                        transactional: false,
                     }
-                })
+                }
+                None => {
+                    let key = object(write.get("DeleteRequest").and_then(|d| d.get("Key")));
+                    WriteTarget { table, key, kind: WriteKind::Delete, transactional: false }
+                }
             })
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The entries of a `BatchWriteItem` (table, `PutRequest` or `DeleteRequest`) in request order.
+fn batch_writes(request: &Value) -> Vec<(String, Value)> {
+    object(request.get("RequestItems"))
+        .into_iter()
+        .flat_map(|(table, writes)| {
+            let writes = writes.as_array().cloned().unwrap_or_default();
+            writes.into_iter().map(move |write| (table.clone(), write))
+        })
+        .filter(|(_, write)| {
+            write.get("PutRequest").is_some() || write.get("DeleteRequest").and_then(|d| d.get("Key")).is_some()
+        })
+        .collect()
 }
 
 fn tables_named(api: &str, request: &Value) -> Vec<String> {

@@ -309,6 +309,18 @@ impl Report {
         Report { summary, names, lambda, costs, stored_bytes_per_notification: stored }
     }
 
+    /// The busiest partition key by write units, and its WRU per notification.
+    pub fn busiest_write_key(&self) -> Option<(&String, f64)> {
+        Summary::busiest(&self.summary.by_partition, |l| l.wru).map(|(k, l)| (k, l.wru / self.summary.notifications))
+    }
+
+    /// The fewest seconds the send can take when every partition key gets `write_wcu` write
+    /// units per second: the busiest key's units over its budget (the burst left out).
+    pub fn predicted_seconds(&self, write_wcu: f64) -> Option<f64> {
+        let (_, per_notification) = self.busiest_write_key()?;
+        (write_wcu > 0.0).then(|| self.summary.notifications * per_notification / write_wcu)
+    }
+
     /// The notifications per second a partition limit allows for a load of `per_notification`.
     fn ceiling(limit: f64, per_notification: f64) -> String {
         if per_notification <= 0.0 { "unbounded".into() } else { format!("{:.0}", limit / per_notification) }
@@ -423,6 +435,45 @@ impl Report {
                     units / n,
                     Self::ceiling(capacity, units / n)
                 );
+            }
+        }
+
+        if let Some((config, counts)) = &m.faults {
+            let _ = writeln!(w);
+            let _ = writeln!(
+                w,
+                "Fault layer: {} WCU/s per partition key, {:.1} s of burst, {:?} throttling errors, transaction \
+                 conflicts {}",
+                config.write_wcu,
+                config.burst_seconds,
+                config.mode,
+                if config.conflicts { "on" } else { "off" }
+            );
+            let _ = writeln!(w, "  throttled requests: {}; conflicts: {}", counts.throttles(), counts.conflicts());
+            for ((api, kind), count) in &counts.by_api {
+                let _ = writeln!(w, "    {:<44} {count}", format!("{api} {}", kind.name()));
+            }
+            let sqs = |api: &str| s.services.get(&(Service::Sqs, api.to_owned())).cloned().unwrap_or_default();
+            let (queued, received) = (sqs("SendMessageBatch").entries, sqs("ReceiveMessage").received);
+            let _ = writeln!(
+                w,
+                "  queue: {queued} chunks sent, {received} received ({} redeliveries)",
+                received.saturating_sub(queued)
+            );
+            let elapsed = (m.wall_send + m.wall_dispatch).as_secs_f64();
+            match (self.busiest_write_key(), self.predicted_seconds(config.write_wcu)) {
+                (Some((key, units)), Some(predicted)) => {
+                    let _ = writeln!(
+                        w,
+                        "  took {elapsed:.1} s; the meter predicts ≥ {predicted:.1} s at this budget (busiest key {key}: \
+                         {units:.3} WRU/notification → ≤ {:.0} notifications/s), {:.2}× the prediction",
+                        config.write_wcu / units,
+                        elapsed / predicted
+                    );
+                }
+                _ => {
+                    let _ = writeln!(w, "  took {elapsed:.1} s");
+                }
             }
         }
 

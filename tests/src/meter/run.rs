@@ -7,7 +7,9 @@
 //! Set-up (tables, queue, key, account, credentials) happens through the proxy but before the
 //! meter starts; the send, the dispatch of every chunk and the deletes of the consumed messages
 //! are metered. Completion is read straight from moto (not metered), so watching the operation
-//! costs nothing.
+//! costs nothing. With a [`FaultConfig`] the proxy also enforces DynamoDB's write limits and
+//! transaction conflicts ([`super::fault`]) from the start (the set-up's few writes fit in the
+//! buckets' burst), and what it did is part of the measurement.
 
 use std::io::BufRead as _;
 use std::path::Path;
@@ -20,6 +22,7 @@ use pushgate_fakes::keys::{apns_signing_key, fcm_service_account};
 use pushgate_fakes::{FakeApns, FakeFcm};
 use serde_json::{Value, json};
 
+use super::fault::{FaultConfig, FaultCounts};
 use super::proxy::MeterProxy;
 use super::size::item_size;
 use super::{Records, Service};
@@ -99,9 +102,13 @@ pub struct Measurement {
     pub stored_bytes: u64,
     /// The operation item as stored at the end.
     pub operation_item: Value,
-    /// Notifications the fakes received.
+    /// Notifications the fakes accepted.
     pub delivered_apns: usize,
     pub delivered_fcm: usize,
+    /// The device token of every notification the fakes accepted, once per delivery.
+    pub delivered_tokens: Vec<String>,
+    /// The fault layer's budget and what it did, when it was on.
+    pub faults: Option<(FaultConfig, FaultCounts)>,
     /// The queue consumers pushgate ran.
     pub workers: usize,
 }
@@ -166,12 +173,39 @@ pub fn process_cpu(pid: u32) -> Result<Duration> {
     Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 1000 / TICKS_PER_SECOND))
 }
 
-/// Runs a metered send of `recipients` through `server_exe` (an executable that serves with
-/// [`SERVE_ARG`]), with `workers` queue consumers. Needs `AWS_ENDPOINT_URL` (moto) and test
-/// credentials in the environment.
-pub async fn measure(server_exe: &Path, recipients: usize, workers: usize) -> Result<Measurement> {
+/// What to measure: a send of `recipients` with `workers` queue consumers, optionally under the
+/// fault layer, given up on when the operation is not COMPLETED within `deadline`.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub recipients: usize,
+    pub workers: usize,
+    pub faults: Option<FaultConfig>,
+    pub deadline: Duration,
+}
+
+impl Plan {
+    /// `recipients` and `workers`, no fault layer, 600 s to complete.
+    pub fn new(recipients: usize, workers: usize) -> Plan {
+        Plan { recipients, workers, faults: None, deadline: Duration::from_secs(600) }
+    }
+
+    /// The same under the fault layer.
+    pub fn with_faults(self, faults: FaultConfig) -> Plan {
+        Plan { faults: Some(faults), ..self }
+    }
+
+    /// The same, given up on after `deadline`.
+    pub fn within(self, deadline: Duration) -> Plan {
+        Plan { deadline, ..self }
+    }
+}
+
+/// Runs the metered send `plan` says through `server_exe` (an executable that serves with
+/// [`SERVE_ARG`]). Needs `AWS_ENDPOINT_URL` (moto) and test credentials in the environment.
+pub async fn measure(server_exe: &Path, plan: &Plan) -> Result<Measurement> {
+    let (recipients, workers, faults) = (plan.recipients, plan.workers, plan.faults.clone());
     let moto = std::env::var("AWS_ENDPOINT_URL").context("AWS_ENDPOINT_URL must name a running moto server")?;
-    let proxy = MeterProxy::start(&moto).await.context("start the metering proxy")?;
+    let proxy = MeterProxy::start_with(&moto, faults).await.context("start the metering proxy")?;
     let apns = FakeApns::start_h2c().await;
     let fcm = FakeFcm::start_h2c().await;
     let key = apns_signing_key("KEY1234567", "TEAM123456");
@@ -243,7 +277,7 @@ pub async fn measure(server_exe: &Path, recipients: usize, workers: usize) -> Re
     let operation = answer["operationId"].as_str().context("operationId")?.to_owned();
     let key = json!({"pk": {"S": format!("OPERATION#{account}")}, "sk": {"S": operation}});
     let read = json!({"TableName": format!("{table_prefix}push"), "Key": key, "ConsistentRead": true});
-    let deadline = Instant::now() + Duration::from_secs(600);
+    let deadline = Instant::now() + plan.deadline;
     let mut operation_item = Value::Null;
     loop {
         if let Some(item) = proxy.dynamo_unmetered("GetItem", &read).await.and_then(|a| a.get("Item").cloned()) {
@@ -253,7 +287,8 @@ pub async fn measure(server_exe: &Path, recipients: usize, workers: usize) -> Re
             break;
         }
         if Instant::now() > deadline {
-            bail!("the operation did not complete within 600 s: {operation_item}");
+            let faults = proxy.faults.as_ref().map(|f| f.counts());
+            bail!("the operation did not complete within {:?}: {operation_item}; faults: {faults:?}", plan.deadline);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -290,6 +325,13 @@ pub async fn measure(server_exe: &Path, recipients: usize, workers: usize) -> Re
         operation_item,
         delivered_apns: apns.delivered_count(),
         delivered_fcm: fcm.delivered_count(),
+        delivered_tokens: apns
+            .delivered()
+            .into_iter()
+            .map(|r| r.device_token)
+            .chain(fcm.delivered().into_iter().map(|r| r.device_token))
+            .collect(),
+        faults: proxy.faults.as_ref().map(|f| (f.config().clone(), f.counts())),
         workers,
     })
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use pushgate_tests::emulator;
 use pushgate_tests::meter::proxy::{identify, query_partition, read_costs, shape_of_create_table, write_costs};
 use pushgate_tests::meter::report::{Names, Summary};
-use pushgate_tests::meter::run::measure;
+use pushgate_tests::meter::run::{Plan, measure};
 use pushgate_tests::meter::size::{item_size, number_size, read_units, value_size, write_units};
 use pushgate_tests::meter::{Meter, Service, TableShape};
 use serde_json::{Map, Value, json};
@@ -168,8 +168,8 @@ fn sqs_kms_and_scheduler_calls_are_told_apart() {
 async fn a_metered_send_writes_every_notification_to_the_push_table_and_completes_through_the_proxy() {
     let Some(_) = emulator().await else { return };
     let recipients = 20;
-    let m =
-        measure(Path::new(env!("CARGO_BIN_EXE_pushgate-capacity")), recipients, 2).await.expect("a metered send runs");
+    let exe = Path::new(env!("CARGO_BIN_EXE_pushgate-capacity"));
+    let m = measure(exe, &Plan::new(recipients, 2)).await.expect("a metered send runs");
 
     assert_eq!((m.status().as_str(), m.counter("sent")), ("COMPLETED", recipients as u64), "{}", m.operation_item);
     assert_eq!((m.delivered_apns, m.delivered_fcm), (recipients / 2, recipients / 2));

@@ -13,6 +13,7 @@ mod contract_dynamodb;
 mod contract_memory;
 mod delivery;
 mod directory_api;
+mod dynamodb_faults;
 mod hostile_input;
 mod hostile_templates;
 mod kms_moto;
