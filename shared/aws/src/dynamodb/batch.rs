@@ -19,8 +19,11 @@ const BATCH_GET_CONCURRENCY: usize = 16;
 /// Most items one `BatchWriteItem` call may write.
 pub(crate) const BATCH_WRITE_ITEMS: usize = 25;
 
-/// How a batch's leftovers are retried: 5 calls in all, pauses from 50 ms up to 1.6 s.
-const BATCH_RETRIES: Backoff = Backoff::new(5, Duration::from_millis(50), Duration::from_millis(1_600));
+/// How a batch's leftovers are retried: 12 calls in all, pauses from 50 ms doubling up to 2 s
+/// (about 12 s in all). DynamoDB leaves items unprocessed when their partition is over its
+/// throughput: waiting is how a hot key gets written, and giving up early costs more (the
+/// caller's whole batch comes back).
+const BATCH_RETRIES: Backoff = Backoff::new(12, Duration::from_millis(50), Duration::from_millis(2_000));
 
 /// Sends `request`, then what each call left unprocessed, as [`BATCH_RETRIES`] says; returns the items all calls returned. `send` makes one call and
 /// returns its items and its leftovers (`None` when everything was processed).

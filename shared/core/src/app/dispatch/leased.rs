@@ -51,6 +51,9 @@ use crate::domain::{
 /// Decided notifications stored per write (DynamoDB's `BatchWriteItem` takes 25 items).
 pub const DECIDED_BATCH: usize = 25;
 
+/// How long a pass keeps trying to store what it decided before giving the chunk back.
+const STORE_PATIENCE: Duration = Duration::from_secs(60);
+
 /// What one recipient came to in this pass.
 enum Step {
     /// Final: decided now (`new`) or found final from an earlier pass.
@@ -171,8 +174,7 @@ impl Pass<'_, '_> {
                 None => break,
             }
         }
-        let rest = std::mem::take(&mut *self.decided.lock().unwrap_or_else(|e| e.into_inner()));
-        self.store(rest).await;
+        self.store_the_rest().await;
         let ChunkTally { sent, failed, canceled, .. } = tally;
         if lost || self.lease.lost.load(Ordering::SeqCst) {
             warn!(sent, failed, canceled, "lost the chunk's lease; its new holder finishes it");
@@ -378,14 +380,41 @@ impl Pass<'_, '_> {
         Step::Final { status, new: true }
     }
 
-    /// Stores decided records; a failure keeps the chunk from being counted in this pass.
-    async fn store(&self, batch: Vec<Notification>) {
+    /// Stores decided records. On failure (a hot partition, an outage) they go back to the
+    /// buffer for the next store: they are delivered already, so dropping them would send them
+    /// again on the chunk's redelivery.
+    async fn store(&self, batch: Vec<Notification>) -> bool {
         if batch.is_empty() {
-            return;
+            return true;
         }
-        if let Err(e) = self.ctx.deps.push.store_decided(batch, self.tags_by_operation).await {
-            warn!(error = %e, "storing decided notifications failed");
-            self.store_failed.store(true, Ordering::SeqCst);
+        match self.ctx.deps.push.store_decided(batch.clone(), self.tags_by_operation).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, notifications = batch.len(), "storing decided notifications failed; trying again");
+                self.decided.lock().unwrap_or_else(|e| e.into_inner()).extend(batch);
+                false
+            }
+        }
+    }
+
+    /// Stores what is left in the buffer, trying again while the lease holds (renewed) and
+    /// within [`STORE_PATIENCE`]; past that the chunk is not counted in this pass.
+    async fn store_the_rest(&self) {
+        let started = tokio::time::Instant::now();
+        let mut failures = 0;
+        loop {
+            let rest = std::mem::take(&mut *self.decided.lock().unwrap_or_else(|e| e.into_inner()));
+            if self.store(rest).await {
+                return;
+            }
+            failures += 1;
+            let held = matches!(self.hold().await, Ok(true));
+            if !held || started.elapsed() > STORE_PATIENCE {
+                error!(failures, "could not store decided notifications; their chunk goes back to the queue");
+                self.store_failed.store(true, Ordering::SeqCst);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500 << failures.min(4))).await;
         }
     }
 
