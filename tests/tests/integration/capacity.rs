@@ -175,10 +175,10 @@ async fn a_metered_send_writes_every_notification_to_the_push_table_and_complete
     assert_eq!((m.delivered_apns, m.delivered_fcm), (recipients / 2, recipients / 2));
     let all = m.all();
     let push = format!("{}push", m.table_prefix);
-    let notifications = format!("NOTIFICATION#{}", m.account);
+    let notifications = format!("NOTIFICATION#{}#", m.account);
     let mut written: std::collections::BTreeMap<String, f64> = Default::default();
     for item in all.dynamo.iter().flat_map(|c| &c.items) {
-        if item.table == push && item.index.is_none() && item.partition == notifications && item.wru > 0.0 {
+        if item.table == push && item.index.is_none() && item.partition.starts_with(&notifications) && item.wru > 0.0 {
             *written.entry(item.sort.clone().unwrap_or_default()).or_default() += item.wru;
         }
     }

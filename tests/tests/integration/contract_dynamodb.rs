@@ -75,9 +75,10 @@ async fn dynamodb_items_expire_seven_days_after_creation() {
     assert_eq!(ttl.attribute_name(), Some("expiresAt"));
     assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
     let want = AttributeValue::N((created + RETENTION).timestamp().to_string());
-    for (pk, sk) in
-        [(format!("NOTIFICATION#{account}"), n.id.to_string()), (format!("OPERATION#{account}"), op.id.to_string())]
-    {
+    for (pk, sk) in [
+        (pushgate_aws::dynamodb::notification_pk(&account, n.id), n.id.to_string()),
+        (format!("OPERATION#{account}"), op.id.to_string()),
+    ] {
         let item = client
             .get_item()
             .table_name(&table)

@@ -27,7 +27,7 @@ pub mod tables;
 
 pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
 pub use directory::DynamoDirectoryStore;
-pub use push::DynamoPushStore;
+pub use push::{DynamoPushStore, notification_pk};
 pub use tables::{TableDefinition, create_tables, table_definitions};
 
 pub(crate) use batch::batch_get_items;

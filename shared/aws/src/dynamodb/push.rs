@@ -6,7 +6,7 @@
 //!
 //! | item | `pk` | `sk` | `gsi1pk` / `gsi1sk` (`byUser`) |
 //! |---|---|---|---|
-//! | notification | `NOTIFICATION#{account}` | notification id | `USER#{account}#{user}` / notification id, only when addressed to a User |
+//! | notification | `NOTIFICATION#{account}#{shard:02}` (32 shards, from the id) | notification id | `USER#{account}#{user}` / notification id, only when addressed to a User |
 //! | operation | `OPERATION#{account}` | operation id | — |
 //! | tag index | `TAG#{account}#{len(key)}:{key}={value}` | notification id | — |
 //! | stored chunk of a scheduled send | `SCHEDULED#{account}#{operation}` | `{instant:02}#{index:05}` | — |
@@ -18,10 +18,13 @@
 //! - Ids are `prefix` + lowercase ULID; the Crockford alphabet is in ASCII order and the length
 //!   is fixed, so the string order of `sk` is time order. Lists are Queries on one partition with
 //!   `ScanIndexForward = false` (newest first) — never Scans.
-//! - `operationId` filter: `NotificationId::derive` puts every notification of an operation at the
-//!   operation's ULID timestamp, so the operation's notifications are the `sk` range
-//!   `BETWEEN id(ts, 0) AND id(ts, max)` of the account's partition (other operations of the same
-//!   millisecond are filtered out on the item). No index needed.
+//! - An account's notifications are spread over [`NOTIFICATION_SHARDS`] partitions (the shard
+//!   comes from the id: a fetch is one `GetItem`), so no partition key takes more than 1/32 of
+//!   an account's notification writes. Lists without a user or tag filter merge the shards
+//!   newest first, reading each a few items at a time as the merge needs them.
+//! - `operationId` filter: `NotificationId::derive` gives an operation's notifications one
+//!   contiguous id range (its timestamp, a 48-bit hash of its id, the slot), so they are that
+//!   `sk` range of every shard. No index needed.
 //! - `tags` filter: the tag's index partition holds small entries (keys and `expiresAt`, no
 //!   copy of the notification): one per operation whose tags are the same for every
 //!   notification (sort key: its last possible notification id, attribute `operation`; written
@@ -52,13 +55,13 @@
 //! millisecond) are applied in code on the decoded item, with the same predicate as the memory
 //! store.
 //!
-//! Which partition a page Queries: with tags, the tag index partition of the first tag (exact
-//! and read consistently, so it wins over `user`); else with `user`, the `byUser` GSI; else the
-//! account's notification partition. The tag index holds ids, not notifications: each Query page
-//! of index items is resolved with `BatchGetItem` (≤ 100 keys per call, the calls in parallel,
-//! `ConsistentRead`, unprocessed keys retried with backoff), in the Query's order, skipping ids
-//! whose notification is gone; then the page loop above goes on unchanged, with the same
-//! cursor, the same `sk` bounds and the same predicate.
+//! Which partitions a page Queries: with tags, the tag index partition of the first tag (exact
+//! and read consistently, so it wins over `user`; see `list_tagged`); else with `user`, the
+//! `byUser` GSI; else the account's notification shards, merged. Notification entries of the
+//! tag index hold ids, not notifications: runs of them are resolved with `BatchGetItem` (≤ 100
+//! keys per call, the calls in parallel, `ConsistentRead`, unprocessed keys retried with
+//! backoff), in the Query's order, skipping ids whose notification is gone; an operation entry
+//! becomes a merge of its id range over the shards.
 //!
 //! # Writes
 //!
@@ -107,7 +110,7 @@
 //! SDK errors: a lost condition → `Conflict`; throttling, 5xx, timeouts and dispatch failures →
 //! `Unavailable`; anything else → `Unexpected`. No SDK type leaves `pushgate-aws`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -140,8 +143,40 @@ use pushgate_core::domain::{
     OperationStatus, Senders, Timestamp, UserId,
 };
 
-fn notification_pk(account: &AccountId) -> String {
-    format!("NOTIFICATION#{account}")
+/// How many partitions an account's notifications are spread over: a notification is one write
+/// of about 1 WRU, so each partition key takes 1/32 ≈ 0.031 WRU per notification of the
+/// account, which keeps an account under DynamoDB's 1,000 WCU/s per key up to ~32,000
+/// notifications/s. Lists merge the partitions newest first.
+pub(crate) const NOTIFICATION_SHARDS: u32 = 32;
+
+/// The shard of a notification, from its id alone (so a fetch by id is one `GetItem`): the
+/// operation's 48-bit hash in the id plus the slot, so an operation's notifications go round
+/// the shards and the single notifications of many small sends spread by their operation.
+fn shard_of(id: NotificationId) -> u32 {
+    let bits = id.ulid().0;
+    let hash = (bits >> 32) as u64;
+    let slot = u64::from(bits as u32);
+    (hash.wrapping_add(slot) % u64::from(NOTIFICATION_SHARDS)) as u32
+}
+
+/// The partition of shard `shard` of the account's notifications.
+fn notification_shard_pk(account: &AccountId, shard: u32) -> String {
+    format!("NOTIFICATION#{account}#{shard:02}")
+}
+
+/// The partition of notification `id`.
+pub fn notification_pk(account: &AccountId, id: NotificationId) -> String {
+    notification_shard_pk(account, shard_of(id))
+}
+
+/// The key of notification `id`.
+fn notification_key(account: &AccountId, id: NotificationId) -> Item {
+    key(notification_pk(account, id), id)
+}
+
+/// Every partition of the account's notifications.
+fn notification_partitions(account: &AccountId) -> Vec<String> {
+    (0..NOTIFICATION_SHARDS).map(|shard| notification_shard_pk(account, shard)).collect()
 }
 
 fn operation_pk(account: &AccountId) -> String {
@@ -256,7 +291,7 @@ fn tag_index_items(notification: &Notification) -> Vec<Item> {
 pub(super) fn notification_item(n: &Notification) -> Result<Item, StoreError> {
     let mut item: Item = to_item(NotificationItem::from(n)).map_err(codec_error)?;
     let keys = NotificationKeys {
-        pk: notification_pk(&n.account_id),
+        pk: notification_pk(&n.account_id, n.id),
         sk: n.id.to_string(),
         gsi1pk: n.to.user_id.as_ref().map(|u| user_pk(&n.account_id, u)),
         gsi1sk: n.to.user_id.as_ref().map(|_| n.id.to_string()),
@@ -315,6 +350,14 @@ struct Range {
     low: String,
     high: String,
     hits: Hits,
+}
+
+/// One partition in a merge: what was read and not yet taken, and where its Query goes on.
+struct Source {
+    partition: String,
+    start: Option<Item>,
+    buffer: VecDeque<Notification>,
+    done: bool,
 }
 
 /// The notifications a tag walk has found (newest first, ids strictly decreasing), up to one
@@ -473,7 +516,6 @@ impl DynamoPushStore {
         let (low, high) = NotificationId::range_of(filter.operation_id);
         let high =
             cursor.map_or(high, |c| high.min(NotificationId::from_ulid(ulid::Ulid(c.ulid().0 | u128::from(u32::MAX)))));
-        let notifications = notification_pk(account);
         let skip = cursor.map(|c| c.to_string());
         let mut walk = TaggedWalk { found: Vec::new(), want: size + 1, more: false, cursor, filter };
         let limit = i32::try_from((size + 2).clamp(10, 1000)).unwrap_or(1000);
@@ -503,32 +545,23 @@ impl DynamoPushStore {
                 let operation = OperationId::parse(operation)
                     .map_err(|_| StoreError::Unexpected("a malformed operation tag index entry".into()))?;
                 let pending = std::mem::take(&mut pointers);
-                walk.take(self.resolve(&notifications, pending, skip.as_deref()).await?)?;
+                walk.take(self.resolve(account, pending, skip.as_deref()).await?)?;
                 if walk.full() {
                     break 'pages;
                 }
                 let first = NotificationId::derive(operation, 0);
                 let last = NotificationId::derive(operation, u32::MAX);
-                let range = Range {
-                    index: None,
-                    partition_attr: tables::PUSH_KEY.partition,
-                    partition: notifications.clone(),
-                    sort_attr: tables::PUSH_KEY.sort,
-                    low: first.to_string(),
-                    high: cursor.map_or(last, |c| c.min(last)).to_string(),
-                    hits: Hits::Records,
-                };
+                let range = (first, cursor.map_or(last, |c| c.min(last)));
                 let keep = |n: &Notification| n.operation_id == operation && filter.matches(n);
-                let id_of = |n: &Notification| n.id.to_string();
                 let wanted = walk.want - walk.found.len();
-                let page = self.query_page(range, skip.clone(), read_notification, id_of, keep, wanted).await?;
+                let page = self.merged_page(account, range, cursor, keep, wanted).await?;
                 walk.more = page.next.is_some();
                 walk.push_all(page.items);
                 if walk.more || walk.full() {
                     break 'pages;
                 }
             }
-            walk.take(self.resolve(&notifications, pointers, skip.as_deref()).await?)?;
+            walk.take(self.resolve(account, pointers, skip.as_deref()).await?)?;
             if walk.full() {
                 break;
             }
@@ -542,23 +575,114 @@ impl DynamoPushStore {
 
     /// The records of `partition` the index items `hits` point to, in the order of `hits`,
     /// without the cursor record `skip` and without those that are gone (expired).
-    async fn resolve(&self, partition: &str, hits: Vec<Item>, skip: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    async fn resolve(&self, account: &AccountId, hits: Vec<Item>, skip: Option<&str>) -> Result<Vec<Item>, StoreError> {
         let mut ids = hits
             .iter()
             .map(|hit| sort_key(hit).map(str::to_owned))
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| StoreError::Unexpected("an index item without a string sort key".into()))?;
         ids.retain(|id| Some(id.as_str()) != skip);
-        let found = self.batch_get(partition, &ids).await?;
+        let parsed = ids
+            .iter()
+            .map(|id| NotificationId::parse(id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| StoreError::Unexpected("a tag index entry that names no notification".into()))?;
+        let found = self.batch_get_notifications(account, &parsed).await?;
         let mut by_id: HashMap<String, Item> =
             found.into_iter().filter_map(|item| Some((sort_key(&item)?.to_owned(), item))).collect();
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
     }
 
-    /// The records of `partition` with the sort keys `sks`, read consistently, in any order;
-    /// missing ones are left out.
-    async fn batch_get(&self, partition: &str, sks: &[String]) -> Result<Vec<Item>, StoreError> {
-        batch_get_items(&self.client, &self.table, sks.iter().map(|sk| key(partition.to_owned(), sk)).collect()).await
+    /// The stored items of the notifications `ids`, read consistently, in any order; missing
+    /// ones are left out.
+    async fn batch_get_notifications(
+        &self,
+        account: &AccountId,
+        ids: &[NotificationId],
+    ) -> Result<Vec<Item>, StoreError> {
+        batch_get_items(&self.client, &self.table, ids.iter().map(|id| notification_key(account, *id)).collect()).await
+    }
+
+    /// Up to `size` notifications of the account with `low ≤ id ≤ high` that `keep` accepts,
+    /// newest first, skipping the cursor item `skip`, and the cursor of the next page: a merge
+    /// of the account's notification partitions. Each partition is read newest first a few
+    /// items at a time (a page's share of them plus some), only when the merge needs its next
+    /// item, so a page reads about `size` items plus a few per partition.
+    async fn merged_page(
+        &self,
+        account: &AccountId,
+        (low, high): (NotificationId, NotificationId),
+        skip: Option<NotificationId>,
+        keep: impl Fn(&Notification) -> bool,
+        size: usize,
+    ) -> Result<Page<Notification>, StoreError> {
+        let mut items = Vec::new();
+        if low > high {
+            return Ok(Page { items, next: None });
+        }
+        let partitions = notification_partitions(account);
+        let limit = i32::try_from(((size + 2) / partitions.len() + 8).clamp(10, 1000)).unwrap_or(1000);
+        let mut sources: Vec<Source> = partitions
+            .into_iter()
+            .map(|partition| Source { partition, start: None, buffer: VecDeque::new(), done: false })
+            .collect();
+        let (low, high) = (low.to_string(), high.to_string());
+        loop {
+            let refills = sources
+                .iter_mut()
+                .filter(|source| source.buffer.is_empty() && !source.done)
+                .map(|source| self.refill(source, (&low, &high), limit, skip, &keep));
+            try_join_all(refills).await?;
+            let newest = sources
+                .iter_mut()
+                .filter_map(|source| source.buffer.front().map(|n| n.id).map(|id| (id, source)))
+                .max_by_key(|(id, _)| *id);
+            let Some((_, source)) = newest else { return Ok(Page { items, next: None }) };
+            if items.len() == size {
+                let next = items.last().map(|n: &Notification| n.id.to_string());
+                return Ok(Page { items, next });
+            }
+            items.extend(source.buffer.pop_front());
+        }
+    }
+
+    /// Reads the next items of one partition of a merge until one is kept or the range ends.
+    async fn refill(
+        &self,
+        source: &mut Source,
+        (low, high): (&str, &str),
+        limit: i32,
+        skip: Option<NotificationId>,
+        keep: &impl Fn(&Notification) -> bool,
+    ) -> Result<(), StoreError> {
+        while source.buffer.is_empty() && !source.done {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+                .expression_attribute_values(":pk", s(source.partition.clone()))
+                .expression_attribute_values(":low", s(low))
+                .expression_attribute_values(":high", s(high))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(source.start.take())
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let n = read_notification(item)?;
+                if Some(n.id) != skip && keep(&n) {
+                    source.buffer.push_back(n);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => source.start = Some(k),
+                _ => source.done = true,
+            }
+        }
+        Ok(())
     }
 
     /// Puts the tag index items of `notification` (idempotent: the same items every time).
@@ -739,7 +863,7 @@ impl PushReader for DynamoPushStore {
         account: &AccountId,
         id: NotificationId,
     ) -> Result<Option<Notification>, StoreError> {
-        self.get(key(notification_pk(account), id)).await?.map(read_notification).transpose()
+        self.get(notification_key(account, id)).await?.map(read_notification).transpose()
     }
 
     async fn list_notifications(
@@ -754,18 +878,23 @@ impl PushReader for DynamoPushStore {
         if let Some((k, v)) = filter.tags.first() {
             return self.list_tagged(account, tag_pk(account, k, v), filter, cursor, page.size).await;
         }
-        let (index, partition_attr, partition, sort_attr, hits) = match &filter.user {
-            Some(user) => (
-                Some(tables::BY_USER.name),
-                tables::BY_USER.key.partition,
-                user_pk(account, user),
-                tables::BY_USER.key.sort,
-                Hits::Records,
-            ),
-            None => (None, tables::PUSH_KEY.partition, notification_pk(account), tables::PUSH_KEY.sort, Hits::Records),
+        let Some(user) = &filter.user else {
+            // An operation's notifications are exactly its own id range.
+            let (low, high) = match filter.operation_id {
+                Some(op) => (NotificationId::derive(op, 0), high.min(NotificationId::derive(op, u32::MAX))),
+                None => (low, high),
+            };
+            return self.merged_page(account, (low, high), cursor, |n| filter.matches(n), page.size).await;
         };
-        let (low, high) = (low.to_string(), high.to_string());
-        let range = Range { index, partition_attr, partition, sort_attr, low, high, hits };
+        let range = Range {
+            index: Some(tables::BY_USER.name),
+            partition_attr: tables::BY_USER.key.partition,
+            partition: user_pk(account, user),
+            sort_attr: tables::BY_USER.key.sort,
+            low: low.to_string(),
+            high: high.to_string(),
+            hits: Hits::Records,
+        };
         let skip = cursor.map(|c| c.to_string());
         let id_of = |n: &Notification| n.id.to_string();
         self.query_page(range, skip, read_notification, id_of, |n| filter.matches(n), page.size).await
@@ -776,8 +905,7 @@ impl PushReader for DynamoPushStore {
         account: &AccountId,
         ids: &[NotificationId],
     ) -> Result<Vec<Notification>, StoreError> {
-        let sks: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        self.batch_get(&notification_pk(account), &sks).await?.into_iter().map(read_notification).collect()
+        self.batch_get_notifications(account, ids).await?.into_iter().map(read_notification).collect()
     }
 
     async fn get_operation(&self, account: &AccountId, id: OperationId) -> Result<Option<Operation>, StoreError> {
@@ -844,7 +972,7 @@ impl PushWriter for DynamoPushStore {
                 };
                 let stored = match lost.item() {
                     Some(old) => Some(old.clone()),
-                    None => self.get(key(notification_pk(&n.account_id), n.id)).await?,
+                    None => self.get(notification_key(&n.account_id, n.id)).await?,
                 };
                 let stored = stored.ok_or(StoreError::Conflict)?;
                 if matches!(stored.get(CHUNK_COUNTED), Some(AttributeValue::Bool(true))) {
@@ -869,7 +997,7 @@ impl PushWriter for DynamoPushStore {
         let request = self
             .client
             .update_item()
-            .set_key(Some(key(notification_pk(account), id)))
+            .set_key(Some(notification_key(account, id)))
             .update_expression("SET claimUntil = :until")
             .condition_expression(
                 "attribute_exists(pk) AND #status = :queued AND (attribute_not_exists(claimUntil) OR claimUntil <= :now)",
@@ -886,7 +1014,7 @@ impl PushWriter for DynamoPushStore {
         let request = self
             .client
             .update_item()
-            .set_key(Some(key(notification_pk(account), id)))
+            .set_key(Some(notification_key(account, id)))
             .update_expression("REMOVE claimUntil")
             .condition_expression("attribute_exists(pk)");
         match self.update(request, "UpdateItem (release)").await {
@@ -896,7 +1024,7 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn finish(&self, account: &AccountId, id: NotificationId, finish: Finish) -> Result<Finished, StoreError> {
-        let item = self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?;
+        let item = self.get(notification_key(account, id)).await?.ok_or(StoreError::Conflict)?;
         let counted_with_chunk = matches!(item.get(CHUNK_COUNTED), Some(AttributeValue::Bool(true)));
         let stored = read_notification(item)?;
         let from = stored.status;
@@ -909,7 +1037,7 @@ impl PushWriter for DynamoPushStore {
         };
         let mut notification = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(notification_pk(account), id)))
+            .set_key(Some(notification_key(account, id)))
             .update_expression(
                 "SET #status = :to, #from = :from, #error = :error, updated_at = :at, completed_at = :at \
                  REMOVE claimUntil",
@@ -932,7 +1060,7 @@ impl PushWriter for DynamoPushStore {
             let mut request = self
                 .client
                 .update_item()
-                .set_key(Some(key(notification_pk(account), id)))
+                .set_key(Some(notification_key(account, id)))
                 .update_expression(
                     "SET #status = :to, #from = :from, #error = :error, updated_at = :at, completed_at = :at \
                      REMOVE claimUntil",
@@ -1144,15 +1272,14 @@ impl PushWriter for DynamoPushStore {
     }
 
     async fn promote(&self, account: &AccountId, id: NotificationId, at: Timestamp) -> Result<bool, StoreError> {
-        let stored =
-            read_notification(self.get(key(notification_pk(account), id)).await?.ok_or(StoreError::Conflict)?)?;
+        let stored = read_notification(self.get(notification_key(account, id)).await?.ok_or(StoreError::Conflict)?)?;
         if stored.status != NotificationStatus::Scheduled {
             return Err(StoreError::Conflict);
         }
         let at_value = timestamp_value(at)?;
         let notification = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(key(notification_pk(account), id)))
+            .set_key(Some(notification_key(account, id)))
             .update_expression("SET #status = :queued, updated_at = :at")
             .condition_expression("#status = :scheduled")
             .expression_attribute_names("#status", "status")
@@ -1260,6 +1387,37 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
+
+    #[test]
+    fn an_operations_notifications_go_round_every_shard_evenly() {
+        let op = OperationId::from_ulid(ulid::Ulid::from_parts(1_780_000_000_000, 42));
+        let mut per_shard = vec![0u32; NOTIFICATION_SHARDS as usize];
+        for slot in 0..NOTIFICATION_SHARDS * 100 {
+            per_shard[shard_of(NotificationId::derive(op, slot)) as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|n| *n == 100), "{per_shard:?}");
+    }
+
+    #[test]
+    fn the_single_notifications_of_many_small_sends_spread_over_the_shards() {
+        let mut per_shard = vec![0u32; NOTIFICATION_SHARDS as usize];
+        for i in 0..NOTIFICATION_SHARDS * 100 {
+            let op = OperationId::from_ulid(ulid::Ulid::from_parts(1_780_000_000_000 + u64::from(i), u128::from(i)));
+            per_shard[shard_of(NotificationId::derive(op, 0)) as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|n| (50..=150).contains(n)), "{per_shard:?}");
+    }
+
+    #[test]
+    fn a_notifications_partition_is_its_accounts_shard_named_by_its_id_alone() {
+        let account = AccountId::from_bytes([7; 16]);
+        let op = OperationId::from_ulid(ulid::Ulid::from_parts(1_780_000_000_000, 42));
+        let id = NotificationId::derive(op, 5);
+        let partition = notification_pk(&account, id);
+        assert_eq!(partition, format!("NOTIFICATION#{account}#{:02}", shard_of(id)));
+        assert!(notification_partitions(&account).contains(&partition));
+        assert_eq!(notification_partitions(&account).len(), NOTIFICATION_SHARDS as usize);
+    }
 
     #[test]
     fn a_tag_index_partition_is_the_account_then_the_length_prefixed_key_and_the_value() {

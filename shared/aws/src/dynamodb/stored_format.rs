@@ -168,7 +168,7 @@ fn full_notification() -> Notification {
 
 fn full_notification_item() -> Value {
     json!({
-        "pk": {"S": "NOTIFICATION#AC0123456789abcdef0123456789abcdef"},
+        "pk": {"S": "NOTIFICATION#AC0123456789abcdef0123456789abcdef#01"},
         "sk": {"S": "comms_pushnotification_01jwh3x5k70000000000000001"},
         "gsi1pk": {"S": "USER#AC0123456789abcdef0123456789abcdef#comms_pushnotificationuser_01jwh3x5k7m9p2q4r6s8t0v2w5"},
         "gsi1sk": {"S": "comms_pushnotification_01jwh3x5k70000000000000001"},
@@ -240,7 +240,7 @@ fn bare_notification() -> Notification {
 
 fn bare_notification_item() -> Value {
     json!({
-        "pk": {"S": "NOTIFICATION#AC0123456789abcdef0123456789abcdef"},
+        "pk": {"S": "NOTIFICATION#AC0123456789abcdef0123456789abcdef#01"},
         "sk": {"S": "comms_pushnotification_01jwh3x5k70000000000000001"},
         "expiresAt": {"N": "1780766686"},
         "id": {"S": "comms_pushnotification_01jwh3x5k70000000000000001"},
