@@ -114,6 +114,73 @@ async fn the_same_chunk_delivered_to_two_dispatchers_at_once_sends_each_notifica
     assert_eq!(operation.stats.sent, 40);
 }
 
+/// A dispatcher killed in the middle of a chunk leaves its lease held: a redelivery before the
+/// lease expires gives the chunk back; the one after takes it over, reads what the dead one
+/// stored and delivers only the rest. What the dead one had delivered but not yet stored (at
+/// most one batch of decided notifications plus the deliveries in flight) is delivered again —
+/// the at-least-once edge — and everything else exactly once; the stats count each
+/// notification once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_chunk_is_taken_over_after_its_lease_and_resends_at_most_what_it_had_not_stored() {
+    let queue = Arc::new(ManualQueue::default());
+    let in_flight = 4;
+    let ProviderRig { deps, account, fcm, .. } = provider_rig(queue.clone(), |s| {
+        s.claim_lease = std::time::Duration::from_secs(1);
+        s.delivery_concurrency = in_flight;
+        s.chunk_size = 500;
+    })
+    .await;
+    let recipients = 120;
+    for i in 0..recipients {
+        fcm.script(&fcm_token(i), vec![FcmReply::Delay(std::time::Duration::from_millis(10))]);
+    }
+    let to: Vec<Value> = (0..recipients).map(|i| json!({"token": fcm_token(i), "provider": "FCM"})).collect();
+    let op = commands::send(&deps, &account, json!({"to": to, "content": {"title": "x"}})).await.expect("accepted");
+    let chunks = queue.take();
+    assert_eq!(chunks.len(), 1, "one chunk");
+    let chunk = chunks[0].clone();
+
+    let doomed = tokio::spawn({
+        let (deps, chunk) = (deps.clone(), chunk.clone());
+        async move { process_chunk(&deps, &chunk, 1).await }
+    });
+    while fcm.delivered_count() < 60 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    doomed.abort();
+    let _ = doomed.await;
+    let delivered_before = fcm.delivered_count();
+    assert!(delivered_before < recipients, "killed before the end ({delivered_before})");
+
+    assert!(
+        matches!(process_chunk(&deps, &chunk, 2).await, ChunkResult::RetryAfter(_)),
+        "the dead dispatcher's lease still holds the chunk"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    assert_eq!(process_chunk(&deps, &chunk, 3).await, ChunkResult::Done);
+
+    let operation = deps.push.get_operation(&account, op).await.expect("read").expect("exists");
+    assert_eq!(operation.status, OperationStatus::Completed);
+    assert_eq!(operation.stats.sent, recipients as u64, "{:?}", operation.stats);
+    assert!(operation.stats.adds_up());
+    let mut per_token = std::collections::HashMap::<String, usize>::new();
+    for request in fcm.received() {
+        *per_token.entry(request.device_token).or_default() += 1;
+    }
+    assert_eq!(per_token.len(), recipients, "every recipient delivered");
+    let again = per_token.values().filter(|n| **n > 1).count();
+    let bound = pushgate_core::app::dispatch::DECIDED_BATCH + in_flight;
+    assert!(again <= bound, "{again} delivered twice; at most {bound} were decided and not yet stored");
+    let filter = NotificationFilter { operation_id: Some(op), ..Default::default() };
+    let listed = deps
+        .push
+        .list_notifications(&account, &filter, &PageRequest { size: 1000, cursor: None })
+        .await
+        .expect("listed");
+    assert_eq!(listed.items.len(), recipients, "one notification per recipient");
+    assert!(listed.items.iter().all(|n| n.status == NotificationStatus::Sent));
+}
+
 #[tokio::test]
 async fn a_chunk_of_an_operation_that_was_never_accepted_sends_nothing() {
     let rig = rig().await;

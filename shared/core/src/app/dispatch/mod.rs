@@ -39,6 +39,7 @@ use crate::domain::{CompiledContent, CredentialSecret, OperationStatus, Provider
 use super::Deps;
 use super::ports::{Chunk, StoreError};
 use cancel_watch::CancelWatch;
+pub use leased::DECIDED_BATCH;
 pub use messages::{QueueMessage, process_messages};
 use recipient::{Ctx, Outcome, RecipientResult, ResolvedCredential};
 
