@@ -197,7 +197,7 @@ async fn a_user_deleted_through_an_http_api_event_on_the_users_function_loses_it
 
 // ---- end to end on moto ----
 
-fn mixed_send(apns: &[usize], fcms: &[usize]) -> Value {
+pub(super) fn mixed_send(apns: &[usize], fcms: &[usize]) -> Value {
     let to: Vec<Value> = apns
         .iter()
         .map(|i| json!({"token": apn_token(*i), "provider": "APN", "variables": {"name": format!("A{i}")}}))
@@ -210,11 +210,11 @@ fn mixed_send(apns: &[usize], fcms: &[usize]) -> Value {
 }
 
 /// The same messages as SQS delivers them again (one more receive).
-fn redelivered(messages: &[QueueMessage]) -> Vec<QueueMessage> {
+pub(super) fn redelivered(messages: &[QueueMessage]) -> Vec<QueueMessage> {
     messages.iter().map(|m| QueueMessage { receive_count: m.receive_count + 1, ..m.clone() }).collect()
 }
 
-async fn send_and_receive(rig: &AwsRig, body: &Value, chunks: usize) -> (String, Vec<QueueMessage>) {
+pub(super) async fn send_and_receive(rig: &AwsRig, body: &Value, chunks: usize) -> (String, Vec<QueueMessage>) {
     let (status, answer) = rig.call(Function::Send, "POST", "/v1/PushNotifications", Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     let operation_id = answer["operationId"].as_str().expect("operationId").to_owned();

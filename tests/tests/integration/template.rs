@@ -8,7 +8,9 @@
 //!   dispatcher allows;
 //! - every folder in `functions/` (but `local`) is a function resource and back;
 //! - the read-only functions cannot write, no IAM policy grants `Resource: "*"`, and KMS use is
-//!   bound to the encryption context the KMS adapter sets.
+//!   bound to the encryption context the KMS adapter sets;
+//! - on the emulator tier, every DynamoDB call each function makes (seen by the metering proxy)
+//!   is allowed by its role — moto enforces no IAM.
 //!
 //! The template is read with a plain YAML parser; short-form tags (`!Ref X`, `!GetAtt A.B`,
 //! `!Sub s`) are first rewritten to their long forms, so either spelling is understood.
@@ -775,4 +777,157 @@ fn each_functions_grants_match_the_ports_its_binary_wires() {
         }
     }
     assert!(problems.is_empty(), "ports and grants disagree:\n  {}", problems.join("\n  "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each function's DynamoDB calls against its role (emulator tier)
+// ---------------------------------------------------------------------------------------------
+
+/// The DynamoDB tables (logical id, and index name for an index ARN) a statement's `Resource`
+/// names: `Fn::GetAtt: [Table, Arn]` or `Fn::Sub: ${Table.Arn}/index/name`.
+fn table_resources(statement: &Value) -> Vec<(String, Option<String>)> {
+    strings(&statement["Resource"])
+        .into_iter()
+        .filter_map(|r| {
+            if let Some((id, "Arn")) = get_att(r) {
+                return Some((id.to_owned(), None));
+            }
+            let (id, tail) = r["Fn::Sub"].as_str()?.strip_prefix("${")?.split_once(".Arn}")?;
+            Some((id.to_owned(), tail.strip_prefix("/index/").map(str::to_owned)))
+        })
+        .collect()
+}
+
+/// Does `f`'s role allow `action` (lowercase) on table `table` (logical id) or its `index`?
+fn allows(t: &Value, f: &LambdaFunction<'_>, action: &str, table: &str, index: Option<&str>) -> bool {
+    grants(t, f).iter().any(|grant| match grant {
+        Grant::Statement(s) => {
+            is_allow(s)
+                && actions(s).iter().any(|a| glob_matches(a.as_bytes(), action.as_bytes()))
+                && table_resources(s).iter().any(|(id, i)| id == table && i.as_deref() == index)
+        }
+        // Policy templates and managed policies are not read here: none grants DynamoDB today.
+        _ => false,
+    })
+}
+
+/// The logical id of the template's table for a table name of the rig (`{prefix}push`, …).
+fn table_logical_id(name: &str) -> &'static str {
+    match name.rsplit(['-', '_']).next().unwrap_or(name) {
+        n if n.ends_with("push") => "PushTable",
+        n if n.ends_with("config") => "ConfigTable",
+        n if n.ends_with("directory") => "DirectoryTable",
+        _ => panic!("a table the template does not declare: {name}"),
+    }
+}
+
+/// The IAM action that authorizes a DynamoDB API call (`TransactWriteItems` is authorized per
+/// item; pushgate's transactions only update).
+fn action_of(api: &str) -> String {
+    match api {
+        "TransactWriteItems" => "dynamodb:updateitem".to_owned(),
+        other => format!("dynamodb:{}", other.to_ascii_lowercase()),
+    }
+}
+
+/// Every DynamoDB call recorded since the last take that `binary`'s role does not allow.
+fn ungranted(
+    t: &Value,
+    binary: &str,
+    proxy: &pushgate_tests::meter::proxy::MeterProxy,
+    seen: &mut usize,
+) -> Vec<String> {
+    let all = functions(t);
+    let f = function(&all, binary);
+    let mut missing = BTreeSet::new();
+    for call in proxy.meter.take().dynamo {
+        *seen += 1;
+        for table in &call.tables {
+            let (name, index) = match table.split_once('/') {
+                Some((name, index)) => (name, Some(index)),
+                None => (table.as_str(), None),
+            };
+            let action = action_of(&call.api);
+            if !allows(t, f, &action, table_logical_id(name), index) {
+                missing.insert(format!(
+                    "{binary}: {action} on {}{}",
+                    table_logical_id(name),
+                    index.map(|i| format!("/index/{i}")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    missing.into_iter().collect()
+}
+
+/// moto enforces no IAM, so a call a role does not allow passes every other test and fails only
+/// on AWS. Here every function runs its paths through the metering proxy (a send with a tag,
+/// a first dispatch that leaves a recipient for a retry, the redelivery, lists by tag, by
+/// operation and of the account, a fetch, the Operation, a cancel with its sweep) and every
+/// DynamoDB call it made must be allowed by its role in `template.yaml`.
+#[tokio::test]
+async fn every_dynamodb_call_a_function_makes_is_allowed_by_its_role() {
+    use super::lambda::{mixed_send, redelivered, send_and_receive};
+    use pushgate_fakes::{ApnsReply, FcmReply};
+    use pushgate_tests::lambda_rig::AwsRig;
+    use pushgate_tests::{apn_token, fcm_token};
+
+    let Some(rig) = AwsRig::new("iam", |_| {}).await else { return };
+    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the emulator tier names moto");
+    let proxy = pushgate_tests::meter::proxy::MeterProxy::start(&upstream).await.expect("the proxy starts");
+    let prefix = rig.config.push_table.strip_suffix("push").expect("the rig's table prefix");
+    for table in table_definitions(prefix) {
+        proxy.meter.register_table(&table.name, pushgate_tests::meter::TableShape::from_definition(&table));
+    }
+    // Without the environment's service configuration: AWS_ENDPOINT_URL (moto, which the other
+    // tests of this process share) would win over the endpoint set here.
+    let base = &rig.sdk;
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&proxy.url);
+    builder.set_region(base.region().cloned());
+    builder.set_credentials_provider(base.credentials_provider());
+    builder.set_http_client(base.http_client());
+    builder.set_sleep_impl(base.sleep_impl());
+    builder.set_time_source(base.time_source());
+    let sdk = builder.build();
+    let config = rig.config.clone();
+    let rig = AwsRig { sdk, ..rig }.rewired(config);
+    let t = template();
+    let (mut missing, mut seen) = (Vec::new(), 0);
+
+    rig.create_credentials("main").await;
+    missing.extend(ungranted(&t, "credentials", &proxy, &mut seen));
+    rig.apns.script(&apn_token(1), vec![ApnsReply::TooManyRequests { retry_after_secs: Some(60) }]);
+    rig.fcm.script(&fcm_token(3), vec![FcmReply::Unregistered]);
+    let (operation, messages) = send_and_receive(&rig, &mixed_send(&[1, 2], &[3, 4]), 1).await;
+    missing.extend(ungranted(&t, "send", &proxy, &mut seen));
+    rig.dispatch(&messages).await;
+    rig.dispatch(&redelivered(&messages)).await;
+    missing.extend(ungranted(&t, DISPATCH, &proxy, &mut seen));
+
+    let (status, listed) = rig.call(Function::List, "GET", "/v1/PushNotifications?tags=flight:PG1;", None).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{listed}");
+    assert!(!listed["pushNotifications"].as_array().is_none_or(Vec::is_empty), "listed by tag: {listed}");
+    rig.call(Function::List, "GET", &format!("/v1/PushNotifications?operationId={operation}"), None).await;
+    rig.call(Function::List, "GET", "/v1/PushNotifications?pageSize=2", None).await;
+    missing.extend(ungranted(&t, "list", &proxy, &mut seen));
+    let first = listed["pushNotifications"][0]["id"].as_str().expect("a listed notification");
+    rig.call(Function::Fetch, "GET", &format!("/v1/PushNotifications/{first}"), None).await;
+    missing.extend(ungranted(&t, "fetch", &proxy, &mut seen));
+    rig.call(Function::Operations, "GET", &format!("/v1/PushNotifications/Operations/{operation}"), None).await;
+    missing.extend(ungranted(&t, "operations", &proxy, &mut seen));
+
+    // A cancel with something to sweep: a send whose recipient waits for a retry.
+    rig.apns.script(&apn_token(7), vec![ApnsReply::TooManyRequests { retry_after_secs: Some(60) }]);
+    let (waiting, messages) = send_and_receive(&rig, &mixed_send(&[7], &[]), 1).await;
+    rig.dispatch(&messages).await;
+    let _ = proxy.meter.take();
+    let body = serde_json::json!({"status": "CANCELED"});
+    let path = format!("/v1/PushNotifications/Operations/{waiting}");
+    rig.call(Function::Cancel, "PATCH", &path, Some(&body)).await;
+    missing.extend(ungranted(&t, "cancel", &proxy, &mut seen));
+
+    assert!(missing.is_empty(), "calls the template does not allow:\n{}", missing.join("\n"));
+    assert!(seen > 20, "the proxy saw the functions' calls ({seen})");
 }
