@@ -335,13 +335,8 @@ pub(super) fn error_value(error: Option<&DeliveryError>) -> Result<AttributeValu
     to_attribute_value(error.map(DeliveryErrorItem::from)).map_err(codec_error)
 }
 
-/// What the items of a Query range are.
-enum Hits {
-    /// The records themselves.
-    Records,
-}
-
-/// One Query range: the partition, the inclusive `sk` bounds, and what it holds.
+/// One Query range of records: the partition (of the table or an index) and the inclusive `sk`
+/// bounds.
 struct Range {
     index: Option<&'static str>,
     partition_attr: &'static str,
@@ -349,7 +344,6 @@ struct Range {
     sort_attr: &'static str,
     low: String,
     high: String,
-    hits: Hits,
 }
 
 /// One partition in a merge: what was read and not yet taken, and where its Query goes on.
@@ -470,10 +464,7 @@ impl DynamoPushStore {
                 .send()
                 .await
                 .map_err(|e| store_error("Query", e))?;
-            let found = match range.hits {
-                Hits::Records => out.items.unwrap_or_default(),
-            };
-            for raw in found {
+            for raw in out.items.unwrap_or_default() {
                 let item = read(raw)?;
                 let id = id_of(&item);
                 if skip.as_deref() == Some(id.as_str()) || !keep(&item) {
@@ -893,7 +884,6 @@ impl PushReader for DynamoPushStore {
             sort_attr: tables::BY_USER.key.sort,
             low: low.to_string(),
             high: high.to_string(),
-            hits: Hits::Records,
         };
         let skip = cursor.map(|c| c.to_string());
         let id_of = |n: &Notification| n.id.to_string();
@@ -926,7 +916,6 @@ impl PushReader for DynamoPushStore {
             sort_attr: tables::PUSH_KEY.sort,
             low: OperationId::min().to_string(),
             high: cursor.unwrap_or(OperationId::max()).to_string(),
-            hits: Hits::Records,
         };
         let keep = |op: &Operation| filter.matches(op.status, op.created_at);
         let skip = cursor.map(|c| c.to_string());
