@@ -293,22 +293,47 @@ fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(guard::guard))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
 }
 
-/// One log line per request: method, route path (no query string, no body), status, latency.
-async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+/// The response header naming the request, as Twilio's API names it.
+pub const REQUEST_ID_HEADER: &str = "twilio-request-id";
+
+/// A request's id: `RQ` + 32 lowercase hex digits (a ULID), Twilio's shape.
+fn request_id(state: &ApiState) -> String {
+    format!("RQ{:032x}", state.deps.ids.ulid(state.deps.clock.now()).0)
+}
+
+/// Names the request (the `Twilio-Request-Id` header of its answer, and a `request_id` field on
+/// every log line written while it runs), then logs one line: method, route path (no query
+/// string, no body), status, latency.
+async fn log_request(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument as _;
+    let id = request_id(&state);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, millis, "request");
-    } else {
-        tracing::info!(%method, %path, status, millis, "request");
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = async {
+        let response = next.run(request).await;
+        let status = response.status().as_u16();
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        if status >= 500 {
+            tracing::warn!(%method, %path, status, millis, "request");
+        } else {
+            tracing::info!(%method, %path, status, millis, "request");
+        }
+        response
+    }
+    .instrument(span)
+    .await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
 }

@@ -49,6 +49,45 @@ async fn twilios_documented_example_request_is_accepted_with_location_and_an_ope
     assert!(notifications.iter().all(|n| n["error"]["code"] == 30404), "{notifications:?}");
 }
 
+/// Every answer — a success, an error of the guard, one without credentials — carries its own
+/// `Twilio-Request-Id` (`RQ` + 32 hex, as Twilio's), and the log lines of that request carry it
+/// too, so a support ticket quoting the header finds the request's lines.
+#[tokio::test]
+async fn every_response_carries_its_own_request_id_and_the_requests_log_lines_carry_it() {
+    pushgate_tests::capture_logs();
+    let app = TestApp::spawn().await;
+    let url = format!("{}/v1/PushNotifications", app.base);
+    let requests = [
+        app.request(reqwest::Method::GET, "/v1/PushNotifications/Operations"),
+        app.client.get(&url),
+        app.request(reqwest::Method::GET, "/v1/PushNotifications/nope/nope"),
+        app.request(reqwest::Method::POST, "/v1/PushNotifications").header("content-type", "text/plain").body("x"),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for request in requests {
+        let response = request.send().await.expect("sent");
+        let status = response.status();
+        let id = response
+            .headers()
+            .get("twilio-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("a {status} answer without a Twilio-Request-Id"))
+            .to_owned();
+        assert!(
+            id.len() == 34
+                && id.starts_with("RQ")
+                && id[2..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+            "{id}"
+        );
+        assert!(seen.insert(id.clone()), "each request has its own id");
+        let logs = pushgate_tests::captured_logs();
+        assert!(
+            logs.lines().any(|line| line.contains(&id) && line.contains(&format!("status={}", status.as_u16()))),
+            "the request's log line carries {id}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn requests_without_valid_basic_auth_get_401_with_a_challenge() {
     let app = TestApp::spawn().await;
