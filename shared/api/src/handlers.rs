@@ -565,3 +565,9 @@ pub(super) async fn no_route() -> ApiError {
 pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+/// `GET /health/ready`: `{"status": "ready"}`, or `503` when a store does not answer.
+pub(crate) async fn ready(State(state): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
+    pushgate_core::app::health::ready(&state.deps).await?;
+    Ok(Json(serde_json::json!({"status": "ready"})))
+}

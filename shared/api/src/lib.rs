@@ -171,7 +171,17 @@ pub const ROUTES: &[Route] = &[
 /// The API router over `deps`: every route (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
     let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(functions::routes_of(*f)));
-    finish(routes, deps, config)
+    finish(routes.merge(health_routes()), deps, config)
+}
+
+/// `GET /health` (liveness: the process answers) and `GET /health/ready` (readiness: its stores
+/// answer), without credentials and without data. Served by the one-process router only: on
+/// AWS, API Gateway and Lambda report health themselves.
+fn health_routes() -> Router<ApiState> {
+    use axum::routing::get;
+    Router::new()
+        .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/health/ready", get(handlers::ready))
 }
 
 /// The router of one function (`Some`): only that function's routes; any other path is 404 and

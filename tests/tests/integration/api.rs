@@ -49,6 +49,21 @@ async fn twilios_documented_example_request_is_accepted_with_location_and_an_ope
     assert!(notifications.iter().all(|n| n["error"]["code"] == 30404), "{notifications:?}");
 }
 
+/// `GET /health` (liveness) and `GET /health/ready` (readiness: the stores answer) need no
+/// credentials and say nothing about any account.
+#[tokio::test]
+async fn health_and_readiness_answer_without_credentials_and_show_no_data() {
+    let app = TestApp::spawn().await;
+    for (path, status) in [("/health", "ok"), ("/health/ready", "ready")] {
+        let response = app.client.get(format!("{}{path}", app.base)).send().await.expect("sent");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body, serde_json::json!({"status": status}), "{path}");
+    }
+    let response = app.client.post(format!("{}/health", app.base)).send().await.expect("sent");
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
 /// Every answer — a success, an error of the guard, one without credentials — carries its own
 /// `Twilio-Request-Id` (`RQ` + 32 hex, as Twilio's), and the log lines of that request carry it
 /// too, so a support ticket quoting the header finds the request's lines.

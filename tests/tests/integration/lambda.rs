@@ -584,3 +584,27 @@ async fn a_location_is_built_from_the_api_gateway_domain_and_stage_never_from_th
         assert_eq!(headers.get("location").and_then(|v| v.to_str().ok()), Some(expected.as_str()));
     }
 }
+
+/// Readiness reads the stores: with a push table that does not exist it answers 503 in the
+/// Twilio error shape (with `Retry-After`), while liveness still answers 200.
+#[tokio::test]
+async fn readiness_is_503_when_a_store_cannot_be_read_and_liveness_stays_200() {
+    let Some(rig) = AwsRig::new("ready", |_| {}).await else { return };
+    let mut config = rig.config.clone();
+    config.push_table = "pushgate-no-such-table".into();
+    let broken = rig.rewired(config);
+    let router = pushgate_api::router(broken.deps.clone(), pushgate_api::ApiConfig::default());
+    let (status, _, body) = pushgate_tests::lambda_rig::invoke_router(
+        router.clone(),
+        &http_api_event("GET", "/health/ready", "$default", &broken.caller, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], 20503);
+    let (status, _, _) = pushgate_tests::lambda_rig::invoke_router(
+        router,
+        &http_api_event("GET", "/health", "$default", &broken.caller, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}

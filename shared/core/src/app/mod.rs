@@ -9,6 +9,7 @@ pub mod directory;
 pub mod dispatch;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod paging;
 pub mod ports;
 pub mod queries;
