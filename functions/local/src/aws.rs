@@ -55,7 +55,12 @@ pub struct LocalResources {
 impl LocalResources {
     /// Reads the names from the environment.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the names through `lookup` (a variable's value, if given; empty counts as unset).
+    pub fn from_vars(lookup: impl Fn(&'static str) -> Option<String>) -> Self {
+        let var = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
         Self {
             table_prefix: var("PUSHGATE_TABLE_PREFIX").unwrap_or_else(|| "pushgate-local-".into()),
             queue_name: var("PUSHGATE_QUEUE_NAME").unwrap_or_else(|| "pushgate-local-fanout".into()),

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod cli;
 mod server;
 
 use std::net::SocketAddr;

@@ -21,7 +21,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = LocalConfig::from_env()?;
+    let vars = pushgate_local::cli::parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let config = LocalConfig::from_vars(|name| vars.get(name))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     match config.backend {
@@ -32,8 +33,11 @@ async fn main() -> anyhow::Result<()> {
         }
         #[cfg(feature = "aws")]
         Backend::Aws => {
-            let app =
-                pushgate_local::aws::build_local(&config, &pushgate_local::aws::LocalResources::from_env()).await?;
+            let app = pushgate_local::aws::build_local(
+                &config,
+                &pushgate_local::aws::LocalResources::from_vars(|name| vars.get(name)),
+            )
+            .await?;
             print_banner(&app.account, &app.token, app.generated_account, addr);
             app.serve(listener, shutdown_signal(), DRAIN).await?;
         }
