@@ -34,6 +34,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "queued or scheduled notifications per account at most, or none (default 1000000)",
     ),
     ("PUSHGATE_WORKERS", "workers", "chunks processed at once (default 256; AWS mode: SQS consumers, ≤ 16)"),
+    ("PUSHGATE_LOG_FORMAT", "log-format", "text (default) or json: one JSON object per log line"),
     ("PUSHGATE_TABLE_PREFIX", "table-prefix", "AWS mode: table name prefix (default pushgate-local-)"),
     ("PUSHGATE_QUEUE_NAME", "queue-name", "AWS mode: fan-out queue name (default pushgate-local-fanout)"),
     ("PUSHGATE_KMS_KEY_ID", "kms-key-id", "AWS mode: KMS key of credential secrets (default alias/pushgate-local)"),
@@ -119,6 +120,19 @@ mod tests {
         let vars = parse(["pushgate-local", "--workers", "0"]).expect("parsed");
         let err = LocalConfig::from_vars(|name| vars.get(name)).expect_err("checked like the variable");
         assert!(err.to_string().contains("PUSHGATE_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json_and_nothing_else() {
+        let format = |value: &str| {
+            let vars = parse(["pushgate-local", "--log-format", value]).expect("parsed");
+            LocalConfig::from_vars(|name| vars.get(name)).map(|c| c.log_format)
+        };
+        assert_eq!(format("json").expect("valid"), crate::LogFormat::Json);
+        assert_eq!(format("JSON").expect("valid"), crate::LogFormat::Json);
+        assert_eq!(format("text").expect("valid"), crate::LogFormat::Text);
+        let err = format("xml").expect_err("refused");
+        assert!(err.to_string().contains("PUSHGATE_LOG_FORMAT"), "{err}");
     }
 
     #[test]

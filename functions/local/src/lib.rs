@@ -44,6 +44,17 @@ pub use server::{ServerLimits, connection_cap, listen_base, raise_open_file_limi
 /// share, cannot take them all.
 pub const DEFAULT_WORKERS: usize = 256;
 
+/// How `pushgate-local` writes its log lines (to stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the spans it was written in (`request_id`
+    /// among them), for a log pipeline.
+    Json,
+}
+
 /// Where `pushgate-local` keeps its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -87,6 +98,8 @@ pub struct LocalConfig {
     /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the account's webhook for operation
     /// events (none when unset).
     pub webhook: Option<Webhook>,
+    /// `PUSHGATE_LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
 }
 
 impl Default for LocalConfig {
@@ -103,6 +116,7 @@ impl Default for LocalConfig {
             render_threads: None,
             settings: Settings::default(),
             webhook: None,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -122,7 +136,12 @@ impl LocalConfig {
             Some("aws") => Backend::Aws,
             Some(_) => return Err(ConfigError::new("PUSHGATE_BACKEND", "must be memory or aws")),
         };
-        let mut config = Self { backend, ..Self::default() };
+        let log_format = match var("PUSHGATE_LOG_FORMAT").map(|f| f.to_ascii_lowercase()).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(ConfigError::new("PUSHGATE_LOG_FORMAT", "must be text or json")),
+        };
+        let mut config = Self { backend, log_format, ..Self::default() };
         if let Some(listen) = var("PUSHGATE_LISTEN") {
             config.listen = listen
                 .parse()

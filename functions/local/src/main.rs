@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pushgate_local::{Backend, LocalConfig, build, print_banner};
+use pushgate_local::{Backend, LocalConfig, LogFormat, build, print_banner};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc: fan-out allocates many small, short-lived objects per notification; glibc malloc
@@ -16,13 +16,15 @@ const DRAIN: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let vars = pushgate_local::cli::parse(std::env::args_os()).unwrap_or_else(|e| e.exit());
     let config = LocalConfig::from_vars(|name| vars.get(name))?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     match config.backend {
