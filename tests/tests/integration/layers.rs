@@ -287,3 +287,36 @@ fn the_core_modules_form_no_cycle_and_the_domain_never_uses_the_use_cases() {
     }
     assert!(problems.is_empty(), "module cycles in the core: {problems:#?}");
 }
+
+/// The README's configuration of `pushgate-local` (its table, and the local AWS mode's
+/// variables) names exactly the variables the process reads — each of which is also a flag
+/// (`pushgate_local::cli::VARIABLES`) — plus `RUST_LOG`.
+#[test]
+fn the_readmes_configuration_names_exactly_the_variables_pushgate_local_reads() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let section = |title: &str| {
+        let start = readme.find(title).unwrap_or_else(|| panic!("README has {title}"));
+        let rest = &readme[start + title.len()..];
+        rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
+    };
+    let text = section("## Configuration (`pushgate-local`)") + &section("## Local AWS mode");
+    let named: std::collections::BTreeSet<String> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| {
+            word.len() > 3 && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .filter(|word| word.contains('_') && !word.ends_with('_'))
+        .map(str::to_owned)
+        .collect();
+    let read: std::collections::BTreeSet<String> = pushgate_local::cli::VARIABLES
+        .iter()
+        .map(|(variable, _, _)| (*variable).to_owned())
+        .chain(["RUST_LOG".to_owned()])
+        .collect();
+    let undocumented: Vec<_> = read.difference(&named).collect();
+    let unknown: Vec<_> = named.difference(&read).filter(|v| !v.starts_with("AWS_")).collect();
+    assert!(undocumented.is_empty(), "read but not in the README: {undocumented:?}");
+    assert!(unknown.is_empty(), "in the README but read by nothing: {unknown:?}");
+}
