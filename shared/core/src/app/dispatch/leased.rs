@@ -40,10 +40,8 @@ use futures::stream::FuturesUnordered;
 use tracing::{error, info, warn};
 
 use super::ChunkResult;
-use super::recipient::{Ctx, Outcome, RecipientResult};
-use crate::app::ports::{
-    ChunkCount, ChunkKey, ChunkRecipient, ChunkTally, Delivery, DeliveryOutcome, Lease, StoreError,
-};
+use super::recipient::{Ctx, Delivered, Outcome, RecipientResult};
+use crate::app::ports::{ChunkCount, ChunkKey, ChunkRecipient, ChunkTally, Delivery, Lease, StoreError};
 use crate::domain::{
     Content, DeliveryError, ErrorCode, EventType, Notification, NotificationId, NotificationStatus, Senders, Timestamp,
 };
@@ -305,46 +303,30 @@ impl Pass<'_, '_> {
             priority: ctx.chunk.priority,
             sound: ctx.chunk.sound.as_deref(),
         };
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            if !self.hold().await? {
-                return Ok(Step::Lost);
+        let Some(delivered) = ctx.deliver_with_retries(&delivery, || self.hold()).await? else {
+            return Ok(Step::Lost);
+        };
+        let record = match delivered {
+            Delivered::Sent => outcome(NotificationStatus::Sent, None),
+            Delivered::InvalidToken { reason } => {
+                let message = "the provider reports the device token as invalid".to_owned();
+                let step = self.decided(failed(ErrorCode::InvalidToken, message, Some(reason))).await;
+                ctx.forget_dead_device(recipient).await;
+                return Ok(step);
             }
-            let record = match deps.gateway.deliver(&delivery).await {
-                DeliveryOutcome::Sent => outcome(NotificationStatus::Sent, None),
-                DeliveryOutcome::InvalidToken { reason } => {
-                    let message = "the provider reports the device token as invalid".to_owned();
-                    let step = self.decided(failed(ErrorCode::InvalidToken, message, Some(reason))).await;
-                    ctx.forget_dead_device(recipient).await;
-                    return Ok(step);
+            Delivered::Failed { code, message, reason } => failed(code, message, reason),
+            Delivered::Later(wait) => {
+                // Canceled meanwhile? Then it is not retried.
+                if ctx.watch.canceled(deps, ctx.chunk).await? {
+                    return Ok(self.decided(outcome(NotificationStatus::Canceled, None)).await);
                 }
-                DeliveryOutcome::Permanent { code, message, reason } => failed(code, message, reason),
-                DeliveryOutcome::Retryable { after, reason } => {
-                    let backoff = ctx.backoff(attempt);
-                    let wait = after.map_or(backoff, |a| a.max(backoff));
-                    if attempt < deps.settings.max_attempts && wait <= deps.settings.max_inline_wait {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    if ctx.receive_count < deps.settings.max_receives {
-                        // Canceled meanwhile? Then it is not retried.
-                        if ctx.watch.canceled(deps, ctx.chunk).await? {
-                            return Ok(self.decided(outcome(NotificationStatus::Canceled, None)).await);
-                        }
-                        let waiting = outcome(NotificationStatus::Queued, None);
-                        return Ok(match self.decided(waiting).await {
-                            Step::Final { .. } => Step::Retry(wait),
-                            other => other,
-                        });
-                    }
-                    let message =
-                        format!("the provider stayed unavailable after {} deliveries of this batch", ctx.receive_count);
-                    failed(ErrorCode::ProviderUnavailable, message, Some(reason))
-                }
-            };
-            return Ok(self.decided(record).await);
-        }
+                return Ok(match self.decided(outcome(NotificationStatus::Queued, None)).await {
+                    Step::Final { .. } => Step::Retry(wait),
+                    other => other,
+                });
+            }
+        };
+        Ok(self.decided(record).await)
     }
 
     /// The record of `recipient`'s notification as decided now.

@@ -19,6 +19,23 @@ use crate::domain::{
     EventType, Notification, NotificationId, NotificationStatus, Provider, Senders,
 };
 
+/// How a delivery with its inline retries ended.
+pub(super) enum Delivered {
+    Sent,
+    /// The provider reports the token dead (FAILED 30410; the device is forgotten).
+    InvalidToken {
+        reason: String,
+    },
+    /// FAILED with this code: a permanent answer, or retries exhausted on the last receive.
+    Failed {
+        code: ErrorCode,
+        message: String,
+        reason: Option<String>,
+    },
+    /// Retryable, but not within this processing: the chunk comes back after this wait.
+    Later(Duration),
+}
+
 pub(super) enum RecipientResult {
     Done(Outcome),
     Retry(Duration),
@@ -291,46 +308,77 @@ impl Ctx<'_> {
         delivery: &Delivery<'_>,
     ) -> Result<RecipientResult, StoreError> {
         let deps = self.deps;
+        let always = || std::future::ready(Ok(true));
+        let Some(delivered) = self.deliver_with_retries(delivery, always).await? else {
+            // Not reached: `always` never says stop.
+            return Ok(RecipientResult::Retry(deps.settings.claim_lease));
+        };
+        let finish = match delivered {
+            Delivered::Sent => Finish::by_dispatcher(NotificationStatus::Sent, from.clone(), None, deps.clock.now()),
+            Delivered::InvalidToken { reason } => {
+                let message = "the provider reports the device token as invalid".to_owned();
+                let failed = self.failed(from, ErrorCode::InvalidToken, message, Some(reason));
+                let result = self.finish(id, failed).await?;
+                self.forget_dead_device(recipient).await;
+                return Ok(result);
+            }
+            Delivered::Failed { code, message, reason } => self.failed(from, code, message, reason),
+            Delivered::Later(wait) => {
+                deps.push.release(&self.chunk.account_id, id).await?;
+                // Canceled meanwhile? Then this notification is not retried: cancel it now
+                // (released first, so either this read sees the cancel or the cancel's sweep
+                // sees the notification unclaimed).
+                if self.watch.canceled(deps, self.chunk).await? {
+                    return self.finish(id, self.canceled(from, true)).await;
+                }
+                return Ok(RecipientResult::Retry(wait));
+            }
+        };
+        self.finish(id, finish).await
+    }
+
+    /// Delivers, retrying inline while the waits are short (from `retry_base`, doubling, with
+    /// jitter, at least the provider's `Retry-After`; at most `max_attempts` tries). A retryable
+    /// failure that outlasts them is [`Delivered::Later`], or, on the chunk's last allowed
+    /// receive, FAILED (30503). `go_on` is asked before each try; `None` when it says stop.
+    pub(super) async fn deliver_with_retries<F, Fut>(
+        &self,
+        delivery: &Delivery<'_>,
+        go_on: F,
+    ) -> Result<Option<Delivered>, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, StoreError>>,
+    {
+        let settings = &self.deps.settings;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let finish = match deps.gateway.deliver(delivery).await {
-                DeliveryOutcome::Sent => {
-                    Finish::by_dispatcher(NotificationStatus::Sent, from.clone(), None, deps.clock.now())
-                }
-                DeliveryOutcome::InvalidToken { reason } => {
-                    let message = "the provider reports the device token as invalid".to_owned();
-                    let failed = self.failed(from, ErrorCode::InvalidToken, message, Some(reason));
-                    let result = self.finish(id, failed).await?;
-                    self.forget_dead_device(recipient).await;
-                    return Ok(result);
-                }
-                DeliveryOutcome::Permanent { code, message, reason } => self.failed(from, code, message, reason),
+            if !go_on().await? {
+                return Ok(None);
+            }
+            return Ok(Some(match self.deps.gateway.deliver(delivery).await {
+                DeliveryOutcome::Sent => Delivered::Sent,
+                DeliveryOutcome::InvalidToken { reason } => Delivered::InvalidToken { reason },
+                DeliveryOutcome::Permanent { code, message, reason } => Delivered::Failed { code, message, reason },
                 DeliveryOutcome::Retryable { after, reason } => {
                     let backoff = self.backoff(attempt);
                     let wait = after.map_or(backoff, |a| a.max(backoff));
-                    if attempt < deps.settings.max_attempts && wait <= deps.settings.max_inline_wait {
+                    if attempt < settings.max_attempts && wait <= settings.max_inline_wait {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    if self.receive_count < deps.settings.max_receives {
-                        deps.push.release(&self.chunk.account_id, id).await?;
-                        // Canceled meanwhile? Then this notification is not retried: cancel it
-                        // now (released first, so either this read sees the cancel or the
-                        // cancel's sweep sees the notification unclaimed).
-                        if self.watch.canceled(deps, self.chunk).await? {
-                            return self.finish(id, self.canceled(from, true)).await;
-                        }
-                        return Ok(RecipientResult::Retry(wait));
+                    if self.receive_count < settings.max_receives {
+                        Delivered::Later(wait)
+                    } else {
+                        let message = format!(
+                            "the provider stayed unavailable after {} deliveries of this batch",
+                            self.receive_count
+                        );
+                        Delivered::Failed { code: ErrorCode::ProviderUnavailable, message, reason: Some(reason) }
                     }
-                    let message = format!(
-                        "the provider stayed unavailable after {} deliveries of this batch",
-                        self.receive_count
-                    );
-                    self.failed(from, ErrorCode::ProviderUnavailable, message, Some(reason))
                 }
-            };
-            return self.finish(id, finish).await;
+            }));
         }
     }
 
