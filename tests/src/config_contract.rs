@@ -14,7 +14,8 @@ use pushgate_aws::dynamodb::DynamoAccountStore;
 use pushgate_core::app::ports::{AccountStore, CredentialStore, StoreError};
 use pushgate_core::domain::credential::CredentialBook;
 use pushgate_core::domain::{
-    Account, AccountId, AppName, AuthToken, Credential, CredentialId, CredentialType, Timestamp,
+    Account, AccountId, AccountLimits, ApiKey, ApiKeySid, AppName, AuthToken, Credential, CredentialId, CredentialType,
+    Timestamp,
 };
 use pushgate_memory::MemoryAccounts;
 use ulid::Ulid;
@@ -67,6 +68,13 @@ macro_rules! config_store_contract_tests {
             a_missing_account_is_none,
             a_stored_account_is_found_with_its_token_hash,
             accounts_are_scoped_by_id,
+            an_account_is_created_once_and_a_second_create_of_its_id_is_a_conflict,
+            a_saved_account_keeps_its_rotated_token_grace_period_and_limits,
+            saving_a_deleted_account_is_a_conflict_and_never_brings_it_back,
+            an_api_key_is_found_by_its_sid_and_listed_under_its_account_only,
+            an_api_key_for_a_missing_account_is_refused,
+            a_revoked_api_key_is_gone_at_once_and_another_account_cannot_revoke_it,
+            deleting_an_account_deletes_its_api_keys,
         );
     };
     (@checks $factory:path; $($check:ident),* $(,)?) => {
@@ -113,7 +121,7 @@ fn book(account: &AccountId, app: &str) -> CredentialBook {
 }
 
 fn hash_of(token: &str) -> Account {
-    Account { id: account(), token_hash: AuthToken::new(token).hash() }
+    Account::new(account(), AuthToken::new(token).hash())
 }
 
 /// An account that never saved a book has an empty one at version 0.
@@ -204,8 +212,8 @@ pub async fn a_stored_account_is_found_with_its_token_hash(store: Accounts) {
     let found = store.get_account(&stored.id).await.expect("read").expect("found");
     assert_eq!(found.id, stored.id);
     assert_eq!(found.token_hash, stored.token_hash);
-    assert!(found.verify(&AuthToken::new("the-right-token")));
-    assert!(!found.verify(&AuthToken::new("the-wrong-token")));
+    assert!(found.verify(&AuthToken::new("the-right-token"), now()));
+    assert!(!found.verify(&AuthToken::new("the-wrong-token"), now()));
 }
 
 /// Each account is found under its own id only, with its own hash; putting again replaces it.
@@ -217,7 +225,130 @@ pub async fn accounts_are_scoped_by_id(store: Accounts) {
     let found = |account: Option<Account>| account.expect("found").token_hash;
     assert_eq!(found(store.get_account(&a.id).await.expect("read")), a.token_hash);
     assert_eq!(found(store.get_account(&b.id).await.expect("read")), b.token_hash);
-    let rotated = Account { id: a.id.clone(), token_hash: AuthToken::new("token-a2").hash() };
+    let rotated = Account::new(a.id.clone(), AuthToken::new("token-a2").hash());
     store.put(&rotated).await.expect("replaced");
     assert_eq!(found(store.get_account(&a.id).await.expect("read")), rotated.token_hash);
+}
+
+fn api_key(account: &AccountId, name: &str) -> (ApiKey, AuthToken) {
+    let secret = AuthToken::generate();
+    let key = ApiKey {
+        sid: ApiKeySid::generate(),
+        account: account.clone(),
+        secret_hash: secret.hash(),
+        friendly_name: name.into(),
+        created: now(),
+    };
+    (key, secret)
+}
+
+/// `create_account` adds a new account; a second create of the same id is a `Conflict` and
+/// leaves the first untouched.
+pub async fn an_account_is_created_once_and_a_second_create_of_its_id_is_a_conflict(store: Accounts) {
+    let first = hash_of("first");
+    store.create_account(&first).await.expect("created");
+    let second = Account::new(first.id.clone(), AuthToken::new("second").hash());
+    assert_eq!(store.create_account(&second).await, Err(StoreError::Conflict));
+    let found = store.get_account(&first.id).await.expect("read").expect("found");
+    assert!(found.verify(&AuthToken::new("first"), now()));
+    assert!(!found.verify(&AuthToken::new("second"), now()));
+}
+
+/// What a rotation and the operator's limits change survives a save and a read.
+pub async fn a_saved_account_keeps_its_rotated_token_grace_period_and_limits(store: Accounts) {
+    let mut account = hash_of("old");
+    store.create_account(&account).await.expect("created");
+    let until = now() + chrono::Duration::hours(1);
+    account.rotate(&AuthToken::new("new"), now(), until);
+    account.limits = AccountLimits {
+        requests_per_second: Some(5),
+        request_burst: None,
+        notifications_per_minute: Some(1000),
+        live_notifications: None,
+    };
+    store.save_account(&account).await.expect("saved");
+    let found = store.get_account(&account.id).await.expect("read").expect("found");
+    assert_eq!(found, account);
+    assert!(found.verify(&AuthToken::new("old"), now()) && found.verify(&AuthToken::new("new"), now()));
+    assert!(!found.verify(&AuthToken::new("old"), until));
+}
+
+/// `save_account` only replaces: a deleted account stays deleted.
+pub async fn saving_a_deleted_account_is_a_conflict_and_never_brings_it_back(store: Accounts) {
+    let account = hash_of("t");
+    assert_eq!(store.save_account(&account).await, Err(StoreError::Conflict), "never created");
+    store.create_account(&account).await.expect("created");
+    store.delete_account(&account.id).await.expect("deleted");
+    assert_eq!(store.save_account(&account).await, Err(StoreError::Conflict));
+    assert!(store.get_account(&account.id).await.expect("read").is_none());
+    store.delete_account(&account.id).await.expect("deleting a missing account is fine");
+}
+
+/// An API key is found by its sid alone, with its account, hash and name; each account lists
+/// only its own keys, oldest first; a second key with the same sid is a `Conflict`.
+pub async fn an_api_key_is_found_by_its_sid_and_listed_under_its_account_only(store: Accounts) {
+    let (a, b) = (hash_of("a"), hash_of("b"));
+    store.create_account(&a).await.expect("created");
+    store.create_account(&b).await.expect("created");
+    let (first, secret) = api_key(&a.id, "ci");
+    store.create_api_key(&first).await.expect("created");
+    let (mut second, _) = api_key(&a.id, "");
+    second.created = first.created + chrono::Duration::milliseconds(1);
+    store.create_api_key(&second).await.expect("created");
+    let (of_b, _) = api_key(&b.id, "b's");
+    store.create_api_key(&of_b).await.expect("created");
+
+    let found = store.get_api_key(&first.sid).await.expect("read").expect("found");
+    assert_eq!(found, first);
+    assert!(found.verify(&secret) && !found.verify(&AuthToken::new("guess")));
+    let sids = |keys: Vec<ApiKey>| keys.into_iter().map(|k| k.sid).collect::<Vec<_>>();
+    assert_eq!(sids(store.list_api_keys(&a.id).await.expect("listed")), vec![first.sid.clone(), second.sid.clone()]);
+    assert_eq!(sids(store.list_api_keys(&b.id).await.expect("listed")), vec![of_b.sid.clone()]);
+    let (mut clash, _) = api_key(&b.id, "clash");
+    clash.sid = first.sid.clone();
+    assert_eq!(store.create_api_key(&clash).await, Err(StoreError::Conflict));
+    assert_eq!(store.get_api_key(&first.sid).await.expect("read").expect("found").account, a.id);
+    assert!(store.get_api_key(&ApiKeySid::generate()).await.expect("read").is_none());
+}
+
+/// A key is never created for an account that does not exist (deleted meanwhile).
+pub async fn an_api_key_for_a_missing_account_is_refused(store: Accounts) {
+    let (key, _) = api_key(&account(), "orphan");
+    assert_eq!(store.create_api_key(&key).await, Err(StoreError::Conflict));
+    assert!(store.get_api_key(&key.sid).await.expect("read").is_none());
+}
+
+/// Revoking deletes the key at once (the next read misses it); only its own account can
+/// revoke it, and revoking it twice says `false`.
+pub async fn a_revoked_api_key_is_gone_at_once_and_another_account_cannot_revoke_it(store: Accounts) {
+    let (a, b) = (hash_of("a"), hash_of("b"));
+    store.create_account(&a).await.expect("created");
+    store.create_account(&b).await.expect("created");
+    let (key, _) = api_key(&a.id, "k");
+    store.create_api_key(&key).await.expect("created");
+    assert!(!store.delete_api_key(&b.id, &key.sid).await.expect("answered"), "not b's key");
+    assert!(store.get_api_key(&key.sid).await.expect("read").is_some());
+    assert!(store.delete_api_key(&a.id, &key.sid).await.expect("revoked"));
+    assert!(store.get_api_key(&key.sid).await.expect("read").is_none());
+    assert!(store.list_api_keys(&a.id).await.expect("listed").is_empty());
+    assert!(!store.delete_api_key(&a.id, &key.sid).await.expect("answered"), "already gone");
+}
+
+/// Deleting an account deletes every key it had; other accounts keep theirs.
+pub async fn deleting_an_account_deletes_its_api_keys(store: Accounts) {
+    let (a, b) = (hash_of("a"), hash_of("b"));
+    store.create_account(&a).await.expect("created");
+    store.create_account(&b).await.expect("created");
+    let keys: Vec<ApiKey> = (0..3).map(|i| api_key(&a.id, &format!("k{i}")).0).collect();
+    for key in &keys {
+        store.create_api_key(key).await.expect("created");
+    }
+    let (kept, _) = api_key(&b.id, "kept");
+    store.create_api_key(&kept).await.expect("created");
+    store.delete_account(&a.id).await.expect("deleted");
+    for key in &keys {
+        assert!(store.get_api_key(&key.sid).await.expect("read").is_none());
+    }
+    assert!(store.get_account(&a.id).await.expect("read").is_none());
+    assert!(store.get_api_key(&kept.sid).await.expect("read").is_some());
 }

@@ -278,7 +278,7 @@ impl AwsRig {
             token: AuthToken::new(format!("{}{}", ulid::Ulid::generate(), ulid::Ulid::generate())),
         };
         DynamoAccountStore::new(dynamo, config.config_table.clone())
-            .put_account(&Account { id: caller.account.clone(), token_hash: caller.token.hash() })
+            .put_account(&Account::new(caller.account.clone(), caller.token.hash()))
             .await
             .expect("account stored");
         Some(AwsRig {

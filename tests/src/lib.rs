@@ -144,7 +144,7 @@ impl TestApp {
     pub fn add_account(&self) -> (String, String) {
         let id = AccountId::from_bytes(rand_bytes());
         let token = AuthToken::new(hex(&rand_bytes()) + &hex(&rand_bytes()));
-        self.accounts.insert(Account { id: id.clone(), token_hash: token.hash() }).expect("account stored");
+        self.accounts.insert(Account::new(id.clone(), token.hash())).expect("account stored");
         (id.to_string(), token.expose().to_owned())
     }
 
@@ -277,7 +277,7 @@ pub fn memory_deps(
     let accounts = Arc::new(MemoryAccounts::default());
     let account = AccountId::from_bytes(rand_bytes());
     let token = AuthToken::new(hex(&rand_bytes()) + &hex(&rand_bytes()));
-    accounts.insert(Account { id: account.clone(), token_hash: token.hash() }).expect("account stored");
+    accounts.insert(Account::new(account.clone(), token.hash())).expect("account stored");
     let deps = pushgate_core::app::Deps {
         push: Arc::new(MemoryPushStore::default()),
         credentials: Arc::new(MemoryCredentials::default()),

@@ -25,7 +25,9 @@ use pushgate_core::app::ports::{
 };
 use pushgate_core::app::{Deps, PageTokens, Settings};
 use pushgate_core::config::ConfigError;
-use pushgate_core::domain::{Account, AccountId, CredentialSecret, OperationEvent, OperationId, TokenHash};
+use pushgate_core::domain::{
+    Account, AccountId, ApiKey, ApiKeySid, CredentialSecret, OperationEvent, OperationId, TokenHash,
+};
 use pushgate_core::system::{RandomIds, SystemClock};
 use pushgate_providers::checks::CredentialRules;
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
@@ -130,7 +132,7 @@ impl CloudConfig {
                         "must be the 64 hex characters of the token's SHA-256",
                     )
                 })?;
-                Some(Account { id, token_hash: TokenHash(hash) })
+                Some(Account::new(id, TokenHash(hash)))
             }
             (Some(_), None) => {
                 return Err(ConfigError::new("PUSHGATE_AUTH_TOKEN_SHA256", "must be set when PUSHGATE_ACCOUNT_ID is"));
@@ -505,6 +507,27 @@ impl AccountStore for Bootstrapped {
             _ => self.store.get_account(id).await,
         }
     }
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.store.create_account(account).await
+    }
+    async fn save_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.store.save_account(account).await
+    }
+    async fn delete_account(&self, id: &AccountId) -> Result<(), StoreError> {
+        self.store.delete_account(id).await
+    }
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.store.create_api_key(key).await
+    }
+    async fn get_api_key(&self, sid: &ApiKeySid) -> Result<Option<ApiKey>, StoreError> {
+        self.store.get_api_key(sid).await
+    }
+    async fn list_api_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>, StoreError> {
+        self.store.list_api_keys(account).await
+    }
+    async fn delete_api_key(&self, account: &AccountId, sid: &ApiKeySid) -> Result<bool, StoreError> {
+        self.store.delete_api_key(account, sid).await
+    }
 }
 
 /// A port a function was not given (not configured, or not among its [`ports`]): refuses,
@@ -657,7 +680,7 @@ mod tests {
         ]))
         .expect("valid");
         let account = ok.bootstrap.expect("bootstrap account");
-        assert!(account.verify(&pushgate_core::domain::AuthToken::new("test")));
+        assert!(account.verify(&pushgate_core::domain::AuthToken::new("test"), Default::default()));
         let bad = CloudConfig::from_lookup(lookup(&[
             base[0],
             base[1],

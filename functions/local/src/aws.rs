@@ -108,7 +108,7 @@ pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result
         deps.pages = PageTokens::derive(&key);
     }
     DynamoAccountStore::new(dynamo, cloud.config_table.clone())
-        .put_account(&Account { id: account.clone(), token_hash: token.hash() })
+        .put_account(&Account::new(account.clone(), token.hash()))
         .await
         .map_err(unavailable("PUSHGATE_ACCOUNT_ID"))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);

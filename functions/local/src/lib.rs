@@ -286,7 +286,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     let (account, token, generated_account) = account_for(config);
     let accounts = Arc::new(MemoryAccounts::default());
     // A fresh store cannot be poisoned.
-    let _ = accounts.insert(Account { id: account.clone(), token_hash: token.hash() });
+    let _ = accounts.insert(Account::new(account.clone(), token.hash()));
     let queue = MemoryQueue::default();
     let push = Arc::new(MemoryPushStore::default());
     spawn_retention(push.clone());

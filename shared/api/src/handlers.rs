@@ -50,7 +50,7 @@ async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, Api
         .and_then(|raw| String::from_utf8(raw).ok())
         .ok_or(AppError::Unauthorized)?;
     let (user, token) = basic.split_once(':').ok_or(AppError::Unauthorized)?;
-    Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token)).await?)
+    Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token), state.deps.clock.now()).await?)
 }
 
 /// A JSON request body: 415 unless JSON, 413 over the limit, 408 when it does not arrive within

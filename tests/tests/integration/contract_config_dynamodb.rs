@@ -35,7 +35,7 @@ async fn dynamodb_account_items_hold_the_token_hash_as_binary() {
 
     let Some((client, table)) = fresh_table("ConfigTable").await else { return };
     let store = DynamoAccountStore::new(client.clone(), table.clone());
-    let account = Account { id: AccountId::from_bytes(rand::random()), token_hash: AuthToken::new("t").hash() };
+    let account = Account::new(AccountId::from_bytes(rand::random()), AuthToken::new("t").hash());
     store.put_account(&account).await.expect("stored");
     let item = client
         .get_item()

@@ -144,7 +144,7 @@ async fn on_moto_events_travel_the_fanout_queue_and_the_dispatch_function_posts_
     let Some(rig) = AwsRig::new("hooks", |_| {}).await else { return };
     // The rig's account is the bootstrap account, whose webhook the template configures.
     let mut config = rig.config.clone();
-    config.bootstrap = Some(Account { id: rig.caller.account.clone(), token_hash: rig.caller.token.hash() });
+    config.bootstrap = Some(Account::new(rig.caller.account.clone(), rig.caller.token.hash()));
     config.webhook = Some(Webhook { url, secret: SECRET.into() });
     let rig = rig.rewired(config);
     rig.create_credentials("main").await;

@@ -9,7 +9,9 @@
 //! |---|---|---|---|
 //! | credential book | `BOOK#{account}` | `BOOK` | `book` (map: `CredentialBookItem`, its Apps and credentials), `version` (number) |
 //! | sealed secret | `SECRET#{account}` | credential id | `sealed` (binary: what the [`SecretBox`] produced) |
-//! | account | `ACCOUNT#{id}` | `ACCOUNT` | `tokenHash` (binary: the 32-byte SHA-256 of the auth token) |
+//! | account | `ACCOUNT#{id}` | `ACCOUNT` | `tokenHash` (binary: the 32-byte SHA-256 of the auth token); after a rotation with grace `previousTokenHash` (binary) + `previousUntil` (number, epoch ms); `limits` (map, only when the operator set some) |
+//! | API key | `APIKEY#{sid}` | `APIKEY` | `account` (string), `secretHash` (binary: SHA-256 of the secret), `friendlyName` (string), `created` (number, epoch ms) |
+//! | API key listing | `ACCOUNT#{account}` | `KEY#{sid}` | the same attributes: the account's keys are one `Query` away |
 //! | provider token | `TOKEN#{key}` | `TOKEN` | `sealed` (binary: the token sealed with AAD = key), `mintedAt` (number, epoch ms), `expiresAt` (number, epoch s) |
 //!
 //! - Every credential key starts with the account id: another account's book or secret is
@@ -39,18 +41,25 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use chrono::DateTime;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_attribute_value, to_attribute_value};
 
+use super::items::build_error;
 use super::items::malformed;
 use super::records::CredentialBookItem;
 use super::{Item, codec_error, delete_item, get_item, key, n, store_error};
 use pushgate_core::app::ports::{AccountStore, CredentialStore, SecretBox, SharedToken, StoreError, TokenCache};
 use pushgate_core::domain::credential::CredentialBook;
-use pushgate_core::domain::{Account, AccountId, CredentialId, Timestamp, TokenHash};
+use pushgate_core::domain::{
+    Account, AccountId, AccountLimits, ApiKey, ApiKeySid, CredentialId, PreviousToken, Timestamp, TokenHash,
+};
 
 /// How long a provider token item lives before DynamoDB TTL may delete it.
 const TOKEN_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
@@ -65,6 +74,14 @@ fn secret_pk(account: &AccountId) -> String {
 
 fn account_pk(id: &AccountId) -> String {
     format!("ACCOUNT#{id}")
+}
+
+fn api_key_pk(sid: &ApiKeySid) -> String {
+    format!("APIKEY#{sid}")
+}
+
+fn api_key_listing_sk(sid: &ApiKeySid) -> String {
+    format!("KEY#{sid}")
 }
 
 fn token_pk(cache_key: &str) -> String {
@@ -120,17 +137,68 @@ pub(super) fn read_secret(mut item: Item) -> Result<Vec<u8>, StoreError> {
 }
 
 /// The item of an account.
-pub(super) fn account_item(account: &Account) -> Item {
+pub(super) fn account_item(account: &Account) -> Result<Item, StoreError> {
     let mut item = key(account_pk(&account.id), "ACCOUNT");
     item.insert("tokenHash".to_owned(), b(account.token_hash.0));
-    item
+    if let Some(previous) = &account.previous {
+        item.insert("previousTokenHash".to_owned(), b(previous.hash.0));
+        item.insert("previousUntil".to_owned(), n(previous.until.timestamp_millis()));
+    }
+    if account.limits != AccountLimits::default() {
+        item.insert("limits".to_owned(), to_attribute_value(account.limits).map_err(codec_error)?);
+    }
+    Ok(item)
+}
+
+/// A 32-byte hash attribute.
+fn take_hash(item: &mut Item, name: &str) -> Result<TokenHash, StoreError> {
+    let hash: [u8; 32] =
+        take_binary(item, name)?.try_into().map_err(|_| malformed(&format!("`{name}` is not 32 bytes")))?;
+    Ok(TokenHash(hash))
+}
+
+/// An epoch-milliseconds attribute.
+fn millis(item: &Item, name: &str) -> Result<Timestamp, StoreError> {
+    DateTime::from_timestamp_millis(number(item, name)?).ok_or_else(|| malformed(&format!("`{name}` is out of range")))
 }
 
 /// The account `id` a stored item holds.
 pub(super) fn read_account(id: &AccountId, mut item: Item) -> Result<Account, StoreError> {
-    let hash: [u8; 32] =
-        take_binary(&mut item, "tokenHash")?.try_into().map_err(|_| malformed("`tokenHash` is not 32 bytes"))?;
-    Ok(Account { id: id.clone(), token_hash: TokenHash(hash) })
+    let mut account = Account::new(id.clone(), take_hash(&mut item, "tokenHash")?);
+    if item.contains_key("previousTokenHash") {
+        let until = millis(&item, "previousUntil")?;
+        account.previous = Some(PreviousToken { hash: take_hash(&mut item, "previousTokenHash")?, until });
+    }
+    if let Some(limits) = item.remove("limits") {
+        account.limits = from_attribute_value(limits).map_err(codec_error)?;
+    }
+    Ok(account)
+}
+
+/// The attributes of an API key (both of its items hold them).
+fn api_key_attributes(mut item: Item, api_key: &ApiKey) -> Item {
+    item.insert("account".to_owned(), AttributeValue::S(api_key.account.to_string()));
+    item.insert("secretHash".to_owned(), b(api_key.secret_hash.0));
+    item.insert("friendlyName".to_owned(), AttributeValue::S(api_key.friendly_name.clone()));
+    item.insert("created".to_owned(), n(api_key.created.timestamp_millis()));
+    item
+}
+
+/// The API key `sid` a stored item holds.
+pub(super) fn read_api_key(sid: ApiKeySid, mut item: Item) -> Result<ApiKey, StoreError> {
+    let text = |item: &mut Item, name: &str| match item.remove(name) {
+        Some(AttributeValue::S(s)) => Ok(s),
+        _ => Err(malformed(&format!("`{name}` is not a string"))),
+    };
+    let account =
+        AccountId::parse(&text(&mut item, "account")?).map_err(|_| malformed("`account` is not an account id"))?;
+    Ok(ApiKey {
+        sid,
+        account,
+        secret_hash: take_hash(&mut item, "secretHash")?,
+        friendly_name: text(&mut item, "friendlyName")?,
+        created: millis(&item, "created")?,
+    })
 }
 
 /// The item of a provider token under `cache_key`, already sealed, minted at `minted_at`.
@@ -221,15 +289,38 @@ impl DynamoAccountStore {
 
     /// Adds (or replaces) an account: for test set-up and the local AWS mode.
     pub async fn put_account(&self, account: &Account) -> Result<(), StoreError> {
-        let item = account_item(account);
+        self.put(account, None).await
+    }
+
+    async fn put(&self, account: &Account, condition: Option<&str>) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(account_item(account)?))
+            .set_condition_expression(condition.map(str::to_owned))
             .send()
             .await
             .map_err(|e| store_error("PutItem (account)", e))?;
         Ok(())
+    }
+
+    /// Writes `items` in one transaction; a failed condition of any item is `Conflict`.
+    async fn transact(&self, items: Vec<TransactWriteItem>, what: &str) -> Result<(), StoreError> {
+        let written = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(cancel))
+                    if cancel.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Err(StoreError::Conflict)
+                }
+                Some(e) if e.code() == Some("TransactionCanceledException") => {
+                    Err(StoreError::Unavailable(format!("DynamoDB TransactWriteItems ({what}) cancelled")))
+                }
+                _ => Err(store_error(what, err)),
+            },
+        }
     }
 }
 
@@ -240,6 +331,116 @@ impl AccountStore for DynamoAccountStore {
             .await?
             .map(|item| read_account(id, item))
             .transpose()
+    }
+
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.put(account, Some("attribute_not_exists(pk)")).await
+    }
+
+    async fn save_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.put(account, Some("attribute_exists(pk)")).await
+    }
+
+    async fn delete_account(&self, id: &AccountId) -> Result<(), StoreError> {
+        for api_key in self.list_api_keys(id).await? {
+            self.delete_api_key(id, &api_key.sid).await?;
+        }
+        delete_item(&self.client, &self.table, key(account_pk(id), "ACCOUNT"), "DeleteItem (account)").await
+    }
+
+    async fn create_api_key(&self, api_key: &ApiKey) -> Result<(), StoreError> {
+        let build = |e| build_error(e);
+        let account_exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(account_pk(&api_key.account), "ACCOUNT")))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let new_key = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(api_key_attributes(key(api_key_pk(&api_key.sid), "APIKEY"), api_key)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let listing = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(api_key_attributes(
+                key(account_pk(&api_key.account), api_key_listing_sk(&api_key.sid)),
+                api_key,
+            )))
+            .build()
+            .map_err(build)?;
+        let items = vec![
+            TransactWriteItem::builder().condition_check(account_exists).build(),
+            TransactWriteItem::builder().put(new_key).build(),
+            TransactWriteItem::builder().put(listing).build(),
+        ];
+        self.transact(items, "TransactWriteItems (create API key)").await
+    }
+
+    async fn get_api_key(&self, sid: &ApiKeySid) -> Result<Option<ApiKey>, StoreError> {
+        get_item(&self.client, &self.table, key(api_key_pk(sid), "APIKEY"))
+            .await?
+            .map(|item| read_api_key(sid.clone(), item))
+            .transpose()
+    }
+
+    async fn list_api_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :keys)")
+                .expression_attribute_values(":pk", AttributeValue::S(account_pk(account)))
+                .expression_attribute_values(":keys", AttributeValue::S("KEY#".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query (API keys)", e))?;
+            for mut item in page.items.unwrap_or_default() {
+                let sk = match item.remove("sk") {
+                    Some(AttributeValue::S(sk)) => sk,
+                    _ => return Err(malformed("an API key listing without `sk`")),
+                };
+                let sid = sk.strip_prefix("KEY#").and_then(|s| ApiKeySid::parse(s).ok());
+                keys.push(read_api_key(sid.ok_or_else(|| malformed("an API key listing's `sk`"))?, item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.sid.cmp(&b.sid)));
+        Ok(keys)
+    }
+
+    async fn delete_api_key(&self, account: &AccountId, sid: &ApiKeySid) -> Result<bool, StoreError> {
+        let build = |e| build_error(e);
+        let the_key = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(api_key_pk(sid), "APIKEY")))
+            .condition_expression("account = :account")
+            .expression_attribute_values(":account", AttributeValue::S(account.to_string()))
+            .build()
+            .map_err(build)?;
+        let listing = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(account_pk(account), api_key_listing_sk(sid))))
+            .build()
+            .map_err(build)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(the_key).build(),
+            TransactWriteItem::builder().delete(listing).build(),
+        ];
+        match self.transact(items, "TransactWriteItems (revoke API key)").await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Use cases over the ports: send, dispatch, queries, credentials and auth. No HTTP, no SDKs.
 
+pub mod admin;
 pub mod auth;
 pub mod backoff;
 pub mod cancel;

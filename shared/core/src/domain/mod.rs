@@ -11,7 +11,7 @@ pub mod send;
 pub mod status;
 pub mod template;
 
-pub use account::{Account, AuthToken, TokenHash};
+pub use account::{Account, AccountLimits, ApiKey, ApiKeySid, AuthToken, PreviousToken, TokenHash};
 pub use credential::{App, Credential, CredentialSecret, CredentialType};
 pub use directory::{Device, DeviceRegistration, User};
 pub use event::{EventType, OperationEvent};

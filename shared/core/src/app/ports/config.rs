@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::domain::credential::CredentialBook;
-use crate::domain::{Account, AccountId, CredentialId, Timestamp};
+use crate::domain::{Account, AccountId, ApiKey, ApiKeySid, CredentialId, Timestamp};
 
 use super::StoreError;
 
@@ -22,11 +22,28 @@ pub trait CredentialStore: Send + Sync {
     async fn delete_secret(&self, account: &AccountId, id: &CredentialId) -> Result<(), StoreError>;
 }
 
-/// Accounts.
+/// Accounts and their API keys. Reads are strongly consistent: a revoked key or a deleted
+/// account stops authenticating at once.
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// The account, or `None`.
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+    /// Adds a new account. `Conflict` if the id is taken.
+    async fn create_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// Replaces an existing account (its token, grace period, limits). `Conflict` if it does
+    /// not exist (a deleted account is never brought back).
+    async fn save_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// Deletes the account and its API keys (missing is fine). The keys go first, so a key never
+    /// outlives its account.
+    async fn delete_account(&self, id: &AccountId) -> Result<(), StoreError>;
+    /// Adds an API key. `Conflict` if its sid is taken.
+    async fn create_api_key(&self, key: &ApiKey) -> Result<(), StoreError>;
+    /// The API key, or `None`.
+    async fn get_api_key(&self, sid: &ApiKeySid) -> Result<Option<ApiKey>, StoreError>;
+    /// The account's API keys, oldest first.
+    async fn list_api_keys(&self, account: &AccountId) -> Result<Vec<ApiKey>, StoreError>;
+    /// Deletes the account's key `sid`; `false` if the account has no such key.
+    async fn delete_api_key(&self, account: &AccountId, sid: &ApiKeySid) -> Result<bool, StoreError>;
 }
 
 /// Authenticated encryption of credential secrets (AES-GCM locally, KMS envelope on AWS).
