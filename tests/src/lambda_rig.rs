@@ -25,7 +25,8 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn authorization(&self) -> String {
+    /// The `Authorization` header value of this caller.
+    pub fn authorization(&self) -> String {
         format!("Basic {}", STANDARD.encode(format!("{}:{}", self.account, self.token.expose())))
     }
 }

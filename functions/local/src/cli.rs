@@ -13,6 +13,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("PUSHGATE_LISTEN", "listen", "listen address, host:port (default 127.0.0.1:3000)"),
     ("PUSHGATE_ACCOUNT_ID", "account-id", "the local account (AC + 32 hex); generated when unset"),
     ("PUSHGATE_AUTH_TOKEN", "auth-token", "its auth token (≥ 32 characters; prefer the environment for secrets)"),
+    ("PUSHGATE_ADMIN_TOKEN", "admin-token", "turns on the /admin/v1 routes pushgate-admin calls (≥ 32 characters)"),
     ("PUSHGATE_DATA_KEY", "data-key", "base64 of 32 bytes encrypting credentials (prefer the environment)"),
     ("PUSHGATE_PUBLIC_URL", "public-url", "base of absolute Location URLs (default http:// + the address bound)"),
     ("PUSHGATE_MAX_BODY_BYTES", "max-body-bytes", "request body limit in bytes (default 8388608)"),

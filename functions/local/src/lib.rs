@@ -165,6 +165,12 @@ impl LocalConfig {
                 return Err(ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN is"));
             }
         };
+        if let Some(token) = var("PUSHGATE_ADMIN_TOKEN") {
+            if token.len() < 32 {
+                return Err(ConfigError::new("PUSHGATE_ADMIN_TOKEN", "must be at least 32 characters"));
+            }
+            config.api.admin_token = Some(AuthToken::new(token).hash());
+        }
         if let Some(key) = var("PUSHGATE_DATA_KEY") {
             let bytes =
                 STANDARD.decode(key.trim()).map_err(|_| ConfigError::new("PUSHGATE_DATA_KEY", "must be base64"))?;

@@ -5,6 +5,7 @@
 //! May import: the core and axum/http. Never an adapter: handlers reach stores, queues and
 //! providers only through the core's use cases and ports.
 
+mod admin;
 pub mod dto;
 pub mod error;
 pub mod guard;
@@ -37,11 +38,18 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// `PUSHGATE_REQUEST_TIMEOUT_SECS`: how long a handler waits for the request body.
     pub request_timeout: Duration,
+    /// `PUSHGATE_ADMIN_TOKEN` (its hash): turns on the one-process server's admin routes.
+    pub admin_token: Option<pushgate_core::domain::TokenHash>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { public_url: None, max_body_bytes: DEFAULT_MAX_BODY_BYTES, request_timeout: DEFAULT_REQUEST_TIMEOUT }
+        Self {
+            public_url: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            admin_token: None,
+        }
     }
 }
 
@@ -168,10 +176,11 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/v1/PushNotifications/Users/{userId}", Function::Users),
 ];
 
-/// The API router over `deps`: every route (the local process).
+/// The API router over `deps`: every route, health and (with an admin token) the admin routes
+/// (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
     let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(functions::routes_of(*f)));
-    finish(routes.merge(health_routes()), deps, config)
+    finish(routes.merge(health_routes()).merge(admin::routes()), deps, config)
 }
 
 /// `GET /health` (liveness: the process answers) and `GET /health/ready` (readiness: its stores

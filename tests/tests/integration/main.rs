@@ -2,6 +2,7 @@
 //! each module is one area. The emulator tier (moto) is inside too; its tests say `skipped`
 //! when `AWS_ENDPOINT_URL` is not set.
 
+mod accounts;
 mod api;
 mod cancel;
 mod capacity;

@@ -26,6 +26,10 @@ const FUNCTIONS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions")
 
 /// The folder in `functions/` that is not a Lambda function (the one-process local server).
 const LOCAL_ONLY: &str = "local";
+
+/// The operator's command: runs on the operator's machine, never deployed.
+const OPERATOR_ONLY: &str = "admin";
+
 /// The SQS consumer (not in `Function`, which lists the HTTP functions).
 const DISPATCH: &str = "dispatch";
 /// Functions that only read.
@@ -227,7 +231,7 @@ fn folders_in_functions_dir() -> BTreeSet<String> {
         // A function is a folder with a binary; `glue` is the library they share.
         .filter(|entry| entry.path().join("src/main.rs").is_file())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name != LOCAL_ONLY)
+        .filter(|name| name != LOCAL_ONLY && name != OPERATOR_ONLY)
         .collect()
 }
 

@@ -132,8 +132,7 @@ pub async fn set_limits(
 ) -> Result<AccountLimits, AppError> {
     let zero =
         [limits.requests_per_second, limits.request_burst, limits.notifications_per_minute, limits.live_notifications]
-            .iter()
-            .any(|l| *l == Some(0));
+            .contains(&Some(0));
     if zero {
         return Err(AppError::field("limits", "every limit must be at least 1 (omit it for the default)"));
     }
