@@ -26,6 +26,7 @@ pub mod commands;
 pub mod config_contract;
 pub mod contract;
 pub mod directory_contract;
+pub mod idempotency_contract;
 pub mod lambda_rig;
 pub mod meter;
 pub mod webhook;
@@ -282,6 +283,7 @@ pub fn memory_deps(
         push: Arc::new(MemoryPushStore::default()),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts,
+        idempotency: Arc::new(pushgate_memory::MemoryIdempotency::default()),
         directory: Arc::new(MemoryDirectory::default()),
         queue,
         scheduler: Arc::new(ManualScheduler::default()),

@@ -15,6 +15,7 @@ use tracing::warn;
 
 use pushgate_api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
 use pushgate_aws::dynamodb::config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
+use pushgate_aws::dynamodb::idempotency::DynamoIdempotency;
 use pushgate_aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use pushgate_aws::kms::KmsEnvelopeBox;
 use pushgate_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
@@ -419,6 +420,7 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
         push: Arc::new(DynamoPushStore::new(dynamo.clone(), config.push_table.clone())),
         credentials: Arc::new(DynamoCredentialStore::new(dynamo.clone(), config.config_table.clone())),
         accounts: Arc::new(accounts),
+        idempotency: Arc::new(DynamoIdempotency::new(dynamo.clone(), config.config_table.clone())),
         directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
         scheduler,

@@ -301,6 +301,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         push: push.clone(),
         credentials: Arc::new(MemoryCredentials::default()),
         accounts: accounts.clone(),
+        idempotency: Arc::new(pushgate_memory::MemoryIdempotency::default()),
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
         scheduler: Arc::new(scheduler),

@@ -36,6 +36,10 @@ pub enum ApiError {
     /// An error answer the framework made (an extractor's rejection), re-shaped: its status
     /// with code `20000 + status`.
     Status(StatusCode),
+    /// The `Idempotency-Key` was used for a different request (method, path or body).
+    IdempotencyMismatch,
+    /// A request with the same `Idempotency-Key` is still running.
+    IdempotencyInProgress,
 }
 
 impl From<AppError> for ApiError {
@@ -162,6 +166,24 @@ impl IntoResponse for ApiError {
             ),
             ApiError::Malformed(what) => {
                 respond(StatusCode::BAD_REQUEST, 20400, format!("Malformed request: {what}"), vec![])
+            }
+            ApiError::IdempotencyMismatch => respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                20422,
+                "This Idempotency-Key was used with a different request (method, path or body) in the last 24 hours; \
+                 use a new key for a new request"
+                    .into(),
+                vec![],
+            ),
+            ApiError::IdempotencyInProgress => {
+                let mut r = respond(
+                    StatusCode::CONFLICT,
+                    20409,
+                    "A request with this Idempotency-Key is still in progress; retry later to get its answer".into(),
+                    vec![],
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+                r
             }
             ApiError::Status(status) => {
                 let code = 20_000 + u32::from(status.as_u16());

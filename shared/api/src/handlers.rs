@@ -37,11 +37,19 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        if let Some(Authenticated(account)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller(account.clone()));
+        }
         account(state, &parts.headers).await.map(Caller)
     }
 }
 
-async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+/// The account a layer before the handler already authenticated (the idempotency layer does,
+/// to scope the key): the handler does not ask the store again.
+#[derive(Clone)]
+pub(super) struct Authenticated(pub AccountId);
+
+pub(super) async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -102,7 +110,11 @@ impl FromRequest<ApiState> for JsonBody {
 
 /// The whole body: 413 past `limit` bytes, 400 when it cannot be read (a broken chunked
 /// encoding, a connection closed half way).
-async fn read_body(body: axum::body::Body, limit: usize, declared: Option<usize>) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Vec<u8>, ApiError> {
     use futures::StreamExt as _;
     let mut frames = body.into_data_stream();
     // Not the declared length: a client could declare megabytes and send nothing.

@@ -10,6 +10,7 @@ pub mod dto;
 pub mod error;
 pub mod guard;
 mod handlers;
+pub mod idempotency;
 pub mod query;
 pub mod requests;
 
@@ -311,6 +312,7 @@ fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::idempotent))
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)

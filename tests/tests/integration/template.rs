@@ -932,6 +932,27 @@ async fn every_dynamodb_call_a_function_makes_is_allowed_by_its_role() {
     rig.call(Function::Cancel, "PATCH", &path, Some(&body)).await;
     missing.extend(ungranted(&t, "cancel", &proxy, &mut seen));
 
+    // Idempotency-Key: each function with a POST claims the key, keeps the answer, replays it.
+    let keyed = [
+        (Function::Send, "send", "/v1/PushNotifications", mixed_send(&[9], &[])),
+        (Function::Credentials, "credentials", "/v1/PushNotifications/Credentials", serde_json::json!({})),
+        (
+            Function::DeviceRegistrations,
+            "device-registrations",
+            "/v1/PushNotifications/DeviceRegistrations",
+            serde_json::json!({}),
+        ),
+    ];
+    for (function, binary, path, body) in keyed {
+        let event = pushgate_tests::lambda_rig::http_api_event("POST", path, "$default", &rig.caller, Some(&body));
+        let mut event: serde_json::Value = serde_json::from_str(&event).expect("an event is JSON");
+        event["headers"]["idempotency-key"] = serde_json::json!(format!("iam-{binary}"));
+        for _ in 0..2 {
+            rig.invoke(function, &event.to_string()).await;
+        }
+        missing.extend(ungranted(&t, binary, &proxy, &mut seen));
+    }
+
     assert!(missing.is_empty(), "calls the template does not allow:\n{}", missing.join("\n"));
     assert!(seen > 20, "the proxy saw the functions' calls ({seen})");
 }

@@ -1,6 +1,6 @@
 //! The DynamoDB adapters: one file per store ([`push`]: notifications and operations;
 //! [`config`]: accounts, credentials, provider tokens; [`directory`]: users and device
-//! registrations), each with its item design at its top; [`tables`]: the three tables'
+//! registrations; [`idempotency`]: idempotency records of POSTs), each with its item design at its top; [`tables`]: the three tables'
 //! definitions (`template.yaml` is checked against them); [`items`] and [`batch`]: the
 //! single-item and batch helpers they share.
 //!
@@ -18,6 +18,7 @@
 mod batch;
 pub mod config;
 pub mod directory;
+pub mod idempotency;
 mod items;
 pub mod push;
 mod records;
@@ -27,6 +28,7 @@ pub mod tables;
 
 pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
 pub use directory::DynamoDirectoryStore;
+pub use idempotency::DynamoIdempotency;
 pub use push::{DynamoPushStore, notification_pk};
 pub use tables::{TableDefinition, create_tables, table_definitions};
 

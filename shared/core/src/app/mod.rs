@@ -11,6 +11,7 @@ pub mod dispatch;
 pub mod error;
 pub mod events;
 pub mod health;
+pub mod idempotency;
 pub mod paging;
 pub mod ports;
 pub mod queries;
@@ -24,7 +25,7 @@ pub use error::AppError;
 pub use paging::PageTokens;
 use ports::{
     AccountStore, Clock, CredentialChecker, CredentialStore, DirectoryStore, EventSink, FanoutQueue, IdGenerator,
-    PushGateway, PushWriter, Scheduler, SecretBox,
+    IdempotencyStore, PushGateway, PushWriter, Scheduler, SecretBox,
 };
 
 /// Tunables of the use cases.
@@ -78,6 +79,8 @@ pub struct Deps {
     /// Credentials and Apps.
     pub credentials: Arc<dyn CredentialStore>,
     pub accounts: Arc<dyn AccountStore>,
+    /// Idempotency records of POSTs.
+    pub idempotency: Arc<dyn IdempotencyStore>,
     /// Users and DeviceRegistrations.
     pub directory: Arc<dyn DirectoryStore>,
     /// The fan-out queue.

@@ -5,7 +5,7 @@
 //! One module per capability: [`push`] (notifications and operations), [`config`] (accounts,
 //! credentials, secrets, provider tokens), [`directory`] (users and devices), [`queue`] (the
 //! fan-out queue, the scheduler and the versioned messages they carry), [`events`], [`gateway`]
-//! (the providers), [`system`] (time and ids). Everything is re-exported here.
+//! (the providers), [`requests`] (idempotency records), [`system`] (time and ids). Everything is re-exported here.
 
 mod config;
 mod directory;
@@ -13,6 +13,7 @@ mod events;
 mod gateway;
 mod push;
 mod queue;
+mod requests;
 mod system;
 
 pub use config::*;
@@ -21,6 +22,7 @@ pub use events::*;
 pub use gateway::*;
 pub use push::*;
 pub use queue::*;
+pub use requests::*;
 pub use system::*;
 
 /// What a store can fail with.
