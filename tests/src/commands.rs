@@ -14,7 +14,7 @@ use pushgate_core::domain::{AccountId, Credential, DeviceRegistration, Operation
 pub async fn send(deps: &Deps, account: &AccountId, body: Value) -> Result<OperationId, AppError> {
     let request =
         SendRequest::try_from(SendBody { json: body, received_at: deps.clock.now() }).map_err(AppError::Validation)?;
-    pushgate_core::app::send::send(deps, account, request).await
+    pushgate_core::app::send::send(deps, account, &deps.settings.limits_for(&Default::default()), request).await
 }
 
 /// `POST /v1/PushNotifications/Credentials` with `body`.

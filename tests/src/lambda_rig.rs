@@ -341,3 +341,29 @@ impl AwsRig {
         pushgate_glue::lambda::dispatch(&self.dispatch_deps, sqs_event(messages)).await
     }
 }
+
+/// The same rig with every function's DynamoDB calls going through a metering proxy in front of
+/// moto (which sees and prices each call, table shapes registered).
+pub async fn metered(rig: AwsRig) -> (AwsRig, crate::meter::proxy::MeterProxy) {
+    use pushgate_aws::dynamodb::table_definitions;
+    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the emulator tier names moto");
+    let proxy = crate::meter::proxy::MeterProxy::start(&upstream).await.expect("the proxy starts");
+    let prefix = rig.config.push_table.strip_suffix("push").expect("the rig's table prefix");
+    for table in table_definitions(prefix) {
+        proxy.meter.register_table(&table.name, crate::meter::TableShape::from_definition(&table));
+    }
+    // Without the environment's service configuration: AWS_ENDPOINT_URL (moto, which the other
+    // tests of this process share) would win over the endpoint set here.
+    let base = &rig.sdk;
+    let mut builder = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&proxy.url);
+    builder.set_region(base.region().cloned());
+    builder.set_credentials_provider(base.credentials_provider());
+    builder.set_http_client(base.http_client());
+    builder.set_sleep_impl(base.sleep_impl());
+    builder.set_time_source(base.time_source());
+    let sdk = builder.build();
+    let config = rig.config.clone();
+    (AwsRig { sdk, ..rig }.rewired(config), proxy)
+}

@@ -284,6 +284,7 @@ pub fn memory_deps(
         credentials: Arc::new(MemoryCredentials::default()),
         accounts,
         idempotency: Arc::new(pushgate_memory::MemoryIdempotency::default()),
+        budget: Arc::new(pushgate_memory::MemorySendBudget::default()),
         directory: Arc::new(MemoryDirectory::default()),
         queue,
         scheduler: Arc::new(ManualScheduler::default()),

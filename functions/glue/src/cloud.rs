@@ -15,7 +15,7 @@ use tracing::warn;
 
 use pushgate_api::{ApiConfig, DEFAULT_MAX_BODY_BYTES};
 use pushgate_aws::dynamodb::config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
-use pushgate_aws::dynamodb::idempotency::DynamoIdempotency;
+use pushgate_aws::dynamodb::idempotency::{DynamoIdempotency, DynamoSendBudget};
 use pushgate_aws::dynamodb::{DynamoDirectoryStore, DynamoPushStore};
 use pushgate_aws::kms::KmsEnvelopeBox;
 use pushgate_aws::scheduler::{EventBridgeScheduler, ScheduleTarget};
@@ -162,6 +162,8 @@ impl CloudConfig {
             config.providers.fcm_token_uris =
                 parse_token_uris(&uris).map_err(|m| ConfigError::new("PUSHGATE_FCM_TOKEN_URIS", m))?;
         }
+        config.settings.limits =
+            pushgate_core::app::LimitDefaults::from_vars(var).map_err(|(name, why)| ConfigError::new(name, why))?;
         Ok(config)
     }
 }
@@ -421,6 +423,7 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
         credentials: Arc::new(DynamoCredentialStore::new(dynamo.clone(), config.config_table.clone())),
         accounts: Arc::new(accounts),
         idempotency: Arc::new(DynamoIdempotency::new(dynamo.clone(), config.config_table.clone())),
+        budget: Arc::new(DynamoSendBudget::new(dynamo.clone(), config.config_table.clone())),
         directory: Arc::new(DynamoDirectoryStore::new(dynamo.clone(), config.directory_table.clone())),
         queue,
         scheduler,

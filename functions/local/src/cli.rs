@@ -34,6 +34,13 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "max-live-notifications",
         "queued or scheduled notifications per account at most, or none (default 1000000)",
     ),
+    ("PUSHGATE_REQUESTS_PER_SECOND", "requests-per-second", "API requests per second per account (default 100)"),
+    ("PUSHGATE_REQUEST_BURST", "request-burst", "API requests in a burst per account (default 200)"),
+    (
+        "PUSHGATE_NOTIFICATIONS_PER_MINUTE",
+        "notifications-per-minute",
+        "notifications accepted per minute per account (default 600000)",
+    ),
     ("PUSHGATE_WORKERS", "workers", "chunks processed at once (default 256; AWS mode: SQS consumers, ≤ 16)"),
     ("PUSHGATE_LOG_FORMAT", "log-format", "text (default) or json: one JSON object per log line"),
     ("PUSHGATE_TABLE_PREFIX", "table-prefix", "AWS mode: table name prefix (default pushgate-local-)"),

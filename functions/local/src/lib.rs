@@ -216,6 +216,8 @@ impl LocalConfig {
             config.providers.http = HttpSettings { extra_ca_pem: Some(pem), ..HttpSettings::default() };
         }
         config.webhook = Webhook::from_env(var)?;
+        config.settings.limits =
+            pushgate_core::app::LimitDefaults::from_vars(var).map_err(|(name, why)| ConfigError::new(name, why))?;
         if let Some(n) = positive(var, "PUSHGATE_RENDER_THREADS", "a number of threads")? {
             config.render_threads =
                 Some(usize::try_from(n).map_err(|_| ConfigError::new("PUSHGATE_RENDER_THREADS", "is too large"))?);
@@ -302,6 +304,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         credentials: Arc::new(MemoryCredentials::default()),
         accounts: accounts.clone(),
         idempotency: Arc::new(pushgate_memory::MemoryIdempotency::default()),
+        budget: Arc::new(pushgate_memory::MemorySendBudget::default()),
         directory: Arc::new(MemoryDirectory::default()),
         queue: Arc::new(queue.clone()),
         scheduler: Arc::new(scheduler),

@@ -16,10 +16,11 @@ use serde_json::Value;
 use super::query::{ListQuery, Paging};
 use super::requests::{Cancel, CancelBody, CredentialBody, MakeDefault, MakeDefaultBody, RegistrationBody, SendBody};
 use super::{ApiError, ApiState, PublicBase, dto};
+use pushgate_core::app::auth::Principal;
 use pushgate_core::app::credentials::{AppFilter, CredentialFilter, NewCredential};
 use pushgate_core::app::directory::RegisterDevice;
 use pushgate_core::app::ports::{NotificationFilter, OperationFilter};
-use pushgate_core::app::{AppError, auth, cancel, credentials, directory, queries, send as send_uc};
+use pushgate_core::app::{AppError, Limits, auth, cancel, credentials, directory, queries, send as send_uc};
 use pushgate_core::domain::{
     AccountId, AppName, AuthToken, CredentialId, CredentialType, DeviceRegistrationId, FieldError, NotificationId,
     NotificationStatus, OperationId, OperationStatus, Provider, SendRequest, UserId,
@@ -29,27 +30,33 @@ type ApiResult = Result<Response, ApiError>;
 
 // ---- extractors ----
 
-/// The account a request authenticates as (HTTP Basic: account id and auth token); a missing
-/// or wrong one is a 401.
-pub(super) struct Caller(pub AccountId);
+/// The account a request authenticates as (HTTP Basic: account id and auth token, or API key
+/// sid and secret) and its limits; a missing or wrong one is a 401, a request past the
+/// account's requests-per-second a 429.
+pub(super) struct Caller {
+    pub account: AccountId,
+    pub limits: Limits,
+}
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        if let Some(Authenticated(account)) = parts.extensions.get::<Authenticated>() {
-            return Ok(Caller(account.clone()));
-        }
-        account(state, &parts.headers).await.map(Caller)
+        let principal = match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(principal)) => principal.clone(),
+            None => principal(state, &parts.headers).await?,
+        };
+        Ok(Caller { account: principal.account, limits: principal.limits })
     }
 }
 
-/// The account a layer before the handler already authenticated (the idempotency layer does,
-/// to scope the key): the handler does not ask the store again.
+/// The principal a layer before the handler already authenticated and counted (the idempotency
+/// layer does, to scope the key): the handler asks the store and the bucket nothing again.
 #[derive(Clone)]
-pub(super) struct Authenticated(pub AccountId);
+pub(super) struct Authenticated(pub Principal);
 
-pub(super) async fn account(state: &ApiState, headers: &HeaderMap) -> Result<AccountId, ApiError> {
+/// Authenticates the request and takes one request from its account's bucket.
+pub(super) async fn principal(state: &ApiState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -58,7 +65,9 @@ pub(super) async fn account(state: &ApiState, headers: &HeaderMap) -> Result<Acc
         .and_then(|raw| String::from_utf8(raw).ok())
         .ok_or(AppError::Unauthorized)?;
     let (user, token) = basic.split_once(':').ok_or(AppError::Unauthorized)?;
-    Ok(auth::authenticate(&state.deps, user, &AuthToken::new(token), state.deps.clock.now()).await?)
+    let principal = auth::authenticate(&state.deps, user, &AuthToken::new(token), state.deps.clock.now()).await?;
+    state.requests.check(&principal.account, &principal.limits)?;
+    Ok(principal)
 }
 
 /// A JSON request body: 415 unless JSON, 413 over the limit, 408 when it does not arrive within
@@ -267,12 +276,12 @@ fn one(body: impl Serialize) -> ApiResult {
 
 pub(super) async fn send_notifications(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, limits }: Caller,
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
     let request: SendRequest = command(SendBody { json: body, received_at: state.deps.clock.now() })?;
-    let id = send_uc::send(&state.deps, &account, request).await?;
+    let id = send_uc::send(&state.deps, &account, &limits, request).await?;
     let location = format!("{}/v1/PushNotifications/Operations/{id}", links.0);
     let accepted = dto::OperationRef { operation_id: id, operation_location: location.clone() };
     Ok(located(StatusCode::ACCEPTED, &location, accepted))
@@ -280,7 +289,7 @@ pub(super) async fn send_notifications(
 
 pub(super) async fn fetch_notification(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<NotificationId>,
 ) -> ApiResult {
     let n = queries::fetch_notification(&state.deps, &account, id).await?;
@@ -289,7 +298,7 @@ pub(super) async fn fetch_notification(
 
 pub(super) async fn cancel_notification(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<NotificationId>,
     JsonBody(body): JsonBody,
@@ -301,7 +310,7 @@ pub(super) async fn cancel_notification(
 
 pub(super) async fn cancel_operation(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<OperationId>,
     JsonBody(body): JsonBody,
@@ -313,7 +322,7 @@ pub(super) async fn cancel_operation(
 
 pub(super) async fn list_notifications(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let allowed = ["operationId", "status", "tags", "startDate", "endDate", "user", "provider"];
@@ -342,7 +351,7 @@ pub(super) async fn list_notifications(
 
 pub(super) async fn fetch_operation(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<OperationId>,
 ) -> ApiResult {
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
@@ -351,7 +360,7 @@ pub(super) async fn fetch_operation(
 
 pub(super) async fn list_operations(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let mut q = ListQuery::new("operations", params, &["status", "startDate", "endDate"]);
@@ -368,7 +377,7 @@ pub(super) async fn list_operations(
 
 pub(super) async fn list_operation_errors(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<OperationId>,
     Params(params): Params,
 ) -> ApiResult {
@@ -387,7 +396,7 @@ fn credential_location(id: &CredentialId) -> String {
 
 pub(super) async fn create_credential(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
@@ -398,7 +407,7 @@ pub(super) async fn create_credential(
 
 pub(super) async fn list_credentials(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let mut q =
@@ -418,7 +427,7 @@ pub(super) async fn list_credentials(
 
 pub(super) async fn fetch_credential(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<CredentialId>,
 ) -> ApiResult {
     let c = credentials::fetch_credential(&state.deps, &account, id).await?;
@@ -427,7 +436,7 @@ pub(super) async fn fetch_credential(
 
 pub(super) async fn patch_credential(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<CredentialId>,
     JsonBody(body): JsonBody,
@@ -439,7 +448,7 @@ pub(super) async fn patch_credential(
 
 pub(super) async fn delete_credential(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<CredentialId>,
 ) -> ApiResult {
@@ -451,7 +460,7 @@ pub(super) async fn delete_credential(
 
 pub(super) async fn list_apps(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let mut q = ListQuery::new("apps", params, &["isDefault", "startDate", "endDate"]);
@@ -464,7 +473,7 @@ pub(super) async fn list_apps(
 
 pub(super) async fn fetch_app(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(name): Id<AppName>,
 ) -> ApiResult {
     let app = credentials::fetch_app(&state.deps, &account, &name).await?;
@@ -473,7 +482,7 @@ pub(super) async fn fetch_app(
 
 pub(super) async fn patch_app(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(name): Id<AppName>,
     JsonBody(body): JsonBody,
@@ -491,7 +500,7 @@ fn registration_location(id: &DeviceRegistrationId) -> String {
 
 pub(super) async fn register_device(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     JsonBody(body): JsonBody,
 ) -> ApiResult {
@@ -502,7 +511,7 @@ pub(super) async fn register_device(
 
 pub(super) async fn list_registrations(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let mut q = ListQuery::new("device-registrations", params, &["userId", "appName"]);
@@ -518,7 +527,7 @@ pub(super) async fn list_registrations(
 
 pub(super) async fn fetch_registration(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<DeviceRegistrationId>,
 ) -> ApiResult {
     let r = directory::fetch_registration(&state.deps, &account, &id).await?;
@@ -527,7 +536,7 @@ pub(super) async fn fetch_registration(
 
 pub(super) async fn delete_registration(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<DeviceRegistrationId>,
 ) -> ApiResult {
@@ -539,7 +548,7 @@ pub(super) async fn delete_registration(
 
 pub(super) async fn list_users(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Params(params): Params,
 ) -> ApiResult {
     let q = ListQuery::new("users", params, &[]);
@@ -551,7 +560,7 @@ pub(super) async fn list_users(
 
 pub(super) async fn fetch_user(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     Id(id): Id<UserId>,
 ) -> ApiResult {
     let u = directory::fetch_user(&state.deps, &account, id).await?;
@@ -560,7 +569,7 @@ pub(super) async fn fetch_user(
 
 pub(super) async fn delete_user(
     State(state): State<ApiState>,
-    Caller(account): Caller,
+    Caller { account, .. }: Caller,
     links: Links,
     Id(id): Id<UserId>,
 ) -> ApiResult {

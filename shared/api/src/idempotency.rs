@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use pushgate_core::app::idempotency::{self, HEADER};
 use pushgate_core::app::ports::{Begin, Replay};
 
-use super::handlers::{Authenticated, account, read_body};
+use super::handlers::{Authenticated, principal, read_body};
 use super::{ApiError, ApiState};
 
 /// The answer header that marks a replayed answer.
@@ -35,7 +35,8 @@ async fn keyed(state: ApiState, request: Request, next: Next) -> Result<Response
     let (mut parts, body) = request.into_parts();
     let key = parts.headers.get(HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     idempotency::validate_key(&key)?;
-    let caller = account(&state, &parts.headers).await?;
+    let principal = principal(&state, &parts.headers).await?;
+    let caller = principal.account.clone();
     let limit = state.config.max_body_bytes;
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
@@ -52,7 +53,7 @@ async fn keyed(state: ApiState, request: Request, next: Next) -> Result<Response
         Begin::InProgress => Err(ApiError::IdempotencyInProgress),
         Begin::Mismatch => Err(ApiError::IdempotencyMismatch),
         Begin::Started => {
-            parts.extensions.insert(Authenticated(caller.clone()));
+            parts.extensions.insert(Authenticated(principal));
             let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
             let (answer_parts, answer_body) = response.into_parts();
             let status = answer_parts.status.as_u16();

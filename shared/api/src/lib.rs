@@ -11,6 +11,7 @@ pub mod error;
 pub mod guard;
 mod handlers;
 pub mod idempotency;
+mod limits;
 pub mod query;
 pub mod requests;
 
@@ -78,6 +79,8 @@ impl PublicBase {
 pub(crate) struct ApiState {
     deps: Arc<Deps>,
     config: Arc<ApiConfig>,
+    /// API requests per second per account, in this process.
+    requests: Arc<limits::RequestLimits>,
 }
 
 /// The HTTP Lambda function that serves a route on AWS: one folder in `functions/` each, and
@@ -307,7 +310,7 @@ mod routes {
 
 /// `routes` with the fallbacks, the guard and the request log, over `deps`.
 fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
-    let state = ApiState { deps: Arc::new(deps), config: Arc::new(config) };
+    let state = ApiState { deps: Arc::new(deps), config: Arc::new(config), requests: Arc::default() };
     routes
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -76,3 +76,32 @@ impl IdempotencyStore for MemoryIdempotency {
         Ok(())
     }
 }
+
+/// Notifications accepted per account and minute, held in memory.
+#[derive(Default)]
+pub struct MemorySendBudget {
+    minutes: RwLock<HashMap<AccountId, (i64, u64)>>,
+}
+
+#[async_trait]
+impl pushgate_core::app::ports::SendBudget for MemorySendBudget {
+    async fn admit(
+        &self,
+        account: &AccountId,
+        at: Timestamp,
+        notifications: u64,
+        per_minute: u64,
+    ) -> Result<bool, StoreError> {
+        let minute = at.timestamp().div_euclid(60);
+        let mut minutes = super::write(&self.minutes)?;
+        let (counted_minute, count) = minutes.entry(account.clone()).or_insert((minute, 0));
+        if *counted_minute != minute {
+            (*counted_minute, *count) = (minute, 0);
+        }
+        if count.saturating_add(notifications) > per_minute {
+            return Ok(false);
+        }
+        *count += notifications;
+        Ok(true)
+    }
+}

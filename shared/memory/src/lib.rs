@@ -18,7 +18,7 @@ mod tokens;
 pub use accounts::MemoryAccounts;
 pub use credentials::MemoryCredentials;
 pub use directory::MemoryDirectory;
-pub use idempotency::MemoryIdempotency;
+pub use idempotency::{MemoryIdempotency, MemorySendBudget};
 pub use push::MemoryPushStore;
 pub use queue::{CHUNKS_PER_OPERATION, MemoryQueue, QueueWorkers};
 pub use scheduler::{MemoryScheduler, run_releases};

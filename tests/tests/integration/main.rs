@@ -22,6 +22,7 @@ mod idempotency;
 mod kms_moto;
 mod lambda;
 mod layers;
+mod limits;
 mod local_aws;
 mod openapi;
 mod promises;

@@ -877,26 +877,7 @@ async fn every_dynamodb_call_a_function_makes_is_allowed_by_its_role() {
     use pushgate_tests::{apn_token, fcm_token};
 
     let Some(rig) = AwsRig::new("iam", |_| {}).await else { return };
-    let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the emulator tier names moto");
-    let proxy = pushgate_tests::meter::proxy::MeterProxy::start(&upstream).await.expect("the proxy starts");
-    let prefix = rig.config.push_table.strip_suffix("push").expect("the rig's table prefix");
-    for table in table_definitions(prefix) {
-        proxy.meter.register_table(&table.name, pushgate_tests::meter::TableShape::from_definition(&table));
-    }
-    // Without the environment's service configuration: AWS_ENDPOINT_URL (moto, which the other
-    // tests of this process share) would win over the endpoint set here.
-    let base = &rig.sdk;
-    let mut builder = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&proxy.url);
-    builder.set_region(base.region().cloned());
-    builder.set_credentials_provider(base.credentials_provider());
-    builder.set_http_client(base.http_client());
-    builder.set_sleep_impl(base.sleep_impl());
-    builder.set_time_source(base.time_source());
-    let sdk = builder.build();
-    let config = rig.config.clone();
-    let rig = AwsRig { sdk, ..rig }.rewired(config);
+    let (rig, proxy) = pushgate_tests::lambda_rig::metered(rig).await;
     let t = template();
     let (mut missing, mut seen) = (Vec::new(), 0);
 

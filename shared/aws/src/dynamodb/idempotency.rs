@@ -172,3 +172,54 @@ impl IdempotencyStore for DynamoIdempotency {
         }
     }
 }
+
+/// Notifications accepted per account and minute, in the config table: one item per account
+/// and minute (`BUDGET#{account}` / the minute's epoch second, `notifications` a number,
+/// `expiresAt` one hour later for TTL), moved by one conditional `UpdateItem` per send
+/// (`ADD notifications :n` if `attribute_not_exists(notifications) OR notifications <= :room`,
+/// where `:room` = the limit − n). One key per account: DynamoDB takes 1,000 writes a second
+/// on a key, so up to 1,000 sends a second per account (each up to 10,000 recipients).
+#[derive(Clone, Debug)]
+pub struct DynamoSendBudget {
+    client: Client,
+    table: String,
+}
+
+impl DynamoSendBudget {
+    /// Uses the config table `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+}
+
+#[async_trait]
+impl pushgate_core::app::ports::SendBudget for DynamoSendBudget {
+    async fn admit(
+        &self,
+        account: &AccountId,
+        at: Timestamp,
+        notifications: u64,
+        per_minute: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(room) = per_minute.checked_sub(notifications) else { return Ok(false) };
+        let minute = at.timestamp().div_euclid(60) * 60;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("BUDGET#{account}"), minute)))
+            .update_expression("ADD notifications :n SET expiresAt = :expires")
+            .condition_expression("attribute_not_exists(notifications) OR notifications <= :room")
+            .expression_attribute_values(":n", n(notifications))
+            .expression_attribute_values(":room", n(room))
+            .expression_attribute_values(":expires", n(minute + 3600))
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem (send budget)", e));
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -28,7 +28,7 @@ pub mod tables;
 
 pub use config::{DynamoAccountStore, DynamoCredentialStore, DynamoTokenCache};
 pub use directory::DynamoDirectoryStore;
-pub use idempotency::DynamoIdempotency;
+pub use idempotency::{DynamoIdempotency, DynamoSendBudget};
 pub use push::{DynamoPushStore, notification_pk};
 pub use tables::{TableDefinition, create_tables, table_definitions};
 

@@ -18,11 +18,16 @@ use crate::domain::{
 };
 
 use super::ports::{Chunk, ChunkRecipient, Release};
-use super::{AppError, Deps, events};
+use super::{AppError, Deps, Limits, events};
 
 /// Accepts a validated send request; returns the new operation's id.
 #[instrument(skip_all, fields(account_id = %account, operation_id))]
-pub async fn send(deps: &Deps, account: &AccountId, request: SendRequest) -> Result<OperationId, AppError> {
+pub async fn send(
+    deps: &Deps,
+    account: &AccountId,
+    limits: &Limits,
+    request: SendRequest,
+) -> Result<OperationId, AppError> {
     let now = deps.clock.now();
     let has_users = request.to.iter().any(|r| matches!(r, Recipient::User { .. }));
     let (senders, app) = resolve_senders(deps, account, &request.from, has_users).await?;
@@ -30,7 +35,9 @@ pub async fn send(deps: &Deps, account: &AccountId, request: SendRequest) -> Res
     let SendRequest { to, content, priority, sound, tags, send_at, .. } = request;
     let (recipients, unaddressable) = expand(deps, account, app.as_ref(), to).await?;
 
-    check_live_cap(deps, account, recipients.len() as u64 * send_at.len().max(1) as u64).await?;
+    let adding = recipients.len() as u64 * send_at.len().max(1) as u64;
+    check_live_cap(deps, account, limits.live_notifications, adding).await?;
+    check_budget(deps, account, limits, adding, now).await?;
 
     let id = OperationId::from_ulid(deps.ids.ulid(now));
     tracing::Span::current().record("operation_id", tracing::field::display(id));
@@ -91,8 +98,8 @@ pub async fn send(deps: &Deps, account: &AccountId, request: SendRequest) -> Res
 /// Refuses a send that would take the account over its cap on live notifications (those queued
 /// or scheduled): 429 with Retry-After, nothing stored. Concurrent sends may each pass the check,
 /// so the cap can be exceeded by the sends in flight at that moment.
-async fn check_live_cap(deps: &Deps, account: &AccountId, adding: u64) -> Result<(), AppError> {
-    let Some(cap) = deps.settings.max_live_notifications else { return Ok(()) };
+async fn check_live_cap(deps: &Deps, account: &AccountId, cap: Option<u64>, adding: u64) -> Result<(), AppError> {
+    let Some(cap) = cap else { return Ok(()) };
     let Some(live) = deps.push.live_notifications(account).await? else { return Ok(()) };
     if live.saturating_add(adding) > cap {
         return Err(AppError::Limit {
@@ -104,6 +111,42 @@ async fn check_live_cap(deps: &Deps, account: &AccountId, adding: u64) -> Result
         });
     }
     Ok(())
+}
+
+/// Counts the send's notifications into the account's minute (one store write per send): 429
+/// with `Retry-After` (the seconds left in the minute) when the minute's budget would be passed;
+/// a send larger than a whole minute's budget can never pass and is refused for good (400).
+async fn check_budget(
+    deps: &Deps,
+    account: &AccountId,
+    limits: &Limits,
+    adding: u64,
+    now: crate::domain::Timestamp,
+) -> Result<(), AppError> {
+    let per_minute = u64::from(limits.notifications_per_minute);
+    if adding == 0 {
+        return Ok(());
+    }
+    if adding > per_minute {
+        return Err(AppError::NotAllowed {
+            code: 20430,
+            message: format!(
+                "This send has {adding} notifications; the account may send {per_minute} a minute. Split it into \
+                 smaller sends"
+            ),
+        });
+    }
+    if deps.budget.admit(account, now, adding, per_minute).await? {
+        return Ok(());
+    }
+    let into_minute = now.timestamp().rem_euclid(60) as u64;
+    Err(AppError::Limit {
+        message: format!(
+            "The account may send {per_minute} notifications a minute and this send of {adding} would pass that; \
+             retry after the minute turns"
+        ),
+        retry_after: (60 - into_minute).max(1),
+    })
 }
 
 /// Makes a scheduled send durable: per `sendAt` instant its chunks are stored and a release is

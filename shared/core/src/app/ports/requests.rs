@@ -1,5 +1,5 @@
-//! What guards requests: idempotency records of POSTs (and, with the rate limits, the
-//! per-account request budget).
+//! What guards requests: idempotency records of POSTs, and the per-account budget of
+//! notifications accepted per minute.
 
 use async_trait::async_trait;
 
@@ -59,4 +59,19 @@ pub trait IdempotencyStore: Send + Sync {
     /// Releases a claim whose request failed in a way worth retrying (nothing was done): the
     /// next request with the key runs. A finished record is never removed.
     async fn abandon(&self, account: &AccountId, key: &str, fingerprint: [u8; 32]) -> Result<(), StoreError>;
+}
+
+/// Notifications accepted per account and minute (fixed one-minute windows): one counter per
+/// account and minute, moved once per send, never per notification.
+#[async_trait]
+pub trait SendBudget: Send + Sync {
+    /// Adds `notifications` to the account's count for the minute of `at`, unless the count
+    /// would then pass `per_minute`: `false` (nothing added).
+    async fn admit(
+        &self,
+        account: &AccountId,
+        at: Timestamp,
+        notifications: u64,
+        per_minute: u64,
+    ) -> Result<bool, StoreError>;
 }
