@@ -97,7 +97,7 @@ async fn an_accounts_own_live_notifications_limit_wins_over_the_deployments() {
 
 async fn budget_checks(budget: Arc<dyn SendBudget>) {
     let (a, b) = (AccountId::from_bytes(rand::random()), AccountId::from_bytes(rand::random()));
-    let minute = chrono::DateTime::from_timestamp(1_800_000_000 - 1_800_000_000 % 60, 0).expect("a time");
+    let minute = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("a time (the start of a minute)");
     assert!(budget.admit(&a, minute, 6, 10).await.expect("answer"));
     assert!(!budget.admit(&a, minute, 5, 10).await.expect("answer"), "6 + 5 > 10");
     assert!(
