@@ -7,6 +7,9 @@
 //!   concurrency, and the queue redrives to its dead-letter queue after as many receives as the
 //!   dispatcher allows;
 //! - every folder in `functions/` (but `local`) is a function resource and back;
+//! - CloudWatch alarms watch the dead-letter queue, the fan-out queue's age, the dispatch
+//!   function's errors and throttles and the API's 5xx rate, each on the right resource, notify
+//!   the alarm topic (an `AlarmEmail` subscribes to it) and are named in the outputs;
 //! - the read-only functions cannot write, no IAM policy grants `Resource: "*"`, and KMS use is
 //!   bound to the encryption context the KMS adapter sets;
 //! - on the emulator tier, every DynamoDB call each function makes (seen by the metering proxy)
@@ -645,6 +648,233 @@ fn the_fanout_queues_visibility_timeout_is_at_least_six_times_the_dispatch_timeo
         number(&dispatch.properties()["Timeout"]).or_else(|| number(&t["Globals"]["Function"]["Timeout"])).unwrap_or(3);
     let visibility = number(&resource(&t, "FanoutQueue")["Properties"]["VisibilityTimeout"]).unwrap_or(30);
     assert!(visibility >= 6 * timeout, "VisibilityTimeout {visibility} s < 6 × the dispatch timeout of {timeout} s");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alarms
+// ---------------------------------------------------------------------------------------------
+
+/// A value written in the template's own YAML (long-form intrinsics), to compare with.
+fn yaml(text: &str) -> Value {
+    serde_norway::from_str(text).unwrap_or_else(|e| panic!("{text:?} is not YAML: {e}"))
+}
+
+/// One metric an alarm reads: its own `Namespace`/`MetricName`/`Dimensions`, or the metric of a
+/// `MetricStat` in its `Metrics` (a metric math alarm), with that query's `Id`.
+#[derive(Debug)]
+struct WatchedMetric<'t> {
+    id: Option<&'t str>,
+    namespace: &'t str,
+    name: &'t str,
+    /// `(Name, Value)` of every dimension.
+    dimensions: Vec<(&'t str, &'t Value)>,
+}
+
+fn watched_metric<'t>(id: Option<&'t str>, metric: &'t Value) -> WatchedMetric<'t> {
+    WatchedMetric {
+        id,
+        namespace: metric["Namespace"].as_str().unwrap_or("<no namespace>"),
+        name: metric["MetricName"].as_str().unwrap_or("<no metric name>"),
+        dimensions: strings(&metric["Dimensions"])
+            .into_iter()
+            .map(|d| (d["Name"].as_str().unwrap_or("<no name>"), &d["Value"]))
+            .collect(),
+    }
+}
+
+fn watched_metrics(alarm: &Value) -> Vec<WatchedMetric<'_>> {
+    let p = &alarm["Properties"];
+    let mut out = Vec::new();
+    if !p["MetricName"].is_null() {
+        out.push(watched_metric(None, p));
+    }
+    for query in strings(&p["Metrics"]) {
+        let metric = &query["MetricStat"]["Metric"];
+        if !metric.is_null() {
+            out.push(watched_metric(query["Id"].as_str(), metric));
+        }
+    }
+    out
+}
+
+impl WatchedMetric<'_> {
+    /// Is this `namespace`/`name` with exactly these dimensions (another set is another metric)?
+    fn is(&self, namespace: &str, name: &str, dimensions: &[(&str, Value)]) -> bool {
+        let mine: BTreeMap<&str, &Value> = self.dimensions.iter().copied().collect();
+        let theirs: BTreeMap<&str, &Value> = dimensions.iter().map(|(n, v)| (*n, v)).collect();
+        self.namespace == namespace && self.name == name && mine == theirs
+    }
+}
+
+/// When an alarm must fire.
+#[derive(Debug)]
+enum Fires {
+    /// On the first one (a message, an error, a throttle): `> 0` or `>= 1`.
+    OnTheFirstOne,
+    /// Above the value of a template parameter.
+    Above(&'static str),
+}
+
+impl Fires {
+    fn check(&self, alarm: &Value) -> Result<(), String> {
+        let p = &alarm["Properties"];
+        let operator = p["ComparisonOperator"].as_str().unwrap_or("<none>");
+        let threshold = &p["Threshold"];
+        let ok = match self {
+            Fires::OnTheFirstOne => matches!(
+                (operator, number(threshold)),
+                ("GreaterThanThreshold", Some(0)) | ("GreaterThanOrEqualToThreshold", Some(1))
+            ),
+            Fires::Above(parameter) => operator == "GreaterThanThreshold" && ref_target(threshold) == Some(*parameter),
+        };
+        if ok { Ok(()) } else { Err(format!("must fire {self:?}, has {operator} {threshold:?}")) }
+    }
+}
+
+fn alarms(t: &Value) -> Vec<(&str, &Value)> {
+    resources_of_type(t, "AWS::CloudWatch::Alarm")
+}
+
+/// An operator learns of a stuck or failing deployment from its alarms, not from users: chunks
+/// in the dead-letter queue, chunks waiting too long, the dispatch function failing or throttled,
+/// and the API answering 5xx. Each alarm must watch the metric of the resource it is about
+/// (a dimension on another queue or function watches nothing of pushgate's).
+#[test]
+fn the_template_alarms_on_a_non_empty_dlq_dispatch_errors_and_throttles_api_5xx_and_queue_age() {
+    let t = template();
+    let all = functions(&t);
+    let dispatch = function(&all, DISPATCH).logical_id;
+    let apis: Vec<&str> = resources_of_type(&t, "AWS::Serverless::HttpApi").into_iter().map(|(id, _)| id).collect();
+    let [api] = apis.as_slice() else { panic!("template.yaml should declare exactly one HttpApi, found {apis:?}") };
+    let queue_name = |queue: &str| vec![("QueueName", yaml(&format!("{{Fn::GetAtt: [{queue}, QueueName]}}")))];
+    let function_name = vec![("FunctionName", yaml(&format!("{{Ref: {dispatch}}}")))];
+    // An HTTP API's metrics per stage: ApiId + Stage (the API is served on $default).
+    let api_stage = vec![("ApiId", yaml(&format!("{{Ref: {api}}}"))), ("Stage", yaml("$default"))];
+    let expected = [
+        (
+            "a non-empty dead-letter queue",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            queue_name("FanoutDeadLetterQueue"),
+            Fires::OnTheFirstOne,
+        ),
+        (
+            "the fan-out queue's oldest chunk",
+            "AWS/SQS",
+            "ApproximateAgeOfOldestMessage",
+            queue_name("FanoutQueue"),
+            Fires::Above("QueueAgeAlarmSeconds"),
+        ),
+        ("dispatch errors", "AWS/Lambda", "Errors", function_name.clone(), Fires::OnTheFirstOne),
+        ("dispatch throttles", "AWS/Lambda", "Throttles", function_name, Fires::OnTheFirstOne),
+        ("the API's 5xx rate", "AWS/ApiGateway", "5xx", api_stage.clone(), Fires::Above("Api5xxAlarmPercent")),
+    ];
+    let alarms = alarms(&t);
+    let mut problems = Vec::new();
+    for (what, namespace, metric, dimensions, fires) in &expected {
+        let watching: Vec<_> = alarms
+            .iter()
+            .filter(|(_, alarm)| watched_metrics(alarm).iter().any(|m| m.is(namespace, metric, dimensions)))
+            .collect();
+        let [(id, alarm)] = watching.as_slice() else {
+            problems.push(format!(
+                "{what}: expected one alarm on {namespace} {metric} {dimensions:?}, found {:?}",
+                watching.iter().map(|(id, _)| id).collect::<Vec<_>>()
+            ));
+            continue;
+        };
+        if let Err(e) = fires.check(alarm) {
+            problems.push(format!("{id} ({what}): {e}"));
+        }
+    }
+    assert!(problems.is_empty(), "alarms:\n  {}", problems.join("\n  "));
+
+    // The 5xx alarm is a rate: 5xx over the requests (Count) of the same stage, as a percentage.
+    let (id, alarm) = alarms
+        .iter()
+        .find(|(_, a)| watched_metrics(a).iter().any(|m| m.is("AWS/ApiGateway", "5xx", &api_stage)))
+        .expect("checked above");
+    let metrics = watched_metrics(alarm);
+    let id_of = |name: &str| {
+        metrics
+            .iter()
+            .find(|m| m.is("AWS/ApiGateway", name, &api_stage))
+            .and_then(|m| m.id)
+            .unwrap_or_else(|| panic!("{id}: the rate needs {name} of the same stage as a metric query with an Id"))
+    };
+    let (errors, requests) = (id_of("5xx"), id_of("Count"));
+    let returned: Vec<&str> = strings(&alarm["Properties"]["Metrics"])
+        .into_iter()
+        .filter(|q| q["ReturnData"].as_bool() == Some(true))
+        .filter_map(|q| q["Expression"].as_str())
+        .collect();
+    let [expression] = returned.as_slice() else {
+        panic!("{id}: exactly one expression must have ReturnData: true, found {returned:?}")
+    };
+    assert!(
+        expression.contains(errors) && expression.contains(requests) && expression.contains("100"),
+        "{id}: {expression:?} should be 100 × {errors} / {requests}"
+    );
+}
+
+/// Every alarm tells someone: it notifies the alarm topic when it fires and when it clears, says
+/// what to do, treats no data (an idle deployment) as fine, and its name is a stack output.
+#[test]
+fn every_alarm_notifies_the_alarm_topic_says_what_to_do_and_is_named_in_an_output() {
+    let t = template();
+    let topics: Vec<&str> = resources_of_type(&t, "AWS::SNS::Topic").into_iter().map(|(id, _)| id).collect();
+    let [topic] = topics.as_slice() else {
+        panic!("template.yaml should declare one SNS topic for alarms: {topics:?}")
+    };
+    let outputs = t["Outputs"].as_mapping().expect("template.yaml has Outputs");
+    let output_of = |id: &str| outputs.iter().find(|(_, o)| ref_target(&o["Value"]) == Some(id)).map(|(name, _)| name);
+    let alarms = alarms(&t);
+    assert!(alarms.len() >= 5, "expected the five alarms, found {}", alarms.len());
+    let mut problems = Vec::new();
+    for (id, alarm) in &alarms {
+        let p = &alarm["Properties"];
+        for actions in ["AlarmActions", "OKActions"] {
+            if !strings(&p[actions]).iter().any(|a| ref_target(a) == Some(*topic)) {
+                problems.push(format!("{id}: {actions} must include {{Ref: {topic}}}"));
+            }
+        }
+        if p["AlarmDescription"].as_str().is_none_or(|d| d.len() < 40) {
+            problems.push(format!("{id}: AlarmDescription must say what the alarm means and what to do"));
+        }
+        if p["TreatMissingData"].as_str() != Some("notBreaching") {
+            problems.push(format!("{id}: TreatMissingData must be notBreaching (no data is an idle deployment)"));
+        }
+        if output_of(id).is_none() {
+            problems.push(format!("{id}: no output has Value {{Ref: {id}}} (its name)"));
+        }
+    }
+    if output_of(topic).is_none() {
+        problems.push(format!("no output has Value {{Ref: {topic}}} (the topic's ARN)"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `AlarmEmail` subscribes an address to the alarm topic; left empty, nothing is subscribed.
+#[test]
+fn the_alarm_email_subscribes_to_the_alarm_topic_only_when_it_is_set() {
+    let t = template();
+    let parameter = &t["Parameters"]["AlarmEmail"];
+    assert_eq!(parameter["Default"].as_str(), Some(""), "AlarmEmail must default to empty (no subscription)");
+    let subscriptions = resources_of_type(&t, "AWS::SNS::Subscription");
+    let [(id, subscription)] = subscriptions.as_slice() else {
+        panic!("expected one SNS subscription, found {}", subscriptions.len())
+    };
+    let p = &subscription["Properties"];
+    assert_eq!(p["Protocol"].as_str(), Some("email"), "{id}: Protocol");
+    assert_eq!(ref_target(&p["Endpoint"]), Some("AlarmEmail"), "{id}: Endpoint must be {{Ref: AlarmEmail}}");
+    let topic = ref_target(&p["TopicArn"]).unwrap_or_else(|| panic!("{id}: TopicArn must be a Ref"));
+    assert_eq!(resource(&t, topic)["Type"].as_str(), Some("AWS::SNS::Topic"), "{id}: TopicArn");
+    let condition = subscription["Condition"].as_str().unwrap_or_else(|| panic!("{id} must have a Condition"));
+    assert_eq!(
+        t["Conditions"][condition],
+        yaml(r#"{Fn::Not: [{Fn::Equals: [{Ref: AlarmEmail}, ""]}]}"#),
+        "{id}'s condition {condition} must be: AlarmEmail is not empty"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
