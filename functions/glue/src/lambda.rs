@@ -54,6 +54,26 @@ pub fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
+/// The CloudWatch namespace of pushgate's metrics.
+pub const METRICS_NAMESPACE: &str = "pushgate";
+
+/// Metrics for CloudWatch: what the code records (`pushgate_core::app::metrics`) is written as
+/// Embedded Metric Format lines to stdout after each invocation ([`flush_metrics`]), which
+/// CloudWatch Logs turns into metrics in the `pushgate` namespace, with no API call. `None` when
+/// a recorder is already installed (a second initialisation, in tests).
+pub fn init_metrics() -> Option<&'static metrics_cloudwatch_embedded::Collector> {
+    metrics_cloudwatch_embedded::Builder::new().cloudwatch_namespace(METRICS_NAMESPACE).init().ok()
+}
+
+/// Writes what was recorded since the last flush as EMF lines to `out`.
+pub fn flush_metrics(collector: Option<&metrics_cloudwatch_embedded::Collector>, out: impl std::io::Write) {
+    if let Some(collector) = collector
+        && let Err(e) = collector.flush(out)
+    {
+        tracing::warn!(error = %e, "metrics could not be written");
+    }
+}
+
 /// Runs an HTTP function: `app` (one of [`crate::functions`]) builds its router once per cold
 /// start, from the environment.
 pub async fn run_http(
@@ -63,7 +83,16 @@ pub async fn run_http(
     config.warn_unshared_page_tokens();
     let sdk = lambda_sdk_config(env)?;
     let router = app(&config, &sdk)?;
-    lambda_http::run(service_fn(move |request| handle(router.clone(), request))).await
+    let metrics = init_metrics();
+    lambda_http::run(service_fn(move |request| {
+        let router = router.clone();
+        async move {
+            let answer = handle(router, request).await;
+            flush_metrics(metrics, std::io::stdout().lock());
+            answer
+        }
+    }))
+    .await
 }
 
 /// Serves one API Gateway request (REST v1 or HTTP API v2 event) with `router`.
@@ -111,8 +140,11 @@ pub async fn run_dispatch() -> Result<(), Error> {
     let config = CloudConfig::from_env()?;
     let deps = crate::functions::dispatch(&config, &lambda_sdk_config(env)?)?;
     let deps = &deps;
+    let metrics = init_metrics();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Infallible>(dispatch(deps, event.payload).await)
+        let answer = dispatch(deps, event.payload).await;
+        flush_metrics(metrics, std::io::stdout().lock());
+        Ok::<_, Infallible>(answer)
     }))
     .await
 }
@@ -152,7 +184,7 @@ pub async fn dispatch(deps: &Deps, event: SqsEvent) -> SqsBatchResponse {
 mod tests {
     use tracing::Level;
 
-    use super::log_filter;
+    use super::{METRICS_NAMESPACE, flush_metrics, init_metrics, log_filter};
 
     #[test]
     fn the_log_filter_reads_a_level_or_targets_and_falls_back_to_info() {
@@ -169,5 +201,41 @@ mod tests {
         assert!(ours.would_enable("pushgate_core::app", &Level::DEBUG), "a prefix covers every pushgate crate");
         let garbage = log_filter(Some("not a filter [x]"));
         assert!(garbage.would_enable("anything", &Level::INFO) && !garbage.would_enable("anything", &Level::DEBUG));
+    }
+
+    #[test]
+    fn recorded_metrics_leave_as_embedded_metric_format_lines_in_the_pushgate_namespace() {
+        let collector = init_metrics();
+        assert!(collector.is_some(), "the first recorder of this process");
+        pushgate_core::app::metrics::request("/v1/PushNotifications", "POST", 202, std::time::Duration::from_millis(7));
+        pushgate_core::app::metrics::provider_answer(
+            pushgate_core::domain::Provider::Fcm,
+            "sent",
+            std::time::Duration::from_millis(40),
+        );
+        let mut out = Vec::new();
+        flush_metrics(collector, &mut out);
+        let documents: Vec<serde_json::Value> = String::from_utf8(out)
+            .expect("UTF-8")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("each line is one JSON document"))
+            .collect();
+        let named = |name: &str| {
+            documents.iter().find(|d| {
+                d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|metric| metric["Name"] == name))
+            })
+        };
+        let requests = named(pushgate_core::app::metrics::REQUESTS).expect("the request counter");
+        assert_eq!(requests["_aws"]["CloudWatchMetrics"][0]["Namespace"], METRICS_NAMESPACE);
+        assert_eq!(requests["route"], "/v1/PushNotifications");
+        assert_eq!(requests["status"], "202");
+        assert!(requests[pushgate_core::app::metrics::REQUESTS].as_f64().is_some_and(|v| v >= 1.0), "{requests}");
+        let provider = named(pushgate_core::app::metrics::PROVIDER_SECONDS).expect("the provider latency");
+        assert_eq!(provider["provider"], "fcm");
+        let mut again = Vec::new();
+        flush_metrics(collector, &mut again);
+        assert!(!String::from_utf8_lossy(&again).contains(pushgate_core::app::metrics::REQUESTS), "a flush empties");
     }
 }

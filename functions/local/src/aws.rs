@@ -119,7 +119,10 @@ pub async fn build_local(config: &LocalConfig, names: &LocalResources) -> Result
         .map(|_| tokio::spawn(consume(deps.clone(), queue.clone(), stopped.clone())))
         .collect();
     Ok(AwsLocalApp {
-        router: pushgate_api::router(deps, config.api.clone()),
+        router: pushgate_api::router(
+            deps,
+            pushgate_api::ApiConfig { metrics: Some(crate::metrics_text(None)), ..config.api.clone() },
+        ),
         account,
         token,
         generated_account,

@@ -323,8 +323,10 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
     };
     let workers = queue.start(deps.clone(), config.workers);
     run_releases(deps.clone(), fired);
+    let mut api = config.api.clone();
+    api.metrics = Some(metrics_text(Some(queue.clone())));
     Ok(LocalApp {
-        router: router(deps, config.api.clone()),
+        router: router(deps, api),
         account,
         token,
         generated_account,
@@ -334,6 +336,41 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
         limits: config.server.clone(),
         public_url_set: config.api.public_url.is_some(),
     })
+}
+
+/// `GET /metrics`: the process's metrics as Prometheus text, the in-memory fan-out queue's depth
+/// and oldest age sampled at each scrape (SQS reports its own in the AWS mode). One recorder per process (installed by the first server
+/// built; later ones, in tests, share it).
+pub(crate) fn metrics_text(queue: Option<MemoryQueue>) -> pushgate_api::MetricsText {
+    static PROMETHEUS: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    let handle = PROMETHEUS.get_or_init(|| {
+        let seconds = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()), &seconds)
+            .and_then(|b| b.install_recorder())
+            .map_err(|e| warn!(error = %e, "metrics: another recorder is installed; /metrics stays empty"))
+            .ok()
+            .inspect(|handle| {
+                // Histogram samples wait in the recorder until an upkeep folds them in: without
+                // it they would pile up between scrapes.
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        handle.run_upkeep();
+                    }
+                });
+            })
+    });
+    let handle = handle.clone();
+    pushgate_api::MetricsText(Arc::new(move || {
+        if let Some(queue) = &queue {
+            let (depth, oldest) = queue.waiting();
+            pushgate_core::app::metrics::queue(depth, oldest);
+        }
+        handle.as_ref().map(|h| h.render()).unwrap_or_default()
+    }))
 }
 
 /// The configured account, or a generated one (`true`) when none is configured.

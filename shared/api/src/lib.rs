@@ -42,6 +42,18 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// `PUSHGATE_ADMIN_TOKEN` (its hash): turns on the one-process server's admin routes.
     pub admin_token: Option<pushgate_core::domain::TokenHash>,
+    /// What `GET /metrics` answers (the one-process server's Prometheus text); no route without.
+    pub metrics: Option<MetricsText>,
+}
+
+/// Renders the process's metrics as Prometheus text (the exporter is the process's choice).
+#[derive(Clone)]
+pub struct MetricsText(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsText")
+    }
 }
 
 impl Default for ApiConfig {
@@ -51,6 +63,7 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_token: None,
+            metrics: None,
         }
     }
 }
@@ -184,7 +197,18 @@ pub const ROUTES: &[Route] = &[
 /// (the local process).
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
     let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(functions::routes_of(*f)));
-    finish(routes.merge(health_routes()).merge(admin::routes()), deps, config)
+    let routes = routes.merge(health_routes()).merge(admin::routes());
+    let routes = match config.metrics.clone() {
+        Some(MetricsText(render)) => routes.route(
+            "/metrics",
+            axum::routing::get(move || {
+                let render = render.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()) }
+            }),
+        ),
+        None => routes,
+    };
+    finish(routes, deps, config)
 }
 
 /// `GET /health` (liveness: the process answers) and `GET /health/ready` (readiness: its stores
@@ -312,6 +336,7 @@ mod routes {
 fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
     let state = ApiState { deps: Arc::new(deps), config: Arc::new(config), requests: Arc::default() };
     routes
+        .route_layer(axum::middleware::from_fn(mark_route))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -319,6 +344,24 @@ fn finish(routes: Router<ApiState>, deps: Deps, config: ApiConfig) -> Router {
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn_with_state(state.clone(), log_request))
         .with_state(state)
+}
+
+/// The route template that answered (`/v1/PushNotifications/{pushNotificationId}`), carried on
+/// the answer to the request log and the metrics (never the path itself: ids would make every
+/// request its own series).
+#[derive(Clone)]
+struct RouteName(Arc<str>);
+
+async fn mark_route(
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(RouteName(Arc::from(matched.as_str())));
+    }
+    response
 }
 
 /// The response header naming the request, as Twilio's API names it.
@@ -346,7 +389,10 @@ async fn log_request(
     let mut response = async {
         let response = next.run(request).await;
         let status = response.status().as_u16();
-        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        let took = started.elapsed();
+        let millis = took.as_secs_f64() * 1000.0;
+        let route = response.extensions().get::<RouteName>().map_or("unmatched", |r| &r.0);
+        pushgate_core::app::metrics::request(route, method.as_str(), status, took);
         if status >= 500 {
             tracing::warn!(%method, %path, status, millis, "request");
         } else {

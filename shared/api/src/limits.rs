@@ -42,6 +42,7 @@ impl RequestLimits {
         match bucket.limiter.check() {
             Ok(()) => Ok(()),
             Err(not_until) => {
+                pushgate_core::app::metrics::rate_limited("requests");
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 Err(AppError::Limit {
                     message: format!(

@@ -22,6 +22,8 @@ pub const CHUNKS_PER_OPERATION: usize = 8;
 struct Message {
     chunk: Chunk,
     receive_count: u32,
+    /// When it (last) became waiting.
+    since: std::time::Instant,
 }
 
 /// Waiting chunks, one queue per operation, served round-robin.
@@ -126,7 +128,7 @@ impl FanoutQueue for MemoryQueue {
         }
         self.shared.outstanding.fetch_add(chunks.len(), Ordering::SeqCst);
         for chunk in chunks {
-            waiting.push(Message { chunk, receive_count: 1 });
+            waiting.push(Message { chunk, receive_count: 1, since: std::time::Instant::now() });
         }
         drop(waiting);
         self.shared.wake.notify_one();
@@ -168,6 +170,14 @@ impl MemoryQueue {
             }
         });
         QueueWorkers { queue: self.clone(), dispatcher }
+    }
+
+    /// Chunks waiting to be processed, and how long the oldest of them has waited.
+    pub fn waiting(&self) -> (usize, Duration) {
+        let waiting = self.shared.lock();
+        let depth = waiting.queues.values().map(VecDeque::len).sum();
+        let oldest = waiting.queues.values().filter_map(|q| q.front()).map(|m| m.since.elapsed()).max();
+        (depth, oldest.unwrap_or_default())
     }
 
     /// Chunks accepted and not yet done.
@@ -222,7 +232,11 @@ async fn process(shared: &Arc<Shared>, deps: &Deps, message: Message) {
             let shared = shared.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let retry = Message { chunk: message.chunk, receive_count: message.receive_count + 1 };
+                let retry = Message {
+                    chunk: message.chunk,
+                    receive_count: message.receive_count + 1,
+                    since: std::time::Instant::now(),
+                };
                 let mut waiting = shared.lock();
                 if waiting.closed {
                     warn!("queue shut down before a retry could be redelivered");
@@ -270,7 +284,7 @@ mod tests {
             "recipients": [],
         }))
         .expect("a chunk");
-        Message { chunk, receive_count: 1 }
+        Message { chunk, receive_count: 1, since: std::time::Instant::now() }
     }
 
     #[test]

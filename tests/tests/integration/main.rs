@@ -24,6 +24,7 @@ mod lambda;
 mod layers;
 mod limits;
 mod local_aws;
+mod metrics;
 mod openapi;
 mod promises;
 mod provider_tokens;

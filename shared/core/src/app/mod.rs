@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod metrics;
 pub mod paging;
 pub mod ports;
 pub mod queries;

@@ -102,6 +102,7 @@ async fn check_live_cap(deps: &Deps, account: &AccountId, cap: Option<u64>, addi
     let Some(cap) = cap else { return Ok(()) };
     let Some(live) = deps.push.live_notifications(account).await? else { return Ok(()) };
     if live.saturating_add(adding) > cap {
+        super::metrics::rate_limited("live");
         return Err(AppError::Limit {
             message: format!(
                 "The account has {live} notifications queued or scheduled; this send would add {adding} and the \
@@ -139,6 +140,7 @@ async fn check_budget(
     if deps.budget.admit(account, now, adding, per_minute).await? {
         return Ok(());
     }
+    super::metrics::rate_limited("notifications");
     let into_minute = now.timestamp().rem_euclid(60) as u64;
     Err(AppError::Limit {
         message: format!(

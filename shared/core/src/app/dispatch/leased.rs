@@ -163,6 +163,9 @@ impl Pass<'_, '_> {
                 Some(Step::Final { status, new }) => {
                     tally.add(status);
                     unchanged += u32::from(!new);
+                    if new {
+                        crate::app::metrics::notifications(status_label(status), 1);
+                    }
                 }
                 Some(Step::Retry(after)) => {
                     retry += 1;
@@ -288,6 +291,7 @@ impl Pass<'_, '_> {
         }
         if let Some(e) = render_error {
             let message = format!("template rendering failed: {e}");
+            crate::app::metrics::render_failed(&message);
             return Ok(self.decided(failed(ErrorCode::RenderFailed, message, None)).await);
         }
         let Some((credential_id, credential_type, secret)) = credential else {
@@ -432,5 +436,14 @@ impl Pass<'_, '_> {
         if let Err(e) = deps.push.release_chunk(&chunk.account_id, self.lease.key, &self.lease.holder).await {
             warn!(error = %e, "could not give the chunk's lease back; the redelivery waits for it to expire");
         }
+    }
+}
+
+/// The metrics label of a final status.
+fn status_label(status: NotificationStatus) -> &'static str {
+    match status {
+        NotificationStatus::Sent => "sent",
+        NotificationStatus::Canceled => "canceled",
+        _ => "failed",
     }
 }

@@ -134,6 +134,9 @@ pub async fn process_chunk(deps: &Deps, chunk: &Chunk, receive_count: u32) -> Ch
         }
     }
     let Tally { sent, failed, canceled, unchanged, retry } = tally;
+    crate::app::metrics::notifications("sent", u64::from(sent));
+    crate::app::metrics::notifications("failed", u64::from(failed));
+    crate::app::metrics::notifications("canceled", u64::from(canceled));
     if retry > 0 {
         warn!(sent, failed, canceled, unchanged, retry, "chunk processed; some recipients go back to the queue");
     } else {

@@ -222,6 +222,7 @@ impl Ctx<'_> {
         }
         if let Some(e) = render_error {
             let message = format!("template rendering failed: {e}");
+            crate::app::metrics::render_failed(&message);
             return self.finish(id, self.failed(&from, ErrorCode::RenderFailed, message, None)).await;
         }
         let Some((credential_id, credential_type, secret)) = credential else {
@@ -357,7 +358,17 @@ impl Ctx<'_> {
             if !go_on().await? {
                 return Ok(None);
             }
-            return Ok(Some(match self.deps.gateway.deliver(delivery).await {
+            let provider = delivery.credential_type.provider();
+            let started = std::time::Instant::now();
+            let answer = self.deps.gateway.deliver(delivery).await;
+            let outcome = match &answer {
+                DeliveryOutcome::Sent => "sent",
+                DeliveryOutcome::InvalidToken { .. } => "invalid_token",
+                DeliveryOutcome::Permanent { .. } => "rejected",
+                DeliveryOutcome::Retryable { .. } => "retryable",
+            };
+            crate::app::metrics::provider_answer(provider, outcome, started.elapsed());
+            return Ok(Some(match answer {
                 DeliveryOutcome::Sent => Delivered::Sent,
                 DeliveryOutcome::InvalidToken { reason } => Delivered::InvalidToken { reason },
                 DeliveryOutcome::Permanent { code, message, reason } => Delivered::Failed { code, message, reason },
@@ -365,6 +376,7 @@ impl Ctx<'_> {
                     let backoff = self.backoff(attempt);
                     let wait = after.map_or(backoff, |a| a.max(backoff));
                     if attempt < settings.max_attempts && wait <= settings.max_inline_wait {
+                        crate::app::metrics::retry(provider);
                         tokio::time::sleep(wait).await;
                         continue;
                     }

@@ -33,6 +33,14 @@ pub enum Exhausted {
 }
 
 impl Exhausted {
+    /// Every bound.
+    pub const ALL: [Self; 4] = [Self::Iterations, Self::Time, Self::Output, Self::Bytes];
+
+    /// Does a render failure's `message` say that one of the bounds ran out?
+    pub fn named_in(message: &str) -> bool {
+        Self::ALL.iter().any(|bound| message.contains(&bound.message()))
+    }
+
     /// The message a failed render reports.
     pub fn message(self) -> String {
         match self {
