@@ -293,6 +293,7 @@ pub fn memory_deps(
             pushgate_providers::webhook::LOCAL_RETRIES,
         )),
         gateway,
+        pacing: Default::default(),
         checker,
         secrets: Arc::new(AesGcmBox::new(&[7; 32])),
         clock: Arc::new(SystemClock),

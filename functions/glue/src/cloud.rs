@@ -429,6 +429,7 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
         scheduler,
         events,
         gateway,
+        pacing: Default::default(),
         checker,
         secrets,
         clock: Arc::new(SystemClock),

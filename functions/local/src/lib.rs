@@ -313,6 +313,7 @@ pub fn build_with_gateway(config: &LocalConfig, gateway: Arc<dyn PushGateway>) -
             LOCAL_RETRIES,
         )),
         gateway,
+        pacing: Default::default(),
         checker: Arc::new(CredentialRules::new(&config.providers.fcm_token_uris)),
         secrets: Arc::new(AesGcmBox::new(&data_key)),
         clock: Arc::new(SystemClock),

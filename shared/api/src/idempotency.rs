@@ -48,7 +48,8 @@ async fn keyed(state: ApiState, request: Request, next: Next) -> Result<Response
         Err(_) => return Err(ApiError::Timeout(timeout)),
     };
     let fingerprint = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &bytes);
-    match idempotency::begin(&state.deps, &caller, &key, fingerprint).await? {
+    let (begun, _held) = idempotency::begin(&state.deps, &caller, &key, fingerprint).await?;
+    match begun {
         Begin::Replay(answer) => Ok(replayed(answer)),
         Begin::InProgress => Err(ApiError::IdempotencyInProgress),
         Begin::Mismatch => Err(ApiError::IdempotencyMismatch),

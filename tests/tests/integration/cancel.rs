@@ -116,6 +116,8 @@ async fn cancel_and_dispatch_racing_on_one_notification_have_exactly_one_outcome
         let chunk = Arc::new(chunks.into_iter().next().expect("one chunk"));
         assert!(matches!(process_chunk(&r.rig.deps, &chunk, 1).await, ChunkResult::RetryAfter(_)));
         let id = NotificationId::derive(op, 0);
+        // The redelivery comes after Apple's Retry-After: the credential's pause is over.
+        r.rig.deps.pacing.resume_all();
 
         let barrier = Arc::new(tokio::sync::Barrier::new(2));
         let dispatch = tokio::spawn({

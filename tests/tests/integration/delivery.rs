@@ -308,3 +308,30 @@ async fn no_secret_appears_in_any_response_or_log_line() {
         assert!(!logs.contains(&secret), "a log line leaked {secret}");
     }
 }
+
+/// A provider's "slow down" (429 + Retry-After) holds back every delivery with that credential in
+/// the process — here another operation's — instead of each learning it with its own request.
+#[tokio::test]
+async fn a_providers_retry_after_pauses_every_delivery_with_that_credential_not_only_the_refused_one() {
+    let app = TestApp::spawn().await;
+    app.create_apn_credential("paced").await;
+    app.apns.script(&apn_token(1), vec![ApnsReply::TooManyRequests { retry_after_secs: Some(60) }]);
+    let first = app.send(&json!({"to": [{"token": apn_token(1), "provider": "APN"}], "content": {"body": "a"}})).await;
+    let queued = |op: String| {
+        let app = &app;
+        async move {
+            for _ in 0..200 {
+                if app.notifications_of(&op).await.iter().any(|n| n["status"] == "QUEUED") {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    assert!(queued(first.clone()).await, "the refused notification waits for its retry");
+    let second = app.send(&json!({"to": [{"token": apn_token(2), "provider": "APN"}], "content": {"body": "b"}})).await;
+    assert!(queued(second.clone()).await, "the other operation's notification waits too");
+    assert_eq!(app.apns.received().iter().filter(|r| r.device_token == apn_token(2)).count(), 0, "never asked");
+    assert_eq!(app.apns.received().len(), 1, "one request reached the provider: the refused one");
+}

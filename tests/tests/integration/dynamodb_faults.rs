@@ -120,8 +120,9 @@ async fn a_write_over_its_partition_keys_budget_is_provisioned_throughput_exceed
 
 #[tokio::test]
 async fn pushgates_dynamodb_client_retries_a_throttled_write_until_the_key_has_capacity_again() {
-    // 20 units a second, burst 1: the second write of a row is throttled, and fits 50 ms later.
-    let faults = FaultConfig { write_wcu: 20.0, burst_seconds: 0.05, mode: CapacityMode::OnDemand, conflicts: true };
+    // 2 units a second, burst 1: the second write of a row is throttled unless it comes 500 ms
+    // after the first (wide enough for a loaded machine), and fits by then.
+    let faults = FaultConfig { write_wcu: 2.0, burst_seconds: 0.5, mode: CapacityMode::OnDemand, conflicts: true };
     let Some(rig) = Rig::start(faults).await else { return };
     rig.put(&rig.client, "HOT", "1").send().await.expect("the burst admits the first write");
 

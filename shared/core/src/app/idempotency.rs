@@ -11,6 +11,8 @@
 //!
 //! Keys are scoped by account: two accounts may use the same key.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
@@ -60,19 +62,67 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// Claims the key, or finds its answer; waits (polling, up to [`WAIT`]) while another request
-/// with the key runs. `Begin::InProgress` only when it is still running after the wait.
-pub async fn begin(deps: &Deps, account: &AccountId, key: &str, fingerprint: [u8; 32]) -> Result<Begin, AppError> {
+/// Requests with one key in this process: the first to arrive holds the key's lock while it
+/// claims and (if it runs the request) until its answer is kept; the others wait for the lock,
+/// then read the answer once. Only requests in other processes poll the store. The store alone
+/// decides who runs: the lock only keeps a popular key's waiters from becoming the load.
+type KeyLock = Arc<tokio::sync::RwLock<()>>;
+
+/// Every key's lock in this process, by account and key (dropped with its last request).
+type KeyLocks = Mutex<HashMap<(AccountId, String), Weak<tokio::sync::RwLock<()>>>>;
+
+fn key_lock(account: &AccountId, key: &str) -> KeyLock {
+    static LOCKS: LazyLock<KeyLocks> = LazyLock::new(KeyLocks::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if locks.len() >= 4096 {
+        locks.retain(|_, lock| lock.strong_count() > 0);
+    }
+    let id = (account.clone(), key.to_owned());
+    if let Some(lock) = locks.get(&id).and_then(Weak::upgrade) {
+        return lock;
+    }
+    let lock = KeyLock::default();
+    locks.insert(id, Arc::downgrade(&lock));
+    lock
+}
+
+/// What a claim holds until the request's answer is kept (drop it after [`settle`]).
+pub struct Held {
+    _write: Option<tokio::sync::OwnedRwLockWriteGuard<()>>,
+}
+
+/// Claims the key, or finds its answer; waits (up to [`WAIT`]) while another request with the
+/// key runs. `Begin::InProgress` only when it is still running after the wait.
+pub async fn begin(
+    deps: &Deps,
+    account: &AccountId,
+    key: &str,
+    fingerprint: [u8; 32],
+) -> Result<(Begin, Held), AppError> {
     let started = tokio::time::Instant::now();
-    let mut pause = StdDuration::from_millis(20);
+    let lock = key_lock(account, key);
+    let write = match lock.clone().try_write_owned() {
+        Ok(first) => Some(first),
+        Err(_) => {
+            // Another request with this key runs here: its answer is kept before it lets go.
+            if tokio::time::timeout(WAIT, lock.read()).await.is_err() {
+                return Ok((Begin::InProgress, Held { _write: None }));
+            }
+            None
+        }
+    };
+    let mut pause = StdDuration::from_millis(50);
     loop {
         let now = deps.clock.now();
         let found = deps.idempotency.begin(account, key, fingerprint, now, now + LEASE, now + WINDOW).await?;
         if found != Begin::InProgress || started.elapsed() + pause > WAIT {
-            return Ok(found);
+            let write = if found == Begin::Started { write } else { None };
+            return Ok((found, Held { _write: write }));
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(StdDuration::from_millis(500));
+        // Each look is a conditional write that loses: a growing pause keeps the waiters of a
+        // popular key from becoming the load.
+        pause = (pause * 2).min(StdDuration::from_secs(1));
     }
 }
 

@@ -14,7 +14,7 @@ pub const REQUESTS: &str = "pushgate_http_requests_total";
 /// Time to answer a request, in seconds; same labels as [`REQUESTS`] but `status` is its class.
 pub const REQUEST_SECONDS: &str = "pushgate_http_request_duration_seconds";
 /// Provider answers: `provider` (`apns`, `fcm`), `outcome` (`sent`, `invalid_token`, `rejected`,
-/// `retryable`).
+/// `retryable`; `paused`: not asked, the credential waits out a provider's `Retry-After`).
 pub const PROVIDER_ANSWERS: &str = "pushgate_provider_answers_total";
 /// Time a provider took to answer, in seconds: `provider`.
 pub const PROVIDER_SECONDS: &str = "pushgate_provider_request_duration_seconds";

@@ -162,6 +162,8 @@ pub struct Deps {
     pub events: Arc<dyn EventSink>,
     /// APNs and FCM.
     pub gateway: Arc<dyn PushGateway>,
+    /// Credentials whose provider asked this process to slow down.
+    pub pacing: Arc<dispatch::pacing::Pacing>,
     /// What APNs and FCM accept as credentials.
     pub checker: Arc<dyn CredentialChecker>,
     /// Credential encryption.

@@ -23,6 +23,7 @@
 mod cancel_watch;
 mod leased;
 mod messages;
+pub mod pacing;
 mod recipient;
 
 use std::collections::HashMap;

@@ -360,8 +360,20 @@ impl Ctx<'_> {
             }
             let provider = delivery.credential_type.provider();
             let started = std::time::Instant::now();
-            let answer = self.deps.gateway.deliver(delivery).await;
+            let paused = self.deps.pacing.paused_for(&delivery.credential_id);
+            let answer = match paused {
+                // The provider asked this credential to wait: no request until then.
+                Some(left) => DeliveryOutcome::Retryable {
+                    after: Some(left),
+                    reason: "the provider asked this credential to slow down (Retry-After)".into(),
+                },
+                None => self.deps.gateway.deliver(delivery).await,
+            };
+            if let (None, DeliveryOutcome::Retryable { after: Some(after), .. }) = (paused, &answer) {
+                self.deps.pacing.pause(&delivery.credential_id, *after);
+            }
             let outcome = match &answer {
+                _ if paused.is_some() => "paused",
                 DeliveryOutcome::Sent => "sent",
                 DeliveryOutcome::InvalidToken { .. } => "invalid_token",
                 DeliveryOutcome::Permanent { .. } => "rejected",
