@@ -6,9 +6,13 @@ use async_trait::async_trait;
 use pushgate_core::app::ports::{Begin, IdempotencyStore, Replay, StoreError};
 use pushgate_core::domain::{AccountId, Timestamp};
 
-/// Records past this many are swept of expired ones on the next claim (the map never holds more
-/// than a day of keys).
-const SWEEP_AT: usize = 10_000;
+/// Expired records are swept once per this many claims (amortised: a sweep walks every record).
+const SWEEP_EVERY: usize = 10_000;
+
+/// Most records kept: past it (after the sweep) the tenth that expires first goes, so a client
+/// inventing keys cannot grow the process's memory without bound (each record is at most a key
+/// and a small answer; 200,000 of them are tens of MB).
+pub const MAX_RECORDS: usize = 200_000;
 
 #[derive(Clone)]
 struct Record {
@@ -22,6 +26,7 @@ struct Record {
 #[derive(Default)]
 pub struct MemoryIdempotency {
     records: RwLock<HashMap<(AccountId, String), Record>>,
+    claims: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -36,8 +41,15 @@ impl IdempotencyStore for MemoryIdempotency {
         expires: Timestamp,
     ) -> Result<Begin, StoreError> {
         let mut records = super::write(&self.records)?;
-        if records.len() >= SWEEP_AT {
+        if self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             records.retain(|_, r| r.expires > now);
+        }
+        if records.len() >= MAX_RECORDS {
+            let mut expiries: Vec<Timestamp> = records.values().map(|r| r.expires).collect();
+            let tenth = MAX_RECORDS / 10;
+            let (_, cut, _) = expiries.select_nth_unstable(tenth);
+            let cut = *cut;
+            records.retain(|_, r| r.expires > cut);
         }
         let id = (account.clone(), key.to_owned());
         if let Some(found) = records.get(&id).filter(|r| r.expires > now) {
@@ -103,5 +115,33 @@ impl pushgate_core::app::ports::SendBudget for MemorySendBudget {
         }
         *count += notifications;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn invented_keys_never_grow_the_records_past_their_cap() {
+        let store = MemoryIdempotency::default();
+        let account = AccountId::from_bytes([1; 16]);
+        let t = Utc.timestamp_opt(1_800_000_000, 0).single().expect("a time");
+        for i in 0..MAX_RECORDS + 10 {
+            let at = t + Duration::milliseconds(i as i64);
+            let begun = store.begin(&account, &format!("k{i}"), [0; 32], at, at, at + Duration::hours(24)).await;
+            assert_eq!(begun, Ok(Begin::Started));
+        }
+        let kept = super::super::read(&store.records).expect("readable").len();
+        assert!(kept <= MAX_RECORDS, "{kept}");
+        let newest = format!("k{}", MAX_RECORDS + 9);
+        let at = t + Duration::seconds(1);
+        assert_eq!(
+            store.begin(&account, &newest, [0; 32], at, at + Duration::seconds(60), at + Duration::hours(24)).await,
+            Ok(Begin::InProgress),
+            "the newest records stay"
+        );
     }
 }
