@@ -323,3 +323,35 @@ fn the_readmes_configuration_names_exactly_the_variables_pushgate_local_reads() 
     assert!(undocumented.is_empty(), "read but not in the README: {undocumented:?}");
     assert!(unknown.is_empty(), "in the README but read by nothing: {unknown:?}");
 }
+
+/// The README's table of the Lambda functions' environment names exactly the variables the
+/// functions' configuration reads (`CloudConfig::from_lookup`, recorded as it asks for them),
+/// plus `RUST_LOG`; the AWS SDK's and Lambda's own `AWS_*` variables are Lambda's to document.
+#[test]
+fn the_readmes_lambda_environment_table_names_exactly_the_variables_the_functions_read() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let start = readme.find("Environment of the functions").expect("README has the Lambda environment table");
+    let table: Vec<&str> =
+        readme[start..].lines().skip_while(|l| !l.starts_with('|')).take_while(|l| l.starts_with('|')).collect();
+    let named: std::collections::BTreeSet<String> = table
+        .iter()
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .filter(|word| {
+            word.len() > 3 && word.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .filter(|word| word.contains('_') && !word.starts_with("AWS_"))
+        .map(str::to_owned)
+        .collect();
+    let asked = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let config = pushgate_glue::cloud::CloudConfig::from_lookup(|name| {
+        asked.lock().expect("lock").insert(name.to_owned());
+        name.ends_with("_TABLE").then(|| "t".to_owned())
+    });
+    config.expect("the three tables are all a function needs");
+    let read: std::collections::BTreeSet<String> =
+        asked.into_inner().expect("lock").into_iter().chain(["RUST_LOG".to_owned()]).collect();
+    let undocumented: Vec<_> = read.difference(&named).collect();
+    let unknown: Vec<_> = named.difference(&read).collect();
+    assert!(undocumented.is_empty(), "read but not in the README's table: {undocumented:?}");
+    assert!(unknown.is_empty(), "in the README's table but read by nothing: {unknown:?}");
+}
