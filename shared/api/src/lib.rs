@@ -24,7 +24,8 @@ use axum::extract::DefaultBodyLimit;
 pub use error::ApiError;
 use pushgate_core::app::Deps;
 
-/// Default request body limit: 8 MiB (10,000 recipients with variables fit comfortably).
+/// Default request body limit: 8 MiB — 10,000 recipients with about 600 bytes of variables
+/// each; a send with more per recipient is split by the client (or the limit raised).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Default time allowed for a request body to arrive: 30 s.
