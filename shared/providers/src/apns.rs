@@ -372,6 +372,7 @@ impl ApnsSender {
             Ok(r) => r,
             Err(e) => {
                 debug!(error = %redact(&e), "APNs request failed");
+                super::http::warn_unreachable("apns", &e);
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };

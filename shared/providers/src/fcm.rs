@@ -259,6 +259,7 @@ impl FcmSender {
             .await
             .map_err(|e| {
                 debug!(error = %redact(&e), "FCM OAuth request failed");
+                super::http::warn_unreachable("fcm-oauth", &e);
                 DeliveryOutcome::Retryable { after: None, reason: format!("oauth {}", transport_reason(&e)) }
             })?;
         let status = response.status().as_u16();
@@ -341,6 +342,7 @@ impl FcmSender {
             Ok(r) => r,
             Err(e) => {
                 debug!(error = %redact(&e), "FCM request failed");
+                super::http::warn_unreachable("fcm", &e);
                 return DeliveryOutcome::Retryable { after: None, reason: transport_reason(&e) };
             }
         };

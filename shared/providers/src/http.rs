@@ -148,3 +148,34 @@ pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Vec<u
     }
     body
 }
+
+/// How often one unreachable host is reported.
+const UNREACHABLE_EVERY: Duration = Duration::from_secs(30);
+
+/// A provider host that could not be reached (connection refused, DNS, TLS, timeout): one warning
+/// per host per 30 s — an outage is a few lines, not one per notification and attempt — naming
+/// the host and the cause, never the URL (an APNs path carries the device token).
+pub(crate) fn warn_unreachable(provider: &'static str, e: &reqwest::Error) {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    use std::time::Instant;
+    static REPORTED: LazyLock<Mutex<HashMap<String, Instant>>> = LazyLock::new(Mutex::default);
+    if !(e.is_connect() || e.is_timeout()) {
+        return;
+    }
+    let host = e
+        .url()
+        .map(|u| format!("{}:{}", u.host_str().unwrap_or("?"), u.port_or_known_default().unwrap_or(0)))
+        .unwrap_or_else(|| "?".into());
+    {
+        let mut reported = REPORTED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reported.get(&host).is_some_and(|at| at.elapsed() < UNREACHABLE_EVERY) {
+            return;
+        }
+        if reported.len() > 1024 {
+            reported.clear();
+        }
+        reported.insert(host.clone(), Instant::now());
+    }
+    tracing::warn!(provider, %host, cause = %crate::apns::redact(e), "provider unreachable; its deliveries are retried");
+}

@@ -335,3 +335,30 @@ async fn a_providers_retry_after_pauses_every_delivery_with_that_credential_not_
     assert_eq!(app.apns.received().iter().filter(|r| r.device_token == apn_token(2)).count(), 0, "never asked");
     assert_eq!(app.apns.received().len(), 1, "one request reached the provider: the refused one");
 }
+
+/// An unreachable provider host is one warning naming the host and the cause — not one line per
+/// notification and attempt — and the log never carries a device token.
+#[tokio::test]
+async fn an_unreachable_provider_is_one_warning_naming_its_host_and_cause() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("its address").port()
+    };
+    let app = TestApp::spawn_with(FakeApns::start_h2c().await, |c| {
+        c.providers.apns_endpoint = Some(format!("http://127.0.0.1:{closed}"));
+        c.settings.max_receives = 1;
+        c.settings.max_attempts = 2;
+    })
+    .await;
+    app.create_apn_credential("down").await;
+    let to: Vec<Value> = (0..5).map(|i| json!({"token": apn_token(500 + i), "provider": "APN"})).collect();
+    let op = app.send(&json!({"to": to, "content": {"body": "x"}})).await;
+    let operation = app.settle(&op).await;
+    assert_eq!(operation["stats"]["failed"], 5, "{operation}");
+    let logs = captured_logs();
+    let host = format!("127.0.0.1:{closed}");
+    let lines: Vec<&str> = logs.lines().filter(|l| l.contains(&host)).collect();
+    assert_eq!(lines.len(), 1, "one warning for 5 notifications × 2 attempts: {lines:#?}");
+    assert!(lines[0].contains("provider unreachable") && lines[0].contains("connection failed"), "{}", lines[0]);
+    assert!((0..5).all(|i| !logs.contains(&apn_token(500 + i))), "no device token in the log");
+}
