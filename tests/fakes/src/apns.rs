@@ -47,6 +47,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio_rustls::TlsAcceptor;
 
 use crate::keys::{ApnsClientCertificate, ApnsSigningKey, client_ca, server_ca, server_identity};
@@ -120,9 +121,10 @@ impl FakeApns {
     /// `127.0.0.1` with a random port, on the current tokio runtime.
     pub async fn start_h2c() -> FakeApns {
         let (listener, addr) = server::bind_loopback().await;
-        let state = Arc::new(State::default());
-        spawn(listener, None, &state);
-        FakeApns { state, base_url: format!("http://127.0.0.1:{}", addr.port()), tls: false }
+        let fake = FakeApns::unstarted(format!("http://127.0.0.1:{}", addr.port()), false);
+        let handler = fake.clone();
+        server::spawn(listener, None, move |request, conn| handler.clone().respond(request, conn));
+        fake
     }
 
     /// Starts an HTTPS server (ALPN `h2` only) on `127.0.0.1` with a random
@@ -131,9 +133,21 @@ impl FakeApns {
     /// [`FakeApns::client_ca_pem`] are requested but not required.
     pub async fn start_tls() -> FakeApns {
         let (listener, addr) = server::bind_loopback().await;
-        let state = Arc::new(State::default());
-        spawn(listener, Some(tls_acceptor()), &state);
-        FakeApns { state, base_url: format!("https://localhost:{}", addr.port()), tls: true }
+        let fake = FakeApns::unstarted(format!("https://localhost:{}", addr.port()), true);
+        let handler = fake.clone();
+        server::spawn(listener, Some(tls_acceptor()), move |request, conn| handler.clone().respond(request, conn));
+        fake
+    }
+
+    /// A fake with no listener yet, answering for `base_url`; a server passes it its requests
+    /// with [`FakeApns::respond`].
+    pub(crate) fn unstarted(base_url: String, tls: bool) -> FakeApns {
+        FakeApns { state: Arc::new(State::new()), base_url, tls }
+    }
+
+    /// Checks and answers one request, recording it.
+    pub(crate) async fn respond(self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        handle(self.state, request, conn).await
     }
 
     /// `http://127.0.0.1:PORT` (h2c) or `https://localhost:PORT` (TLS).
@@ -198,6 +212,14 @@ impl FakeApns {
         lock(&self.state.records).jwts_seen.len()
     }
 
+    /// Every request received from now on (including rejected ones), as it
+    /// is answered. A receiver that falls more than 1024 requests behind
+    /// gets `RecvError::Lagged` and skips them; [`FakeApns::received`] still
+    /// has them all.
+    pub fn subscribe(&self) -> broadcast::Receiver<ApnsRequest> {
+        self.state.events.subscribe()
+    }
+
     /// Forgets received requests, scripts, seen tokens and the delivered
     /// count. Registered signing keys stay registered.
     pub fn reset(&self) {
@@ -209,12 +231,13 @@ impl FakeApns {
     }
 }
 
-#[derive(Default)]
 struct State {
     keys: Mutex<Keys>,
     records: Mutex<Records>,
     seq: AtomicU64,
     delivered: AtomicUsize,
+    /// Each answered request, for [`FakeApns::subscribe`].
+    events: broadcast::Sender<ApnsRequest>,
 }
 
 #[derive(Default)]
@@ -254,11 +277,8 @@ const JWT_MAX_AGE_SECS: i64 = 3600;
 const JWT_MAX_SKEW_SECS: i64 = 60;
 /// Bodies larger than this are not even read.
 const READ_LIMIT: usize = 1 << 20;
-
-fn spawn(listener: tokio::net::TcpListener, tls: Option<TlsAcceptor>, state: &Arc<State>) {
-    let state = Arc::clone(state);
-    server::spawn(listener, tls, move |request, conn| handle(Arc::clone(&state), request, conn));
-}
+/// Requests a [`FakeApns::subscribe`] receiver may fall behind by.
+const EVENT_BACKLOG: usize = 1024;
 
 fn tls_acceptor() -> TlsAcceptor {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -350,6 +370,16 @@ async fn handle(state: Arc<State>, request: Request<Incoming>, conn: ConnInfo) -
 }
 
 impl State {
+    fn new() -> State {
+        State {
+            keys: Mutex::default(),
+            records: Mutex::default(),
+            seq: AtomicU64::new(0),
+            delivered: AtomicUsize::new(0),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
+
     /// Runs Apple's checks; fills `device_token` and `jwt_claims` of `record`.
     fn check(&self, parts: &Parts, body: &[u8], conn: ConnInfo, record: &mut ApnsRequest) -> Result<(), Reject> {
         if parts.version != Version::HTTP_2 {
@@ -475,6 +505,9 @@ impl State {
     fn record(&self, seq: u64, request: ApnsRequest, bearer: Option<String>) {
         if request.status == 200 {
             self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(request.clone());
         }
         let mut records = lock(&self.records);
         if let Some(jwt) = bearer {

@@ -43,6 +43,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
 
 use crate::keys::FcmServiceAccount;
 use crate::server::{self, ConnInfo};
@@ -88,8 +89,33 @@ pub struct FcmRequest {
     pub status: u16,
     /// Google's `error.status` answered, for non-200 answers.
     pub error_status: Option<String>,
+    /// Google's `error.message` answered, for non-200 answers.
+    pub error_message: Option<String>,
     /// `"HTTP/1.1"` or `"HTTP/2.0"`.
     pub http_version: String,
+}
+
+/// One request to the OAuth token endpoint, with the answer it gave.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    /// The assertion's `iss` (the service account's client email), if it
+    /// could be read.
+    pub client_email: Option<String>,
+    /// Status code answered: `200` when an access token was minted.
+    pub status: u16,
+    /// The OAuth `error` answered (`invalid_grant`, ...), for non-200 answers.
+    pub error: Option<String>,
+    /// The OAuth `error_description` answered, for non-200 answers.
+    pub error_description: Option<String>,
+}
+
+/// A request the fake answered, as [`FakeFcm::subscribe`] reports it.
+#[derive(Clone, Debug)]
+pub enum FcmEvent {
+    /// A `messages:send` request (as [`FakeFcm::received`] lists it).
+    Send(FcmRequest),
+    /// A request to the OAuth token endpoint.
+    Token(TokenRequest),
 }
 
 /// A running fake FCM + OAuth server. Cheap to clone; all clones share the
@@ -110,7 +136,16 @@ impl FakeFcm {
     /// tokio runtime. It accepts HTTP/1.1 and HTTP/2 with prior knowledge.
     pub async fn start_h2c() -> FakeFcm {
         let (listener, addr) = server::bind_loopback().await;
-        let base_url = format!("http://127.0.0.1:{}", addr.port());
+        let fake = FakeFcm::unstarted(format!("http://127.0.0.1:{}", addr.port()));
+        let handler = fake.clone();
+        server::spawn(listener, None, move |request, conn| handler.clone().respond(request, conn));
+        fake
+    }
+
+    /// A fake with no listener yet, answering for `base_url` (its token
+    /// endpoint `{base_url}/token`); a server passes it its requests with
+    /// [`FakeFcm::respond`].
+    pub(crate) fn unstarted(base_url: String) -> FakeFcm {
         let state = Arc::new(State {
             token_uri: format!("{base_url}/token"),
             base_url,
@@ -120,10 +155,15 @@ impl FakeFcm {
             seq: AtomicU64::new(0),
             delivered: AtomicUsize::new(0),
             minted: AtomicUsize::new(0),
+            events: broadcast::channel(EVENT_BACKLOG).0,
         });
-        let handler_state = Arc::clone(&state);
-        server::spawn(listener, None, move |request, conn| handle(Arc::clone(&handler_state), request, conn));
         FakeFcm { state }
+    }
+
+    /// Checks and answers one request (`/token` or `messages:send`),
+    /// recording it.
+    pub(crate) async fn respond(self, request: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        handle(self.state, request, conn).await
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -177,6 +217,14 @@ impl FakeFcm {
         self.state.minted.load(Ordering::Relaxed)
     }
 
+    /// Every `messages:send` and `/token` request received from now on
+    /// (including rejected ones), as it is answered. A receiver that falls
+    /// more than 1024 requests behind gets `RecvError::Lagged` and skips
+    /// them; [`FakeFcm::received`] still has the sends.
+    pub fn subscribe(&self) -> broadcast::Receiver<FcmEvent> {
+        self.state.events.subscribe()
+    }
+
     /// Forgets received requests, scripts and counters. Registered accounts
     /// and already minted access tokens stay valid.
     pub fn reset(&self) {
@@ -199,6 +247,8 @@ struct State {
     seq: AtomicU64,
     delivered: AtomicUsize,
     minted: AtomicUsize,
+    /// Each answered request, for [`FakeFcm::subscribe`].
+    events: broadcast::Sender<FcmEvent>,
 }
 
 struct Account {
@@ -276,6 +326,8 @@ const ACCESS_TOKEN_SECS: i64 = 3599;
 const MAX_MESSAGE_BYTES: usize = 4096;
 /// Bodies larger than this are not even read.
 const READ_LIMIT: usize = 1 << 20;
+/// Requests a [`FakeFcm::subscribe`] receiver may fall behind by.
+const EVENT_BACKLOG: usize = 1024;
 
 const MESSAGE_FIELDS: [&str; 11] = [
     "name",
@@ -338,7 +390,16 @@ fn method_not_allowed() -> Response<Body> {
 impl State {
     /// The OAuth token endpoint.
     fn token(&self, parts: &Parts, body: &[u8]) -> Response<Body> {
-        match self.mint(parts, body) {
+        let mut client_email = None;
+        let minted = self.mint(parts, body, &mut client_email);
+        if self.events.receiver_count() > 0 {
+            let (status, error, error_description) = match &minted {
+                Ok(_) => (200, None, None),
+                Err((error, description)) => (400, Some((*error).to_owned()), Some(description.clone())),
+            };
+            let _ = self.events.send(FcmEvent::Token(TokenRequest { client_email, status, error, error_description }));
+        }
+        match minted {
             Ok(access_token) => support::json_response(
                 StatusCode::OK,
                 &json!({
@@ -357,8 +418,9 @@ impl State {
     }
 
     /// Checks a JWT-bearer grant and mints an access token, or returns the
-    /// OAuth `error` and `error_description`.
-    fn mint(&self, parts: &Parts, body: &[u8]) -> Result<String, (&'static str, String)> {
+    /// OAuth `error` and `error_description`. Sets `issuer` to the
+    /// assertion's `iss` once it is read.
+    fn mint(&self, parts: &Parts, body: &[u8], issuer: &mut Option<String>) -> Result<String, (&'static str, String)> {
         let content_type = support::header(&parts.headers, "content-type").unwrap_or_default();
         if !content_type.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded") {
             return Err(("invalid_request", "Content-Type must be application/x-www-form-urlencoded".to_owned()));
@@ -381,14 +443,15 @@ impl State {
         let unverified = jsonwebtoken::dangerous::insecure_decode::<Value>(assertion)
             .map_err(|_| invalid("Invalid JWT: malformed assertion"))?
             .claims;
-        let issuer = unverified
+        let issuer_claim = unverified
             .get("iss")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("Invalid JWT: No issuer (iss) claim"))?;
+        *issuer = Some(issuer_claim.to_owned());
 
         let (project_id, account_token_uri, key) = {
             let accounts = lock(&self.accounts);
-            let account = accounts.get(issuer).ok_or_else(|| invalid("Invalid grant: account not found"))?;
+            let account = accounts.get(issuer_claim).ok_or_else(|| invalid("Invalid grant: account not found"))?;
             (account.project_id.clone(), account.token_uri.clone(), account.key.clone())
         };
         let mut validation = Validation::new(Algorithm::RS256);
@@ -445,6 +508,7 @@ impl State {
             headers: support::header_map(&parts.headers),
             status: 0,
             error_status: None,
+            error_message: None,
             http_version: format!("{:?}", parts.version),
         };
         let checked = match &body {
@@ -478,11 +542,15 @@ impl State {
             Err(error) => {
                 record.status = error.code.as_u16();
                 record.error_status = Some(error.status.to_owned());
+                record.error_message = Some(error.message.clone());
                 error.response()
             }
         };
         if record.status == 200 {
             self.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(FcmEvent::Send(record.clone()));
         }
         lock(&self.records).received.push((seq, record));
         response

@@ -46,6 +46,19 @@ pub fn apns_signing_key(key_id: &str, team_id: &str) -> ApnsSigningKey {
     }
 }
 
+/// The signing key whose private half is `private_key_pem` (PKCS#8 PEM, the
+/// content of a `.p8` file), for the given key and team ids; `None` unless it
+/// is a P-256 key.
+pub fn apns_signing_key_from_pem(key_id: &str, team_id: &str, private_key_pem: &str) -> Option<ApnsSigningKey> {
+    let key = KeyPair::from_pem(private_key_pem).ok()?;
+    (key.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256).then(|| ApnsSigningKey {
+        key_id: key_id.to_owned(),
+        team_id: team_id.to_owned(),
+        private_key_pem: key.serialize_pem(),
+        public_key_pem: key.public_key_pem(),
+    })
+}
+
 /// PKCS#8 PEM of a fresh P-384 key: an EC key on a curve APNs does not accept
 /// (provider tokens are ES256, P-256 only).
 pub fn p384_private_key_pem() -> String {
@@ -262,6 +275,15 @@ mod tests {
         assert_eq!(key.key_id, "ABC123DEFG");
         assert_eq!(key.team_id, "TEAM123456");
         jsonwebtoken::EncodingKey::from_ec_pem(key.private_key_pem.as_bytes()).expect("a .p8 key jsonwebtoken accepts");
+    }
+
+    #[test]
+    fn a_p8_key_read_back_from_its_pem_is_the_same_key() {
+        let key = apns_signing_key("ABC123DEFG", "TEAM123456");
+        let read = apns_signing_key_from_pem("ABC123DEFG", "TEAM123456", &key.private_key_pem).expect("a P-256 key");
+        assert_eq!(read.public_key_pem, key.public_key_pem);
+        assert!(apns_signing_key_from_pem("A", "B", &p384_private_key_pem()).is_none(), "P-384 is not an APNs key");
+        assert!(apns_signing_key_from_pem("A", "B", "not a key").is_none());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (FCM v1 + Google OAuth) servers. **Test-only code**: nothing here is secure
 //! and none of it belongs in a production build.
 //!
-//! May import: HTTP/2 and TLS server crates and JWT/crypto crates; never a pushgate crate, so
-//! the fakes judge pushgate's requests by Apple's and Google's rules, not by its own code.
+//! May import: HTTP/2 and TLS server crates, JWT/crypto crates and clap (the tool's command
+//! line); never a pushgate crate, so the fakes judge pushgate's requests by Apple's and Google's
+//! rules, not by its own code.
 //!
 //! The fakes listen on `127.0.0.1` on a random port, run as tokio tasks of the
 //! current runtime, record every request they receive and can be scripted to
@@ -23,6 +24,10 @@
 //!   its project, the message shape and size, and answers with Google's error
 //!   shape (`{"error": {"code", "message", "status", "details"}}`).
 //!
+//! * [`start_combined`] serves one of each on a single listener, routed by
+//!   path; the `pushgate-fake-providers` binary ([`tool`]) runs it as a user
+//!   tool that prints pushgate's configuration and the requests it receives.
+//!
 //! * [`CannedServer`] answers every request with a canned reply per path and
 //!   records it: the stand-in for an attacker's endpoint.
 //!
@@ -31,12 +36,15 @@
 
 pub mod apns;
 pub mod canned;
+mod combined;
 pub mod fcm;
 pub mod keys;
+pub mod tool;
 
 mod server;
 mod support;
 
 pub use apns::{ApnsReply, ApnsRequest, FakeApns};
 pub use canned::{CannedReply, CannedRequest, CannedServer};
-pub use fcm::{FakeFcm, FcmReply, FcmRequest};
+pub use combined::start_combined;
+pub use fcm::{FakeFcm, FcmEvent, FcmReply, FcmRequest, TokenRequest};

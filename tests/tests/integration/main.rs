@@ -16,6 +16,7 @@ mod contract_memory;
 mod delivery;
 mod directory_api;
 mod dynamodb_faults;
+mod fake_providers;
 mod hostile_input;
 mod hostile_templates;
 mod idempotency;
