@@ -120,17 +120,22 @@ async fn a_write_over_its_partition_keys_budget_is_provisioned_throughput_exceed
 
 #[tokio::test]
 async fn pushgates_dynamodb_client_retries_a_throttled_write_until_the_key_has_capacity_again() {
-    // 2 units a second, burst 1: the second write of a row is throttled unless it comes 500 ms
-    // after the first (wide enough for a loaded machine), and fits by then.
-    let faults = FaultConfig { write_wcu: 2.0, burst_seconds: 0.5, mode: CapacityMode::OnDemand, conflicts: true };
+    // 2 units a second, burst 2: of 10 writes to one row sent at once, at most 2 fit at once and
+    // the rest are throttled until the key's capacity comes back (~4 s). Sent together, not one
+    // after the other: a loaded moto's answer time would otherwise be the gap that refills it.
+    let faults = FaultConfig { write_wcu: 2.0, burst_seconds: 1.0, mode: CapacityMode::OnDemand, conflicts: true };
     let Some(rig) = Rig::start(faults).await else { return };
-    rig.put(&rig.client, "HOT", "1").send().await.expect("the burst admits the first write");
+    let sks: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    let writes = sks.iter().map(|sk| rig.put(&rig.client, "HOT", sk).send());
+    for written in futures::future::join_all(writes).await {
+        written.expect("the SDK retries each throttled write until it fits");
+    }
 
-    rig.put(&rig.client, "HOT", "2").send().await.expect("the SDK retries the throttled write until it fits");
-
-    assert!(rig.exists("HOT", "2").await);
+    for sk in &sks {
+        assert!(rig.exists("HOT", sk).await, "{sk}");
+    }
     let counts = rig.proxy.faults.as_ref().expect("faults on").counts();
-    assert!(counts.throttles() >= 1, "the second write met the budget: {counts:?}");
+    assert!(counts.throttles() >= 1, "writes met the budget: {counts:?}");
 }
 
 #[tokio::test]
