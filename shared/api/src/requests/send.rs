@@ -109,8 +109,10 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
                 Map::new()
             }
         };
-        if let Some(user) = r.get("userId") {
-            if r.contains_key("token") || r.contains_key("provider") {
+        // As everywhere in the body, a null field is an absent one.
+        let given = |name: &str| r.get(name).filter(|v| !v.is_null());
+        if let Some(user) = given("userId") {
+            if given("token").is_some() || given("provider").is_some() {
                 errors.push(FieldError::new(format!("to[{i}]"), "give either userId or token and provider, not both"));
                 continue;
             }
@@ -552,6 +554,28 @@ mod tests {
                 "{body}: {found:?}"
             );
         }
+    }
+
+    /// In a recipient, as everywhere else in the body, a `null` field is an absent one: `userId: null`
+    /// beside a token and provider leaves a device recipient, `token: null, provider: null` beside a
+    /// `userId` a User recipient (the contract says each of them may be null there).
+    #[test]
+    fn a_null_field_of_a_recipient_counts_as_absent() {
+        let user = "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8";
+        let body = json!({
+            "to": [{"token": APN_TOKEN, "provider": "APN", "userId": null}, {"userId": user, "token": null, "provider": null}],
+            "content": {"title": "x"},
+        });
+        let (request, _) = parse_send(body, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            matches!(request.to.as_slice(), [Recipient::Device { .. }, Recipient::User { .. }]),
+            "{:?}",
+            request.to
+        );
+        let nobody = json!({"to": [{"userId": null}], "content": {"title": "x"}});
+        assert_eq!(fields(nobody), ["to[0].token", "to[0].provider"]);
+        let both = json!({"to": [{"userId": user, "token": APN_TOKEN, "provider": null}], "content": {"title": "x"}});
+        assert_eq!(fields(both), ["to[0]"]);
     }
 
     #[test]
