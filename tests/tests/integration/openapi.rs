@@ -7,7 +7,8 @@
 //! And it is truthful: no description calls something the server serves unavailable, every
 //! pattern is anchored at both ends (the ids' are the ones the server quotes), every `moreInfo`
 //! is the link the server sends, and per request field the document and the server agree on
-//! `null` and on integers written with a zero fraction.
+//! `null` and on integers written with a zero fraction. The one-process server serves it, byte for
+//! byte, at `GET /openapi.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -706,4 +707,23 @@ fn every_request_field_is_nullable_in_the_document_exactly_when_the_server_accep
     }
     assert!(checked > 40 && integers >= 2, "only {checked} fields ({integers} integers) checked");
     assert!(problems.is_empty(), "the document and the server disagree:\n  {}", problems.join("\n  "));
+}
+
+/// `pushgate-local` serves the document at `GET /openapi.json`, without credentials, as JSON:
+/// exactly the bytes of `shared/api/openapi.json`, so a tool pointed at a running server reads
+/// the contract of the build it talks to.
+#[tokio::test]
+async fn the_one_process_server_serves_the_document_at_get_openapi_json_without_credentials() {
+    let app = pushgate_tests::TestApp::spawn().await;
+    let response = app.client.get(format!("{}/openapi.json", app.base)).send().await.expect("sent");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let body = response.text().await.expect("a body");
+    assert!(body == DOCUMENT, "GET /openapi.json is not shared/api/openapi.json byte for byte");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("the body is JSON"), document());
+    assert_eq!(pushgate_api::OPENAPI_DOCUMENT, DOCUMENT);
+
+    let response = app.client.post(format!("{}/openapi.json", app.base)).send().await.expect("sent");
+    assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }
