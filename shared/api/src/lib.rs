@@ -24,6 +24,10 @@ use axum::extract::DefaultBodyLimit;
 pub use error::ApiError;
 use pushgate_core::app::Deps;
 
+/// The API contract, `openapi.json` beside this crate: what the one-process server answers at
+/// `GET /openapi.json`, byte for byte.
+pub const OPENAPI_DOCUMENT: &str = include_str!("../openapi.json");
+
 /// Default request body limit: 8 MiB — 10,000 recipients with about 600 bytes of variables
 /// each; a send with more per recipient is split by the client (or the limit raised).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -194,11 +198,11 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/v1/PushNotifications/Users/{userId}", Function::Users),
 ];
 
-/// The API router over `deps`: every route, health and (with an admin token) the admin routes
-/// (the local process).
+/// The API router over `deps` (the local process): every route, health, the contract
+/// (`GET /openapi.json`) and (with an admin token) the admin routes.
 pub fn router(deps: Deps, config: ApiConfig) -> Router {
     let routes = Function::ALL.iter().fold(Router::new(), |all, f| all.merge(functions::routes_of(*f)));
-    let routes = routes.merge(health_routes()).merge(admin::routes());
+    let routes = routes.merge(health_routes()).merge(document_route()).merge(admin::routes());
     let routes = match config.metrics.clone() {
         Some(MetricsText(render)) => routes.route(
             "/metrics",
@@ -220,6 +224,17 @@ fn health_routes() -> Router<ApiState> {
     Router::new()
         .route("/health", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
         .route("/health/ready", get(handlers::ready))
+}
+
+/// `GET /openapi.json`: the contract ([`OPENAPI_DOCUMENT`]) for tools and clients, without
+/// credentials. Served by the one-process router only, like health. Not itself in the document
+/// (nor in [`ROUTES`]): it is not part of the Twilio API.
+fn document_route() -> Router<ApiState> {
+    use axum::http::header::CONTENT_TYPE;
+    Router::new().route(
+        "/openapi.json",
+        axum::routing::get(|| async { ([(CONTENT_TYPE, "application/json")], OPENAPI_DOCUMENT) }),
+    )
 }
 
 /// The router of one function (`Some`): only that function's routes; any other path is 404 and

@@ -171,6 +171,34 @@ async fn validation_errors_list_every_field_in_a_twilio_shaped_body() {
     }
 }
 
+/// `"ttl": 706.0` and `"badge": 1.0` are integers by JSON Schema (the contract's language), so a
+/// client whose JSON library writes every number with a fraction is served; `1.5` is a 400 naming
+/// the field.
+#[tokio::test]
+async fn an_integer_field_sent_with_a_zero_fraction_is_accepted_and_one_with_a_fraction_is_a_400() {
+    let app = TestApp::spawn().await;
+    let body = |ttl: &str, badge: &str| {
+        format!(
+            r#"{{"to": [{{"token": "{}", "provider": "APN"}}], "content": {{"title": "x", "ttl": {ttl}, "badge": {badge}}}}}"#,
+            apn_token(1)
+        )
+    };
+    let post = |text: String| {
+        app.request(Method::POST, "/v1/PushNotifications").header("content-type", "application/json").body(text)
+    };
+    let (status, accepted) = send_json(post(body("706.0", "1.0"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+    let (status, accepted) = send_json(post(body("7.06e2", "0"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+
+    let (status, refused) = send_json(post(body("1.5", "2.5"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(refused["code"], 20001);
+    let fields: Vec<&str> =
+        refused["errors"].as_array().expect("errors").iter().filter_map(|e| e["field"].as_str()).collect();
+    assert_eq!(fields, ["content.badge", "content.ttl"], "{refused}");
+}
+
 #[tokio::test]
 async fn a_template_syntax_error_is_a_400_naming_the_field_and_a_hostile_loop_is_refused_quickly() {
     let app = TestApp::spawn().await;

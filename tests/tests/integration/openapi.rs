@@ -4,6 +4,11 @@
 //! It also documents what every request may meet: `Idempotency-Key` with its 409 and 422 on every
 //! POST, `Idempotent-Replayed` on their successes, 429 with `Retry-After` on every authenticated
 //! operation, the send's 400 code 20430 — with the statuses, codes and headers the server gives.
+//! And it is truthful: no description calls something the server serves unavailable, every
+//! pattern is anchored at both ends (the ids' are the ones the server quotes), every `moreInfo`
+//! is the link the server sends, and per request field the document and the server agree on
+//! `null` and on integers written with a zero fraction. The one-process server serves it, byte for
+//! byte, at `GET /openapi.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -349,4 +354,376 @@ fn the_servers_409_422_and_429_answers_carry_the_codes_and_headers_the_document_
     }
     assert!(checked > 0, "no operation documents these answers; the check above proved nothing");
     assert!(problems.is_empty(), "problems in shared/api/openapi.json:\n  {}", problems.join("\n  "));
+}
+
+/// Every string of the document under the key `key` (`description`, `summary`, `pattern`,
+/// `moreInfo`), with its JSON pointer.
+fn strings_under(value: &Value, key: &str, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (name, child) in map {
+                let here = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+                if name == key
+                    && let Some(text) = child.as_str()
+                {
+                    out.push((here.clone(), text.to_owned()));
+                }
+                strings_under(child, key, &here, out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                strings_under(child, key, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The document once said cancel, Users, DeviceRegistrations and scheduled sends were "not
+/// implemented yet" and that a schedule was refused, long after the server served them all. No
+/// description or summary may call something unavailable: what the document describes, the
+/// router serves (the route tests above), so such a sentence can only be stale.
+#[test]
+fn no_description_says_that_something_the_server_serves_is_not_implemented_or_not_available_yet() {
+    const STALE: &[&str] = &[
+        "not implemented",
+        "not yet implemented",
+        "not available",
+        "not yet available",
+        "not supported yet",
+        "not yet supported",
+        "implemented yet",
+        "available yet",
+        "in this version of pushgate",
+        "in a later version",
+        "coming soon",
+    ];
+    let doc = document();
+    let mut texts = Vec::new();
+    for key in ["description", "summary"] {
+        strings_under(&doc, key, "#", &mut texts);
+    }
+    assert!(texts.len() > 100, "only {} descriptions found; the check below would prove little", texts.len());
+    let stale: Vec<_> = texts
+        .iter()
+        .filter_map(|(at, text)| {
+            let lower = text.to_lowercase();
+            STALE.iter().find(|phrase| lower.contains(*phrase)).map(|phrase| format!("{at} says {phrase:?}: {text}"))
+        })
+        .collect();
+    assert!(stale.is_empty(), "stale descriptions in shared/api/openapi.json:\n  {}", stale.join("\n  "));
+
+    // What the document described as refused is served: a send with a schedule is accepted.
+    let schedule =
+        doc.pointer("/components/schemas/SendRequest/properties/schedule/description").and_then(Value::as_str);
+    assert!(schedule.is_some_and(|d| !d.to_lowercase().contains("refused")), "{schedule:?}");
+}
+
+/// An unanchored pattern matches any string that merely contains a match (JSON Schema's
+/// `pattern` is a search, not a full match): `^comms_operation_…{25,34}` let any suffix through.
+/// Every pattern is anchored at both ends and is a valid regular expression.
+#[test]
+fn every_pattern_in_the_document_is_anchored_at_both_ends() {
+    let doc = document();
+    let mut patterns = Vec::new();
+    strings_under(&doc, "pattern", "#", &mut patterns);
+    assert!(patterns.len() >= 8, "only {} patterns found", patterns.len());
+    let mut problems = Vec::new();
+    for (at, pattern) in &patterns {
+        // `$` escaped as `\$` would be a literal dollar, not an anchor.
+        if !pattern.starts_with('^') || !pattern.ends_with('$') || pattern.ends_with("\\$") {
+            problems.push(format!("{at}: {pattern} is not anchored at both ends (^…$)"));
+        }
+        if let Err(e) = regex::Regex::new(pattern) {
+            problems.push(format!("{at}: {pattern} is not a valid regular expression: {e}"));
+        }
+    }
+    assert!(problems.is_empty(), "problems in shared/api/openapi.json:\n  {}", problems.join("\n  "));
+}
+
+/// The id patterns the server quotes in its 400s ("must match …") are the document's, and they
+/// mean what the server does: an id pushgate issues matches, the same id with anything after it
+/// does not.
+#[test]
+fn the_id_patterns_the_server_quotes_are_the_documents_and_refuse_a_suffix() {
+    use pushgate_core::domain::{AccountId, CredentialId, DeviceRegistrationId, NotificationId, OperationId, UserId};
+
+    let doc = document();
+    let ulid = ulid::Ulid::from_parts(1_700_000_000_000, 42);
+    let cases = [
+        ("AccountId", AccountId::PATTERN, AccountId::from_bytes([7; 16]).to_string()),
+        ("PushNotificationId", NotificationId::PATTERN, NotificationId::from_ulid(ulid).to_string()),
+        ("OperationId", OperationId::PATTERN, OperationId::from_ulid(ulid).to_string()),
+        ("CredentialId", CredentialId::PATTERN, CredentialId::from_ulid(ulid).to_string()),
+        ("UserId", UserId::PATTERN, UserId::from_ulid(ulid).to_string()),
+        ("DeviceRegistrationId", DeviceRegistrationId::PATTERN, DeviceRegistrationId::from_ulid(ulid).to_string()),
+    ];
+    let mut problems = Vec::new();
+    for (schema, server, issued) in cases {
+        let documented = doc.pointer(&format!("/components/schemas/{schema}/pattern")).and_then(Value::as_str);
+        if documented != Some(server) {
+            problems.push(format!("{schema}: the server quotes {server}, the document says {documented:?}"));
+        }
+        let pattern = regex::Regex::new(server).expect("a valid pattern");
+        if !pattern.is_match(&issued) {
+            problems.push(format!("{schema}: {server} does not match the issued id {issued}"));
+        }
+        for suffix in ["!", "/x", " "] {
+            if pattern.is_match(&format!("{issued}{suffix}")) {
+                problems.push(format!("{schema}: {server} matches {issued}{suffix:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "id patterns:\n  {}", problems.join("\n  "));
+}
+
+/// The GitHub anchor of a Markdown heading: lowercase, spaces to `-`, punctuation dropped.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every `moreInfo` the document shows is the link the server sends (`error::MORE_INFO`), and
+/// that link's anchor is a heading of the README it points at.
+#[test]
+fn every_more_info_link_in_the_document_is_the_one_the_server_sends_and_its_anchor_exists() {
+    use pushgate_api::error::MORE_INFO;
+
+    let doc = document();
+    let mut links = Vec::new();
+    strings_under(&doc, "moreInfo", "#", &mut links);
+    assert!(links.len() >= 10, "only {} moreInfo examples found", links.len());
+    let wrong: Vec<_> =
+        links.iter().filter(|(_, link)| link != MORE_INFO).map(|(at, link)| format!("{at}: {link}")).collect();
+    assert!(
+        wrong.is_empty(),
+        "moreInfo examples the server never sends (it sends {MORE_INFO}):\n  {}",
+        wrong.join("\n  ")
+    );
+    let examples = doc.pointer("/components/schemas/Error/properties/moreInfo/examples").and_then(Value::as_array);
+    assert_eq!(examples.map(Vec::as_slice), Some([Value::from(MORE_INFO)].as_slice()), "the Error schema's example");
+
+    let (file, anchor) = MORE_INFO.split_once('#').expect("MORE_INFO has an anchor");
+    assert!(file.ends_with("/blob/main/README.md"), "{MORE_INFO} does not point at the README");
+    const README: &str = include_str!("../../../README.md");
+    let mut in_code = false;
+    let mut headings = Vec::new();
+    for line in README.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            headings.push(github_anchor(line.trim_start_matches('#')));
+        }
+    }
+    assert!(headings.iter().any(|h| h == anchor), "README.md has no heading with the anchor #{anchor}: {headings:?}");
+}
+
+/// Does `schema` (resolved) admit `null`: `type: "null"`, a type list with `"null"`, or a
+/// `oneOf`/`anyOf` alternative that does?
+fn admits_null(doc: &Value, schema: &Value) -> bool {
+    let schema = resolved(doc, schema);
+    if schema.get("enum").and_then(Value::as_array).is_some_and(|values| !values.contains(&Value::Null)) {
+        return false;
+    }
+    if schema.get("const").is_some() {
+        return schema.get("const") == Some(&Value::Null);
+    }
+    let typed = match schema.get("type") {
+        Some(Value::String(t)) => t == "null",
+        Some(Value::Array(types)) => types.contains(&Value::from("null")),
+        _ => false,
+    };
+    typed
+        || ["oneOf", "anyOf"].iter().any(|k| {
+            schema
+                .get(*k)
+                .and_then(Value::as_array)
+                .is_some_and(|alternatives| alternatives.iter().any(|alternative| admits_null(doc, alternative)))
+        })
+}
+
+/// The smallest integer `schema` (resolved) documents, if it is an integer field.
+fn integer_minimum(doc: &Value, schema: &Value) -> Option<u64> {
+    let schema = resolved(doc, schema);
+    let integer = match schema.get("type") {
+        Some(Value::String(t)) => t == "integer",
+        Some(Value::Array(types)) => types.contains(&Value::from("integer")),
+        _ => false,
+    };
+    integer.then(|| schema.get("minimum").and_then(Value::as_u64).unwrap_or(0))
+}
+
+/// One object of a request body the server reads: the document's schema for it, a body the
+/// server accepts and where in it the object is.
+struct BodyObject {
+    schema: &'static str,
+    body: Value,
+    at: &'static str,
+    read: fn(Value) -> Result<(), Vec<pushgate_core::domain::FieldError>>,
+}
+
+fn read_send(json: Value) -> Result<(), Vec<pushgate_core::domain::FieldError>> {
+    use pushgate_api::requests::SendBody;
+    let received_at = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z").expect("valid").to_utc();
+    pushgate_core::domain::SendRequest::try_from(SendBody { json, received_at }).map(drop)
+}
+
+fn read_registration(json: Value) -> Result<(), Vec<pushgate_core::domain::FieldError>> {
+    use pushgate_api::requests::RegistrationBody;
+    pushgate_core::app::directory::RegisterDevice::try_from(RegistrationBody(json)).map(drop)
+}
+
+fn read_credential(json: Value) -> Result<(), Vec<pushgate_core::domain::FieldError>> {
+    use pushgate_api::requests::CredentialBody;
+    pushgate_core::app::credentials::NewCredential::try_from(CredentialBody(json)).map(drop)
+}
+
+fn read_cancel(json: Value) -> Result<(), Vec<pushgate_core::domain::FieldError>> {
+    use pushgate_api::requests::{Cancel, CancelBody};
+    Cancel::try_from(CancelBody(json)).map(drop)
+}
+
+fn read_make_default(json: Value) -> Result<(), Vec<pushgate_core::domain::FieldError>> {
+    use pushgate_api::requests::{MakeDefault, MakeDefaultBody};
+    MakeDefault::try_from(MakeDefaultBody(json)).map(drop)
+}
+
+/// Every object of every request body the document describes, each in a body the server
+/// accepts (every optional field present, so setting one to null or to a number changes only it).
+fn body_objects() -> Vec<BodyObject> {
+    use serde_json::json;
+
+    const APN: &str = "5d4a1b0c9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b";
+    const USER: &str = "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8";
+    const APN_CREDENTIAL: &str = "comms_credential_01h9krwprkeee8fzqspvwy6nq8";
+    const FCM_CREDENTIAL: &str = "comms_credential_8qn6ywvpsqzf8eeekrpwrk9h10";
+    let send = |to: Value, from: Value| {
+        json!({
+            "to": [to],
+            "content": {
+                "title": "Hi {{ name }}", "body": "b", "image": "https://example.com/a.png", "data": {"k": "v"},
+                "badge": 1, "collapseKey": "k", "ttl": 60, "contentAvailable": true, "mutableContent": true,
+                "apn": {"aps": {"category": "c"}}, "fcm": {"android": {"priority": "HIGH"}},
+            },
+            "from": from,
+            "priority": "LOW",
+            "sound": "ring",
+            "schedule": {"sendAt": ["2026-11-28T10:00:00Z"]},
+            "tags": {"campaign": "c"},
+        })
+    };
+    let device = json!({"token": APN, "provider": "APN", "variables": {"name": "Ada"}});
+    let user = json!({"userId": USER, "variables": {"name": "Ada"}});
+    let credentials = json!({"apn": APN_CREDENTIAL, "fcm": FCM_CREDENTIAL});
+    let app = json!({"appName": "my_app"});
+    let apns_key = pushgate_fakes::keys::apns_signing_key("KEY1234567", "TEAM123456");
+    let fcm_account = pushgate_fakes::keys::fcm_service_account("pushgate-test", "https://oauth2.googleapis.com/token");
+    let mut apn_credential = pushgate_tests::apn_credential_body(&apns_key, "my_app");
+    apn_credential["isDefault"] = json!(true);
+    let mut fcm_credential = pushgate_tests::fcm_credential_body(&fcm_account, "my_app");
+    fcm_credential["isDefault"] = json!(false);
+    let registration = json!({"appName": "my_app", "token": APN, "provider": "APN", "userId": USER});
+
+    let object = |schema, body: &Value, at, read| BodyObject { schema, body: body.clone(), at, read };
+    vec![
+        object("SendRequest", &send(device.clone(), credentials.clone()), "", read_send),
+        object("SendContent", &send(device.clone(), credentials.clone()), "/content", read_send),
+        object("DirectRecipient", &send(device.clone(), credentials.clone()), "/to/0", read_send),
+        object("UserRecipient", &send(user, app.clone()), "/to/0", read_send),
+        object("CredentialSender", &send(device.clone(), credentials), "/from", read_send),
+        object("AppSender", &send(device.clone(), app), "/from", read_send),
+        object("Schedule", &send(device, Value::Null), "/schedule", read_send),
+        object("DeviceRegistrationRequest", &registration, "", read_registration),
+        object("CredentialCreateRequest", &apn_credential, "", read_credential),
+        object("ApnTokenCredentialContent", &apn_credential, "/content", read_credential),
+        object("CredentialCreateRequest", &fcm_credential, "", read_credential),
+        object("FcmCredentialContent", &fcm_credential, "/content", read_credential),
+        object("CancelRequest", &json!({"status": "CANCELED"}), "", read_cancel),
+        object("MakeDefaultRequest", &json!({"isDefault": true}), "", read_make_default),
+    ]
+}
+
+/// Per field of every request body, the document and the server agree on `null` (the server
+/// reads an optional field sent as null as if it were left out; the document declares exactly
+/// those fields nullable) and on integers (an `integer` field takes its minimum written with a
+/// zero fraction, `60.0`, as JSON Schema counts it an integer, and refuses a fraction).
+#[test]
+fn every_request_field_is_nullable_in_the_document_exactly_when_the_server_accepts_null_and_integers_take_a_zero_fraction()
+ {
+    let doc = document();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    let mut integers = 0;
+    for BodyObject { schema, body, at, read } in body_objects() {
+        if let Err(errors) = read(body.clone()) {
+            panic!("the {schema} test body is refused: {errors:?}\n{body}");
+        }
+        let properties = doc
+            .pointer(&format!("/components/schemas/{schema}/properties"))
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| panic!("#/components/schemas/{schema} has no properties"));
+        for (name, property) in properties {
+            checked += 1;
+            let with = |value: Value| {
+                let mut changed = body.clone();
+                changed
+                    .pointer_mut(at)
+                    .and_then(Value::as_object_mut)
+                    .expect("an object there")
+                    .insert(name.clone(), value);
+                changed
+            };
+            let documented = admits_null(&doc, property);
+            let served = read(with(Value::Null)).is_ok();
+            if documented != served {
+                let says = |yes: bool| if yes { "takes" } else { "refuses" };
+                problems.push(format!(
+                    "{schema}.{name}: the document {} null, the server {} it",
+                    says(documented),
+                    says(served)
+                ));
+            }
+            if let Some(minimum) = integer_minimum(&doc, property) {
+                integers += 1;
+                let whole = minimum as f64;
+                if let Err(errors) = read(with(Value::from(whole))) {
+                    problems
+                        .push(format!("{schema}.{name}: {whole:?} is an integer, the server refuses it: {errors:?}"));
+                }
+                if read(with(Value::from(whole + 0.5))).is_ok() {
+                    problems.push(format!("{schema}.{name}: {} is not an integer, the server takes it", whole + 0.5));
+                }
+            }
+        }
+    }
+    assert!(checked > 40 && integers >= 2, "only {checked} fields ({integers} integers) checked");
+    assert!(problems.is_empty(), "the document and the server disagree:\n  {}", problems.join("\n  "));
+}
+
+/// `pushgate-local` serves the document at `GET /openapi.json`, without credentials, as JSON:
+/// exactly the bytes of `shared/api/openapi.json`, so a tool pointed at a running server reads
+/// the contract of the build it talks to.
+#[tokio::test]
+async fn the_one_process_server_serves_the_document_at_get_openapi_json_without_credentials() {
+    let app = pushgate_tests::TestApp::spawn().await;
+    let response = app.client.get(format!("{}/openapi.json", app.base)).send().await.expect("sent");
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let body = response.text().await.expect("a body");
+    assert!(body == DOCUMENT, "GET /openapi.json is not shared/api/openapi.json byte for byte");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("the body is JSON"), document());
+    assert_eq!(pushgate_api::OPENAPI_DOCUMENT, DOCUMENT);
+
+    let response = app.client.post(format!("{}/openapi.json", app.base)).send().await.expect("sent");
+    assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }

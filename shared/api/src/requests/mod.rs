@@ -17,6 +17,23 @@ use pushgate_core::domain::{AppName, CredentialSecret, CredentialType, FieldErro
 
 pub use send::SendBody;
 
+/// `value` as a whole number from 0 to `max`, if it is one: a JSON number with no fractional
+/// part, which JSON Schema (the contract's language) counts as an integer however it is written
+/// (`706`, `706.0`, `7.06e2`, `-0.0`). A fraction, a negative, a number past `max` or any other
+/// JSON value is `None`, for the caller to refuse naming its field.
+pub(crate) fn whole_number(value: &Value, max: u64) -> Option<u64> {
+    let Value::Number(number) = value else { return None };
+    let whole = match number.as_u64() {
+        Some(n) => n,
+        // A float: exact for every whole number up to 2^53, far past any field's maximum.
+        None => match number.as_f64() {
+            Some(f) if f.fract() == 0.0 && (0.0..=max as f64).contains(&f) => f as u64,
+            _ => return None,
+        },
+    };
+    (whole <= max).then_some(whole)
+}
+
 fn not_an_object(expected: &str) -> Vec<FieldError> {
     vec![FieldError::new("", format!("body must be a JSON object{expected}"))]
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::whole_number;
 use pushgate_core::domain::device_token::parse_token;
 use pushgate_core::domain::send::{
     MAX_DATA_KEYS, MAX_RECIPIENTS, MAX_SCHEDULE_AHEAD, MAX_SEND_AT, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS, MAX_TAGS,
@@ -108,8 +109,10 @@ fn parse_to(value: Option<Value>, errors: &mut Vec<FieldError>) -> Vec<Recipient
                 Map::new()
             }
         };
-        if let Some(user) = r.get("userId") {
-            if r.contains_key("token") || r.contains_key("provider") {
+        // As everywhere in the body, a null field is an absent one.
+        let given = |name: &str| r.get(name).filter(|v| !v.is_null());
+        if let Some(user) = given("userId") {
+            if given("token").is_some() || given("provider").is_some() {
                 errors.push(FieldError::new(format!("to[{i}]"), "give either userId or token and provider, not both"));
                 continue;
             }
@@ -211,21 +214,17 @@ fn parse_content(value: Option<&Value>, errors: &mut Vec<FieldError>) -> Content
         }
         Some(_) => errors.push(FieldError::new("content.data", "must be an object of string values")),
     }
-    match c.get("badge") {
-        None | Some(Value::Null) => {}
-        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(n) => content.badge = Some(n),
-            None => errors.push(FieldError::new("content.badge", "must be an integer ≥ 0")),
-        },
-    }
-    match c.get("ttl") {
-        None | Some(Value::Null) => {}
-        Some(v) => match v.as_u64().filter(|n| *n <= MAX_TTL_SECONDS).and_then(|n| u32::try_from(n).ok()) {
-            Some(n) => content.ttl = Some(n),
-            None => {
-                errors.push(FieldError::new("content.ttl", format!("must be an integer from 0 to {MAX_TTL_SECONDS}")))
-            }
-        },
+    for (name, slot, max) in
+        [("badge", &mut content.badge, u64::from(u32::MAX)), ("ttl", &mut content.ttl, MAX_TTL_SECONDS)]
+    {
+        match c.get(name) {
+            None | Some(Value::Null) => {}
+            Some(v) => match whole_number(v, max).and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => *slot = Some(n),
+                None => errors
+                    .push(FieldError::new(format!("content.{name}"), format!("must be an integer from 0 to {max}"))),
+            },
+        }
     }
     for (name, slot) in
         [("contentAvailable", &mut content.content_available), ("mutableContent", &mut content.mutable_content)]
@@ -515,6 +514,68 @@ mod tests {
             let got = fields(body.clone());
             assert!(got.iter().any(|f| f == field), "expected an error on {field} for {body}, got {got:?}");
         }
+    }
+
+    /// `ttl` and `badge` are integers by the contract, and so by JSON Schema `706.0`, `7.06e2` and
+    /// `-0.0` are too: the server reads them as the whole numbers they are. A fraction, a negative,
+    /// a number past the field's maximum or a string stays a 400 naming the field.
+    #[test]
+    fn an_integer_field_accepts_a_number_with_a_zero_fraction_and_refuses_one_with_a_fraction() {
+        let with = |content: Value| json!({"to": [{"token": APN_TOKEN, "provider": "APN"}], "content": content});
+        for (ttl, badge, expected) in [
+            (json!(706.0), json!(1.0), (706, 1)),
+            (json!(7.06e2), json!(-0.0), (706, 0)),
+            (json!(2_419_200.0), json!(4_294_967_295.0), (2_419_200, 4_294_967_295)),
+            (json!(0), json!(3), (0, 3)),
+        ] {
+            let body = with(json!({"title": "x", "ttl": ttl, "badge": badge}));
+            let (request, _) = parse_send(body.clone(), now()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert_eq!((request.content.ttl, request.content.badge), (Some(expected.0), Some(expected.1)), "{body}");
+        }
+        for (field, value) in [
+            ("ttl", json!(1.5)),
+            ("badge", json!(1.5)),
+            ("ttl", json!(706.000_1)),
+            ("ttl", json!(-1.0)),
+            ("badge", json!(-1)),
+            ("ttl", json!(2_419_201.0)),
+            ("badge", json!(4_294_967_296.0)),
+            ("badge", json!(1e300)),
+            ("ttl", json!("706")),
+        ] {
+            let body = with(json!({"title": "x", field: value}));
+            let errors = SendRequest::try_from(SendBody { json: body.clone(), received_at: now() })
+                .err()
+                .unwrap_or_else(|| panic!("{body} was accepted"));
+            let found: Vec<_> = errors.iter().map(|e| (e.field.as_str(), e.message.as_str())).collect();
+            let expected = format!("content.{field}");
+            assert!(
+                matches!(found.as_slice(), [(f, m)] if *f == expected && m.contains("integer from 0 to")),
+                "{body}: {found:?}"
+            );
+        }
+    }
+
+    /// In a recipient, as everywhere else in the body, a `null` field is an absent one: `userId: null`
+    /// beside a token and provider leaves a device recipient, `token: null, provider: null` beside a
+    /// `userId` a User recipient (the contract says each of them may be null there).
+    #[test]
+    fn a_null_field_of_a_recipient_counts_as_absent() {
+        let user = "comms_pushnotificationuser_01h9krwprkeee8fzqspvwy6nq8";
+        let body = json!({
+            "to": [{"token": APN_TOKEN, "provider": "APN", "userId": null}, {"userId": user, "token": null, "provider": null}],
+            "content": {"title": "x"},
+        });
+        let (request, _) = parse_send(body, now()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            matches!(request.to.as_slice(), [Recipient::Device { .. }, Recipient::User { .. }]),
+            "{:?}",
+            request.to
+        );
+        let nobody = json!({"to": [{"userId": null}], "content": {"title": "x"}});
+        assert_eq!(fields(nobody), ["to[0].token", "to[0].provider"]);
+        let both = json!({"to": [{"userId": user, "token": APN_TOKEN, "provider": null}], "content": {"title": "x"}});
+        assert_eq!(fields(both), ["to[0]"]);
     }
 
     #[test]

@@ -174,19 +174,19 @@ ulid_id!(
     /// A PushNotification (`comms_pushnotification_…`).
     NotificationId,
     "comms_pushnotification_",
-    "^comms_pushnotification_[0-7][a-hjkmnpqrstv-z0-9]{25,34}"
+    "^comms_pushnotification_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
 );
 ulid_id!(
     /// An Operation: everything one send request created (`comms_operation_…`).
     OperationId,
     "comms_operation_",
-    "^comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}"
+    "^comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
 );
 base32_id!(
     /// A provider Credential (`comms_credential_…`).
     CredentialId,
     "comms_credential_",
-    "^comms_credential_[a-hjkmnpqrstv-z0-9]{26,34}"
+    "^comms_credential_[a-hjkmnpqrstv-z0-9]{26,34}$"
 );
 base32_id!(
     /// A DeviceRegistration (`comms_device_registration_…`).
@@ -198,7 +198,7 @@ ulid_id!(
     /// A push User (`comms_pushnotificationuser_…`).
     UserId,
     "comms_pushnotificationuser_",
-    "^comms_pushnotificationuser_[0-7][a-hjkmnpqrstv-z0-9]{25,34}"
+    "^comms_pushnotificationuser_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
 );
 
 impl NotificationId {
