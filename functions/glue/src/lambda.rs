@@ -52,6 +52,10 @@ pub fn log_filter(value: Option<&str>) -> tracing_subscriber::filter::Targets {
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"_:=,.-".contains(&b)))
         .and_then(|v| v.to_ascii_lowercase().parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+        // The EMF collector keeps 100 values of a histogram per flush (EMF's limit) and logs an
+        // error for each value past them: a dispatch invocation measures thousands of provider
+        // answers, so its histograms are a sample of the first 100, silently.
+        .with_target("metrics_cloudwatch_embedded", LevelFilter::OFF)
 }
 
 /// The CloudWatch namespace of pushgate's metrics.
@@ -201,6 +205,12 @@ mod tests {
         assert!(ours.would_enable("pushgate_core::app", &Level::DEBUG), "a prefix covers every pushgate crate");
         let garbage = log_filter(Some("not a filter [x]"));
         assert!(garbage.would_enable("anything", &Level::INFO) && !garbage.would_enable("anything", &Level::DEBUG));
+        for filter in [log_filter(None), log_filter(Some("trace"))] {
+            assert!(
+                !filter.would_enable("metrics_cloudwatch_embedded::collector", &Level::ERROR),
+                "a histogram past EMF's 100 values per flush is not an error line per value"
+            );
+        }
     }
 
     #[test]
