@@ -10,15 +10,13 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, Once, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use pushgate_core::domain::{Account, AccountId, AuthToken};
 use pushgate_fakes::keys::{ApnsSigningKey, FcmServiceAccount, apns_signing_key, fcm_service_account};
 use pushgate_fakes::{FakeApns, FakeFcm};
 use pushgate_local::{LocalConfig, build};
 use pushgate_memory::{MemoryAccounts, MemoryQueue};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub use pushgate_fakes;
 
@@ -386,24 +384,9 @@ impl ManualScheduler {
     }
 }
 
-/// Credential-create bodies for the fakes' key material.
-pub fn apn_credential_body(key: &ApnsSigningKey, app: &str) -> Value {
-    json!({
-        "credentialType": "APN",
-        "appName": app,
-        "content": {
-            "keyId": key.key_id,
-            "teamId": key.team_id,
-            "bundleId": "com.example.app",
-            "privateKey": STANDARD.encode(&key.private_key_pem),
-        },
-    })
-}
-
-/// An FCM credential-create body.
-pub fn fcm_credential_body(account: &FcmServiceAccount, app: &str) -> Value {
-    json!({"credentialType": "FCM", "appName": app, "content": {"privateKey": STANDARD.encode(account.to_json())}})
-}
+/// Credential-create bodies for the fakes' key material (the ones `pushgate-fake-providers`
+/// writes).
+pub use pushgate_fakes::tool::{apn_credential_body, fcm_credential_body};
 
 /// The AWS SDK configuration for the emulator tier (moto, started by `tests/run`), or `None`
 /// when no emulator is configured: plain `cargo test` on a bare machine skips that tier. Under

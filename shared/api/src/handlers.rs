@@ -92,28 +92,34 @@ impl FromRequest<ApiState> for JsonBody {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = state.config.max_body_bytes;
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(ApiError::TooLarge(limit));
-        }
-        // The body must arrive within the request timeout (a client trickling it would otherwise
-        // hold this request, its connection and its memory for as long as it likes). Only the
-        // read is bounded: once the body is in, the use case runs to its end, since stopping it
-        // half way could leave an Operation stored with only part of its chunks queued
-        // (promise 1).
-        let timeout = state.config.request_timeout;
-        let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
-            Ok(read) => read?,
-            Err(_) => return Err(ApiError::Timeout(timeout)),
-        };
+        let bytes = bounded_body(state, &parts.headers, body).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| AppError::field("", format!("malformed JSON: {e}")).into())
+    }
+}
+
+/// The whole body within the limits: 413 when it declares or reaches more than the body limit,
+/// 408 when it does not arrive within the request timeout. The body must arrive in time (a
+/// client trickling it would otherwise hold this request, its connection and its memory for as
+/// long as it likes). Only the read is bounded: once the body is in, the use case runs to its
+/// end, since stopping it half way could leave an Operation stored with only part of its chunks
+/// queued (promise 1).
+pub(super) async fn bounded_body(
+    state: &ApiState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Vec<u8>, ApiError> {
+    let limit = state.config.max_body_bytes;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::TooLarge(limit));
+    }
+    let timeout = state.config.request_timeout;
+    match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::Timeout(timeout)),
     }
 }
 

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use pushgate_core::app::idempotency::{self, HEADER};
 use pushgate_core::app::ports::{Begin, Replay};
 
-use super::handlers::{Authenticated, principal, read_body};
+use super::handlers::{Authenticated, bounded_body, principal};
 use super::{ApiError, ApiState};
 
 /// The answer header that marks a replayed answer.
@@ -37,16 +37,7 @@ async fn keyed(state: ApiState, request: Request, next: Next) -> Result<Response
     idempotency::validate_key(&key)?;
     let principal = principal(&state, &parts.headers).await?;
     let caller = principal.account.clone();
-    let limit = state.config.max_body_bytes;
-    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::TooLarge(limit));
-    }
-    let timeout = state.config.request_timeout;
-    let bytes = match tokio::time::timeout(timeout, read_body(body, limit, declared)).await {
-        Ok(read) => read?,
-        Err(_) => return Err(ApiError::Timeout(timeout)),
-    };
+    let bytes = bounded_body(&state, &parts.headers, body).await?;
     let fingerprint = idempotency::fingerprint(parts.method.as_str(), parts.uri.path(), &bytes);
     let (begun, _held) = idempotency::begin(&state.deps, &caller, &key, fingerprint).await?;
     match begun {

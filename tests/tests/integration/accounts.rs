@@ -209,3 +209,15 @@ async fn pushgate_admin_on_the_config_table_creates_accounts_and_keys_the_lambda
     assert_eq!(code, 0);
     assert_eq!(list(sid, text(&rotated, "authToken")).await, StatusCode::UNAUTHORIZED, "deleted");
 }
+
+#[tokio::test]
+async fn an_api_key_name_with_a_control_character_or_over_64_characters_is_refused_and_creates_nothing() {
+    let app = app_with_admin().await;
+    let sid = text(&admin(&app, &["accounts", "create"]).await, "accountSid");
+    let target = ["--url", app.base.as_str(), "--admin-token", ADMIN_TOKEN];
+    for name in ["bell\u{7}".to_owned(), "line\nbreak".to_owned(), "n".repeat(65)] {
+        let (code, _) = admin_cli(&target, &["keys", "create", &sid, "--name", &name]).await;
+        assert_eq!(code, 1, "{name:?}");
+    }
+    assert_eq!(admin(&app, &["keys", "list", &sid]).await["keys"].as_array().map(Vec::len), Some(0));
+}
