@@ -224,16 +224,27 @@ pub struct OperationBody {
     pub stats: OperationStats,
     pub created_at: String,
     pub updated_at: String,
+    /// [pushgate] Where to read more: `errors`, the paged list of this operation's FAILED
+    /// notifications with their codes and the providers' reasons.
+    pub links: OperationLinks,
 }
 
-impl From<&Operation> for OperationBody {
-    fn from(op: &Operation) -> Self {
+/// The `links` of an Operation (absolute URLs, like `operationLocation`).
+#[derive(Debug, Serialize)]
+pub struct OperationLinks {
+    pub errors: String,
+}
+
+impl OperationBody {
+    /// The body of `op`, its links under `base` (this pushgate's public URL, no trailing `/`).
+    pub fn new(op: &Operation, base: &str) -> Self {
         Self {
             id: op.id,
             status: op.status.as_str(),
             stats: OperationStats::from(&op.stats),
             created_at: time(&op.created_at),
             updated_at: time(&op.updated_at),
+            links: OperationLinks { errors: format!("{base}/v1/PushNotifications/Operations/{}/Errors", op.id) },
         }
     }
 }
@@ -481,12 +492,13 @@ mod tests {
             updated_at: at(3),
         };
         assert_eq!(
-            serde_json::to_value(OperationBody::from(&op)).expect("serializes"),
+            serde_json::to_value(OperationBody::new(&op, "https://push.example.com")).expect("serializes"),
             json!({
                 "id": op.id.to_string(), "status": "COMPLETED",
                 "stats": {"total": 2, "recipients": 2, "unaddressable": 0, "scheduled": 0, "queued": 0,
                           "sent": 1, "failed": 1, "canceled": 0},
-                "createdAt": "2026-12-01T08:00:01Z", "updatedAt": "2026-12-01T08:00:03Z"
+                "createdAt": "2026-12-01T08:00:01Z", "updatedAt": "2026-12-01T08:00:03Z",
+                "links": {"errors": format!("https://push.example.com/v1/PushNotifications/Operations/{}/Errors", op.id)}
             })
         );
         let entry = OperationErrorEntry {

@@ -358,15 +358,17 @@ pub(super) async fn list_notifications(
 pub(super) async fn fetch_operation(
     State(state): State<ApiState>,
     Caller { account, .. }: Caller,
+    links: Links,
     Id(id): Id<OperationId>,
 ) -> ApiResult {
     let op = queries::fetch_operation(&state.deps, &account, id).await?;
-    one(dto::OperationBody::from(&op))
+    one(dto::OperationBody::new(&op, &links.0))
 }
 
 pub(super) async fn list_operations(
     State(state): State<ApiState>,
     Caller { account, .. }: Caller,
+    links: Links,
     Params(params): Params,
 ) -> ApiResult {
     let mut q = ListQuery::new("operations", params, &["status", "startDate", "endDate"]);
@@ -377,7 +379,7 @@ pub(super) async fn list_operations(
     };
     let (request, paging) = q.finish(&state.deps.pages, &account)?;
     let found = queries::list_operations(&state.deps, &account, &filter, &request).await?;
-    let items = found.items.iter().map(dto::OperationBody::from).collect();
+    let items = found.items.iter().map(|op| dto::OperationBody::new(op, &links.0)).collect();
     Ok(page(&state, &account, "operations", items, paging, found.next.as_deref()))
 }
 

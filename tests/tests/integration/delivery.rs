@@ -362,3 +362,25 @@ async fn an_unreachable_provider_is_one_warning_naming_its_host_and_cause() {
     assert!(lines[0].contains("provider unreachable") && lines[0].contains("connection failed"), "{}", lines[0]);
     assert!((0..5).all(|i| !logs.contains(&apn_token(500 + i))), "no device token in the log");
 }
+
+#[tokio::test]
+async fn an_operation_links_to_the_errors_that_explain_its_failed_notifications() {
+    let app = TestApp::spawn().await;
+    app.create_apn_credential("links").await;
+    app.apns.script(&apn_token(2), vec![ApnsReply::Unregistered]);
+    let op = app
+        .send(&json!({
+            "to": [{"token": apn_token(1), "provider": "APN"}, {"token": apn_token(2), "provider": "APN"}],
+            "content": {"body": "x"}
+        }))
+        .await;
+    let operation = app.settle(&op).await;
+    assert_eq!(operation["stats"]["failed"], 1, "{operation}");
+    let link = operation["links"]["errors"].as_str().expect("links.errors is a string");
+    assert_eq!(link, format!("{}/v1/PushNotifications/Operations/{op}/Errors", app.base));
+    let (status, errors) = app.get(link.strip_prefix(&app.base).expect("absolute URL of this pushgate")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(errors["errors"][0]["code"], 30410, "{errors}");
+    let (_, listed) = app.get(&format!("/v1/PushNotifications/Operations?pageSize=1")).await;
+    assert_eq!(listed["operations"][0]["links"]["errors"], link, "the list shows the same link: {listed}");
+}
