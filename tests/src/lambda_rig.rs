@@ -367,3 +367,17 @@ pub async fn metered(rig: AwsRig) -> (AwsRig, crate::meter::proxy::MeterProxy) {
     let config = rig.config.clone();
     (AwsRig { sdk, ..rig }.rewired(config), proxy)
 }
+
+/// Creates a Secrets Manager secret holding `value` (as the template's generated secrets are)
+/// and returns its ARN.
+pub async fn create_secret(sdk: &aws_config::SdkConfig, purpose: &str, value: &str) -> String {
+    let name = format!("pg-{purpose}-{}", ulid::Ulid::generate().to_string().to_ascii_lowercase());
+    let created = aws_sdk_secretsmanager::Client::new(sdk)
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .expect("moto creates the secret");
+    created.arn().expect("the secret's ARN").to_owned()
+}

@@ -6,5 +6,5 @@ use pushgate_glue::lambda::{Error, init_logging, run_http};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(pushgate_glue::functions::apps).await
+    run_http(pushgate_glue::functions::cold_start::apps).await
 }

@@ -7,5 +7,5 @@ use pushgate_glue::lambda::{Error, init_logging, run_http};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(pushgate_glue::functions::cancel).await
+    run_http(pushgate_glue::functions::cold_start::cancel).await
 }

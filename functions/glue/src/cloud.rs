@@ -34,6 +34,36 @@ use pushgate_providers::checks::CredentialRules;
 use pushgate_providers::gateway::{ProviderConfig, ProviderGateway, parse_token_uris};
 use pushgate_providers::webhook::{Webhook, WebhookClient};
 
+/// One account's webhook, as configured: the signing key itself, or where to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSetting {
+    /// The account whose operation events are posted.
+    pub account: AccountId,
+    /// Where they are posted.
+    pub url: String,
+    /// The HMAC key (`PUSHGATE_WEBHOOK_SECRET`, or read from `secret_arn`): only the function
+    /// that posts needs it.
+    pub secret: Option<String>,
+    /// `PUSHGATE_WEBHOOK_SECRET_ARN`: the Secrets Manager secret holding the key.
+    pub secret_arn: Option<String>,
+}
+
+impl std::fmt::Debug for WebhookSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSetting")
+            .field("account", &self.account)
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("secret_arn", &self.secret_arn)
+            .finish()
+    }
+}
+
+/// The shortest webhook signing key accepted.
+const WEBHOOK_SECRET_MIN: usize = 16;
+/// The shortest page-token key accepted.
+const PAGE_TOKEN_KEY_MIN: usize = 32;
+
 /// Configuration of a function (all from the environment; see the README's table).
 #[derive(Debug, Clone)]
 pub struct CloudConfig {
@@ -50,11 +80,16 @@ pub struct CloudConfig {
     /// `PUSHGATE_SCHEDULE_GROUP`, `PUSHGATE_SCHEDULER_ROLE_ARN`, `PUSHGATE_QUEUE_ARN`: where
     /// scheduled sends' releases are scheduled (the send and cancel functions).
     pub schedules: Option<ScheduleTarget>,
-    /// `PUSHGATE_WEBHOOK_URL` + `PUSHGATE_WEBHOOK_SECRET`: the webhook of the bootstrap account
-    /// (`PUSHGATE_ACCOUNT_ID`) for operation events.
-    pub webhook: Option<Webhook>,
+    /// `PUSHGATE_WEBHOOK_URL`, `PUSHGATE_WEBHOOK_ACCOUNT_ID` and the signing key
+    /// (`PUSHGATE_WEBHOOK_SECRET`, or `PUSHGATE_WEBHOOK_SECRET_ARN` read at cold start): one
+    /// account's webhook for operation events.
+    pub webhook: Option<WebhookSetting>,
     /// `PUSHGATE_PAGE_TOKEN_KEY`: secret page tokens are signed with (shared by every function).
     pub page_token_key: Option<String>,
+    /// `PUSHGATE_PAGE_TOKEN_SECRET_ARN`: the Secrets Manager secret holding that key, read once
+    /// per cold start by the functions that page ([`CloudConfig::resolved`]), so the key is never
+    /// in their environment.
+    pub page_token_secret_arn: Option<String>,
     /// `PUSHGATE_ACCOUNT_ID` + `PUSHGATE_AUTH_TOKEN_SHA256`: an account known without a table row.
     pub bootstrap: Option<Account>,
     /// HTTP settings (`PUSHGATE_PUBLIC_URL`, `PUSHGATE_MAX_BODY_BYTES`).
@@ -82,6 +117,7 @@ impl CloudConfig {
             schedules: None,
             webhook: None,
             page_token_key: None,
+            page_token_secret_arn: None,
             bootstrap: None,
             api: ApiConfig::default(),
             providers: ProviderConfig::default(),
@@ -118,8 +154,15 @@ impl CloudConfig {
                 }
             };
         config.page_token_key = var("PUSHGATE_PAGE_TOKEN_KEY");
-        if config.page_token_key.as_ref().is_some_and(|k| k.len() < 32) {
+        if config.page_token_key.as_ref().is_some_and(|k| k.len() < PAGE_TOKEN_KEY_MIN) {
             return Err(ConfigError::new("PUSHGATE_PAGE_TOKEN_KEY", "must be at least 32 characters"));
+        }
+        config.page_token_secret_arn = var("PUSHGATE_PAGE_TOKEN_SECRET_ARN");
+        if config.page_token_key.is_some() && config.page_token_secret_arn.is_some() {
+            return Err(ConfigError::new(
+                "PUSHGATE_PAGE_TOKEN_SECRET_ARN",
+                "names where PUSHGATE_PAGE_TOKEN_KEY is kept: set one of them, not both",
+            ));
         }
         config.bootstrap = match (var("PUSHGATE_ACCOUNT_ID"), var("PUSHGATE_AUTH_TOKEN_SHA256")) {
             (None, None) => None,
@@ -142,13 +185,7 @@ impl CloudConfig {
                 return Err(ConfigError::new("PUSHGATE_ACCOUNT_ID", "must be set when PUSHGATE_AUTH_TOKEN_SHA256 is"));
             }
         };
-        config.webhook = Webhook::from_env(var)?;
-        if config.webhook.is_some() && config.bootstrap.is_none() {
-            return Err(ConfigError::new(
-                "PUSHGATE_WEBHOOK_URL",
-                "is the webhook of PUSHGATE_ACCOUNT_ID, which must be set too",
-            ));
-        }
+        config.webhook = webhook_setting(&var, config.bootstrap.as_ref())?;
         config.api.public_url = var("PUSHGATE_PUBLIC_URL");
         config.api.max_body_bytes = match var("PUSHGATE_MAX_BODY_BYTES") {
             Some(n) => {
@@ -166,6 +203,99 @@ impl CloudConfig {
             pushgate_core::app::LimitDefaults::from_vars(var).map_err(|(name, why)| ConfigError::new(name, why))?;
         Ok(config)
     }
+}
+
+/// The webhook from `PUSHGATE_WEBHOOK_URL` (an `http(s)://` URL), the account it belongs to
+/// (`PUSHGATE_WEBHOOK_ACCOUNT_ID`, else the bootstrap account), and its key:
+/// `PUSHGATE_WEBHOOK_SECRET` (≥ 16 characters) or `PUSHGATE_WEBHOOK_SECRET_ARN`, at most one (a
+/// function that only publishes events has neither).
+fn webhook_setting(
+    var: &impl Fn(&str) -> Option<String>,
+    bootstrap: Option<&Account>,
+) -> Result<Option<WebhookSetting>, ConfigError> {
+    let (secret, secret_arn) = (var("PUSHGATE_WEBHOOK_SECRET"), var("PUSHGATE_WEBHOOK_SECRET_ARN"));
+    let account = var("PUSHGATE_WEBHOOK_ACCOUNT_ID");
+    let Some(url) = var("PUSHGATE_WEBHOOK_URL") else {
+        for (name, set) in [
+            ("PUSHGATE_WEBHOOK_SECRET", secret.is_some()),
+            ("PUSHGATE_WEBHOOK_SECRET_ARN", secret_arn.is_some()),
+            ("PUSHGATE_WEBHOOK_ACCOUNT_ID", account.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(name, "is a setting of the webhook: set PUSHGATE_WEBHOOK_URL too"));
+            }
+        }
+        return Ok(None);
+    };
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::new("PUSHGATE_WEBHOOK_URL", "must be an http:// or https:// URL"));
+    }
+    let account = match account {
+        Some(id) => AccountId::parse(&id).map_err(|_| {
+            ConfigError::new("PUSHGATE_WEBHOOK_ACCOUNT_ID", "must be AC followed by 32 lowercase hex characters")
+        })?,
+        None => bootstrap.map(|a| a.id.clone()).ok_or_else(|| {
+            ConfigError::new("PUSHGATE_WEBHOOK_ACCOUNT_ID", "must be set: the account the webhook belongs to")
+        })?,
+    };
+    if secret.is_some() && secret_arn.is_some() {
+        return Err(ConfigError::new(
+            "PUSHGATE_WEBHOOK_SECRET_ARN",
+            "names where PUSHGATE_WEBHOOK_SECRET is kept: set one of them, not both",
+        ));
+    }
+    if secret.as_ref().is_some_and(|s| s.len() < WEBHOOK_SECRET_MIN) {
+        return Err(ConfigError::new("PUSHGATE_WEBHOOK_SECRET", "must be at least 16 characters"));
+    }
+    Ok(Some(WebhookSetting { account, url, secret, secret_arn }))
+}
+
+impl CloudConfig {
+    /// This configuration with the secrets a function with `PORTS` uses read from Secrets
+    /// Manager (once per cold start): the page-token key of a function that pages
+    /// ([`ports::PAGES`]), the webhook's key of the function that posts events
+    /// ([`ports::PROVIDERS`]). A function without those ports never calls Secrets Manager (nor
+    /// links its client). A secret that cannot be read, or is too short, stops the function
+    /// from starting, naming the variable.
+    pub async fn resolved<const PORTS: u8>(mut self, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        if PORTS & ports::PAGES != 0
+            && self.page_token_key.is_none()
+            && let Some(arn) = &self.page_token_secret_arn
+        {
+            let key = read_secret(sdk, "PUSHGATE_PAGE_TOKEN_SECRET_ARN", arn).await?;
+            if key.len() < PAGE_TOKEN_KEY_MIN {
+                return Err(ConfigError::new(
+                    "PUSHGATE_PAGE_TOKEN_SECRET_ARN",
+                    "names a secret of fewer than 32 characters",
+                ));
+            }
+            self.page_token_key = Some(key);
+        }
+        if PORTS & ports::PROVIDERS != 0
+            && let Some(webhook) = &mut self.webhook
+            && webhook.secret.is_none()
+            && let Some(arn) = &webhook.secret_arn
+        {
+            let key = read_secret(sdk, "PUSHGATE_WEBHOOK_SECRET_ARN", arn).await?;
+            if key.len() < WEBHOOK_SECRET_MIN {
+                return Err(ConfigError::new(
+                    "PUSHGATE_WEBHOOK_SECRET_ARN",
+                    "names a secret of fewer than 16 characters",
+                ));
+            }
+            webhook.secret = Some(key);
+        }
+        Ok(self)
+    }
+}
+
+/// The secret `arn` names, read for `var` (which the error names).
+async fn read_secret(sdk: &SdkConfig, var: &'static str, arn: &str) -> Result<String, ConfigError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    pushgate_aws::secrets::read_secret_string(&client, arn)
+        .await
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| ConfigError::new(var, format!("cannot be read: {e}")))
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
@@ -250,10 +380,13 @@ fn page_tokens(secret: Option<&str>) -> PageTokens {
 
 impl CloudConfig {
     /// Warns when page tokens are signed with a key of this instance only (for the functions
-    /// that issue page tokens; the dispatch function issues none).
+    /// that issue page tokens, once their secrets are [resolved](CloudConfig::resolved)).
     pub fn warn_unshared_page_tokens(&self) {
         if self.page_token_key.is_none() {
-            warn!("PUSHGATE_PAGE_TOKEN_KEY is not set: page tokens are signed with a key of this instance only");
+            warn!(
+                "neither PUSHGATE_PAGE_TOKEN_KEY nor PUSHGATE_PAGE_TOKEN_SECRET_ARN is set: page tokens are signed \
+                 with a key of this instance only"
+            );
         }
     }
 }
@@ -276,17 +409,21 @@ pub mod ports {
     pub const PROVIDERS: u8 = 1 << 4;
     /// The providers' rules for new credentials (no client: nothing is sent).
     pub const CHECKS: u8 = 1 << 5;
+    /// Page tokens: the key read from Secrets Manager at cold start (`PUSHGATE_PAGE_TOKEN_SECRET_ARN`).
+    pub const PAGES: u8 = 1 << 6;
     /// Every port (local AWS mode and the tests).
-    pub const ALL: u8 = QUEUE | SCHEDULER | EVENTS | SECRETS | PROVIDERS | CHECKS;
+    pub const ALL: u8 = QUEUE | SCHEDULER | EVENTS | SECRETS | PROVIDERS | CHECKS | PAGES;
 
     /// `send`: stores the operation, queues its chunks or schedules its releases, announces it.
     pub const SEND: u8 = QUEUE | SCHEDULER | EVENTS;
     /// `cancel`: finishes notifications (events) and deletes pending schedules.
     pub const CANCEL: u8 = SCHEDULER | EVENTS;
-    /// `credentials`: seals secrets and checks keys the way the providers will use them.
-    pub const CREDENTIALS: u8 = SECRETS | CHECKS;
-    /// `fetch`, `list`, `operations`, `apps`, `device-registrations`, `users`: the stores only.
+    /// `credentials`: seals secrets, checks keys the way the providers will use them, pages.
+    pub const CREDENTIALS: u8 = SECRETS | CHECKS | PAGES;
+    /// `fetch`: the stores only.
     pub const STORES_ONLY: u8 = 0;
+    /// `list`, `operations`, `apps`, `device-registrations`, `users`: the stores, and page tokens.
+    pub const LISTS: u8 = PAGES;
     /// `dispatch`: delivers (opening secrets), queues released schedules, publishes and
     /// delivers events.
     pub const DISPATCH: u8 = QUEUE | EVENTS | SECRETS | PROVIDERS;
@@ -388,13 +525,30 @@ pub fn wire<const PORTS: u8>(config: &CloudConfig, sdk: &SdkConfig) -> Result<De
         Some(queue) => Arc::new(queue.clone()),
         None => Arc::new(Missing("PUSHGATE_QUEUE_URL is not set for this function")),
     };
-    let webhook_account = config.bootstrap.as_ref().map(|a| &a.id).zip(config.webhook.as_ref());
     let events: Arc<dyn EventSink> = if !has(ports::EVENTS) {
         Arc::new(Missing("this function does not publish operation events"))
     } else if has(ports::PROVIDERS) {
-        Arc::new(QueuedEvents::new(sqs, WebhookClient::configured(webhook_account)?))
+        let hook = match &config.webhook {
+            None => None,
+            Some(WebhookSetting { account, url, secret: Some(secret), .. }) => {
+                Some((account.clone(), Webhook { url: url.clone(), secret: secret.clone() }))
+            }
+            Some(WebhookSetting { secret_arn: Some(_), .. }) => {
+                return Err(ConfigError::new(
+                    "PUSHGATE_WEBHOOK_SECRET_ARN",
+                    "is read at cold start (CloudConfig::resolved) before the function is wired",
+                ));
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "PUSHGATE_WEBHOOK_SECRET",
+                    "or PUSHGATE_WEBHOOK_SECRET_ARN must be set for the function that posts events",
+                ));
+            }
+        };
+        Arc::new(QueuedEvents::new(sqs, WebhookClient::configured(hook.as_ref().map(|(a, w)| (a, w)))?))
     } else {
-        Arc::new(PublishedEvents { queue: sqs, account: webhook_account.map(|(id, _)| id.clone()) })
+        Arc::new(PublishedEvents { queue: sqs, account: config.webhook.as_ref().map(|w| w.account.clone()) })
     };
     let scheduler: Arc<dyn Scheduler> = match &config.schedules {
         _ if !has(ports::SCHEDULER) => Arc::new(Missing("this function does not schedule sends")),
@@ -478,7 +632,7 @@ impl EventSink for QueuedEvents {
 /// [`QueuedEvents`], without a webhook HTTP client.
 struct PublishedEvents {
     queue: Option<SqsQueue>,
-    /// The account with a webhook (the bootstrap account, when `PUSHGATE_WEBHOOK_URL` is set).
+    /// The account with a webhook (`PUSHGATE_WEBHOOK_ACCOUNT_ID`, when `PUSHGATE_WEBHOOK_URL` is set).
     account: Option<AccountId>,
 }
 
@@ -604,32 +758,47 @@ mod tests {
     }
 
     #[test]
-    fn a_webhook_needs_its_secret_and_the_bootstrap_account_and_schedules_need_all_three_settings() {
+    fn a_webhook_needs_its_account_and_at_most_one_key_source_and_schedules_need_all_three_settings() {
         let tables = [("PUSHGATE_PUSH_TABLE", "p"), ("PUSHGATE_CONFIG_TABLE", "c"), ("PUSHGATE_DIRECTORY_TABLE", "d")];
         let with = |extra: &[(&'static str, &'static str)]| {
             let mut all = tables.to_vec();
             all.extend_from_slice(extra);
             CloudConfig::from_lookup(lookup(&all))
         };
-        let account = [
+        let bootstrap = [
             ("PUSHGATE_ACCOUNT_ID", "AC0123456789abcdef0123456789abcdef"),
             ("PUSHGATE_AUTH_TOKEN_SHA256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
         ];
+        let account = ("PUSHGATE_WEBHOOK_ACCOUNT_ID", "ACfedcba9876543210fedcba9876543210");
         let url = ("PUSHGATE_WEBHOOK_URL", "https://hooks.example.com/push");
         let secret = ("PUSHGATE_WEBHOOK_SECRET", "sixteen-chars-at-least");
-        assert_eq!(with(&[url]).expect_err("no secret").var, "PUSHGATE_WEBHOOK_SECRET");
-        assert_eq!(with(&[url, secret]).expect_err("no account").var, "PUSHGATE_WEBHOOK_URL");
+        let arn = ("PUSHGATE_WEBHOOK_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:hook");
+        assert_eq!(with(&[url, secret]).expect_err("no account").var, "PUSHGATE_WEBHOOK_ACCOUNT_ID");
         assert_eq!(
-            with(&[url, ("PUSHGATE_WEBHOOK_SECRET", "short")]).expect_err("short").var,
+            with(&[url, ("PUSHGATE_WEBHOOK_ACCOUNT_ID", "AC1")]).expect_err("bad id").var,
+            "PUSHGATE_WEBHOOK_ACCOUNT_ID"
+        );
+        assert_eq!(
+            with(&[url, account, ("PUSHGATE_WEBHOOK_SECRET", "short")]).expect_err("short").var,
             "PUSHGATE_WEBHOOK_SECRET"
         );
+        assert_eq!(with(&[url, account, secret, arn]).expect_err("both").var, "PUSHGATE_WEBHOOK_SECRET_ARN");
         assert_eq!(
-            with(&[("PUSHGATE_WEBHOOK_URL", "ftp://x"), secret, account[0], account[1]]).expect_err("scheme").var,
+            with(&[("PUSHGATE_WEBHOOK_URL", "ftp://x"), account]).expect_err("scheme").var,
             "PUSHGATE_WEBHOOK_URL"
         );
-        let ok = with(&[url, secret, account[0], account[1]]).expect("complete");
-        assert_eq!(ok.webhook.map(|w| w.url), Some(url.1.to_owned()));
-        assert!(!format!("{:?}", with(&[url, secret, account[0], account[1]]).expect("ok").webhook).contains(secret.1));
+        for alone in [secret, arn, account] {
+            assert_eq!(with(&[alone]).expect_err("without a URL").var, alone.0);
+        }
+        // A function that only publishes events (send, cancel) needs no key.
+        let publishes = with(&[url, account]).expect("URL and account").webhook.expect("a webhook");
+        assert_eq!((publishes.account.as_str(), publishes.secret), (account.1, None));
+        let from_arn = with(&[url, account, arn]).expect("ARN").webhook.expect("a webhook");
+        assert_eq!(from_arn.secret_arn.as_deref(), Some(arn.1));
+        // Without PUSHGATE_WEBHOOK_ACCOUNT_ID, the bootstrap account's.
+        let ok = with(&[url, secret, bootstrap[0], bootstrap[1]]).expect("complete");
+        assert_eq!(ok.webhook.as_ref().map(|w| (w.url.as_str(), w.account.as_str())), Some((url.1, bootstrap[0].1)));
+        assert!(!format!("{:?}", ok.webhook).contains(secret.1), "the key is never in Debug output");
 
         let e = with(&[("PUSHGATE_SCHEDULE_GROUP", "g")]).expect_err("group alone");
         assert_eq!(e.var, "PUSHGATE_SCHEDULE_GROUP");

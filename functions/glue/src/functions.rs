@@ -20,6 +20,23 @@ macro_rules! http_functions {
             }
         )*
 
+        /// Each HTTP function's cold start, what its binary runs once: its configuration from the
+        /// environment, the secrets its ports use read ([`CloudConfig::resolved`]), its router
+        /// wired.
+        pub mod cold_start {
+            use super::*;
+            $(
+                #[doc = concat!("The `", $binary, "` function's cold start.")]
+                pub async fn $name(sdk: SdkConfig) -> Result<Router, ConfigError> {
+                    let config = CloudConfig::from_env()?.resolved::<{ $ports }>(&sdk).await?;
+                    if $ports & ports::PAGES != 0 {
+                        config.warn_unshared_page_tokens();
+                    }
+                    super::$name(&config, &sdk)
+                }
+            )*
+        }
+
         /// Each HTTP function's binary (folder in `functions/`) and ports.
         const HTTP: &[(&str, u8)] = &[$(($binary, $ports)),*];
 
@@ -36,12 +53,12 @@ macro_rules! http_functions {
 http_functions! {
     send (Send, "send"): ports::SEND;
     fetch (Fetch, "fetch"): ports::STORES_ONLY;
-    list (List, "list"): ports::STORES_ONLY;
-    operations (Operations, "operations"): ports::STORES_ONLY;
+    list (List, "list"): ports::LISTS;
+    operations (Operations, "operations"): ports::LISTS;
     credentials (Credentials, "credentials"): ports::CREDENTIALS;
-    apps (Apps, "apps"): ports::STORES_ONLY;
-    device_registrations (DeviceRegistrations, "device-registrations"): ports::STORES_ONLY;
-    users (Users, "users"): ports::STORES_ONLY;
+    apps (Apps, "apps"): ports::LISTS;
+    device_registrations (DeviceRegistrations, "device-registrations"): ports::LISTS;
+    users (Users, "users"): ports::LISTS;
     cancel (Cancel, "cancel"): ports::CANCEL;
 }
 

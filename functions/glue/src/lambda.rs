@@ -78,15 +78,14 @@ pub fn flush_metrics(collector: Option<&metrics_cloudwatch_embedded::Collector>,
     }
 }
 
-/// Runs an HTTP function: `app` (one of [`crate::functions`]) builds its router once per cold
-/// start, from the environment.
-pub async fn run_http(
-    app: impl FnOnce(&CloudConfig, &aws_types::SdkConfig) -> Result<axum::Router, ConfigError>,
-) -> Result<(), Error> {
-    let config = CloudConfig::from_env()?;
-    config.warn_unshared_page_tokens();
-    let sdk = lambda_sdk_config(env)?;
-    let router = app(&config, &sdk)?;
+/// Runs an HTTP function: `cold_start` (one of [`crate::functions::cold_start`]) builds its
+/// router once, from the environment and the secrets it reads.
+pub async fn run_http<F, Start>(cold_start: F) -> Result<(), Error>
+where
+    F: FnOnce(aws_types::SdkConfig) -> Start,
+    Start: std::future::Future<Output = Result<axum::Router, ConfigError>>,
+{
+    let router = cold_start(lambda_sdk_config(env)?).await?;
     let metrics = init_metrics();
     lambda_http::run(service_fn(move |request| {
         let router = router.clone();
@@ -141,8 +140,9 @@ pub async fn handle(router: axum::Router, request: lambda_http::Request) -> Resu
 
 /// Runs the dispatch function: SQS batches of chunks, built once per cold start.
 pub async fn run_dispatch() -> Result<(), Error> {
-    let config = CloudConfig::from_env()?;
-    let deps = crate::functions::dispatch(&config, &lambda_sdk_config(env)?)?;
+    let sdk = lambda_sdk_config(env)?;
+    let config = CloudConfig::from_env()?.resolved::<{ crate::cloud::ports::DISPATCH }>(&sdk).await?;
+    let deps = crate::functions::dispatch(&config, &sdk)?;
     let deps = &deps;
     let metrics = init_metrics();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

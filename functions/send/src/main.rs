@@ -6,5 +6,5 @@ use pushgate_glue::lambda::{Error, init_logging, run_http};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
-    run_http(pushgate_glue::functions::send).await
+    run_http(pushgate_glue::functions::cold_start::send).await
 }

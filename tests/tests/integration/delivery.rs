@@ -381,6 +381,6 @@ async fn an_operation_links_to_the_errors_that_explain_its_failed_notifications(
     let (status, errors) = app.get(link.strip_prefix(&app.base).expect("absolute URL of this pushgate")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(errors["errors"][0]["code"], 30410, "{errors}");
-    let (_, listed) = app.get(&format!("/v1/PushNotifications/Operations?pageSize=1")).await;
+    let (_, listed) = app.get("/v1/PushNotifications/Operations?pageSize=1").await;
     assert_eq!(listed["operations"][0]["links"]["errors"], link, "the list shows the same link: {listed}");
 }

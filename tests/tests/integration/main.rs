@@ -14,6 +14,7 @@ mod contract_dynamodb;
 mod contract_idempotency;
 mod contract_memory;
 mod delivery;
+mod deployed_secrets;
 mod directory_api;
 mod dynamodb_faults;
 mod fake_providers;

@@ -977,11 +977,24 @@ fn allowed_actions<'t>(t: &'t Value, f: &LambdaFunction<'t>) -> BTreeSet<String>
         .collect()
 }
 
+/// May `f` read the Secrets Manager secret `secret` (a resource of the template)?
+fn reads_secret(t: &Value, f: &LambdaFunction<'_>, secret: &str) -> bool {
+    grants(t, f).into_iter().any(|g| match g {
+        Grant::Statement(s) => {
+            is_allow(s)
+                && actions(s).iter().any(|a| glob_matches(a.as_bytes(), b"secretsmanager:getsecretvalue"))
+                && strings(&s["Resource"]).iter().any(|r| ref_target(r) == Some(secret))
+        }
+        _ => false,
+    })
+}
+
 /// What a function's binary wires (`pushgate_glue::functions`) and what the template lets it do
 /// say the same thing: it may send to the fan-out queue exactly when it queues chunks or
 /// events, manage schedules exactly when it schedules, and use the credential key exactly when
-/// it seals or opens secrets. A port without its grant fails in production; a grant without its
-/// port is a permission nothing needs.
+/// it seals or opens secrets, read the page-token key exactly when it pages, read the webhook's
+/// key exactly when it posts events. A port without its grant fails in production; a grant
+/// without its port is a permission nothing needs.
 #[test]
 fn each_functions_grants_match_the_ports_its_binary_wires() {
     use pushgate_glue::cloud::ports;
@@ -1000,6 +1013,8 @@ fn each_functions_grants_match_the_ports_its_binary_wires() {
                 may("scheduler:createschedule") || may("scheduler:deleteschedule"),
             ),
             ("secrets", wired & ports::SECRETS != 0, may("kms:generatedatakey") || may("kms:decrypt")),
+            ("page tokens", wired & ports::PAGES != 0, reads_secret(&t, &f, "PageTokenSecret")),
+            ("webhook key", wired & ports::PROVIDERS != 0, reads_secret(&t, &f, "WebhookSecret")),
         ];
         for (port, wires, granted) in pairs {
             if wires != granted {

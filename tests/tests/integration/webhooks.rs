@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pushgate_api::Function;
-use pushgate_core::domain::{Account, AccountId};
+use pushgate_core::domain::AccountId;
 use pushgate_fakes::FakeApns;
+use pushgate_glue::cloud::{WebhookSetting, ports};
 use pushgate_providers::webhook::Webhook;
 use pushgate_tests::lambda_rig::{AwsRig, failures};
 use pushgate_tests::webhook::{WebhookReceiver, signature_is_valid};
@@ -142,10 +143,13 @@ async fn on_moto_events_travel_the_fanout_queue_and_the_dispatch_function_posts_
     let hook = WebhookReceiver::start().await;
     let url = hook.url.clone();
     let Some(rig) = AwsRig::new("hooks", |_| {}).await else { return };
-    // The rig's account is the bootstrap account, whose webhook the template configures.
+    // As the template configures it: the account's webhook, its key generated in Secrets Manager
+    // and read by the function at cold start.
+    let arn = pushgate_tests::lambda_rig::create_secret(&rig.sdk, "hooks", SECRET).await;
     let mut config = rig.config.clone();
-    config.bootstrap = Some(Account::new(rig.caller.account.clone(), rig.caller.token.hash()));
-    config.webhook = Some(Webhook { url, secret: SECRET.into() });
+    config.webhook =
+        Some(WebhookSetting { account: rig.caller.account.clone(), url, secret: None, secret_arn: Some(arn) });
+    let config = config.resolved::<{ ports::ALL }>(&rig.sdk).await.expect("the key is read");
     let rig = rig.rewired(config);
     rig.create_credentials("main").await;
 
