@@ -64,3 +64,35 @@ async fn pushgate_local_delivers_to_the_fake_providers_with_the_environment_and_
     assert_eq!(app.fcm.delivered_count(), 0, "nothing went to the harness's own fake FCM");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// The README's "Try it" shows lines of `examples/walkthrough.sh`, the walkthrough
+/// `tests/walkthrough` runs: each of its `sh` blocks but the command that runs the script is an
+/// excerpt, whose lines are the script's, in the script's order (lines between may be left out).
+#[test]
+fn the_readmes_walkthrough_excerpt_is_made_of_lines_of_the_tested_script_in_its_order() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let script = std::fs::read_to_string(format!("{root}/examples/walkthrough.sh")).expect("the walkthrough");
+    let start = readme.find("\n## Try it").expect("README has a Try it section");
+    let section = &readme[start + 1..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+
+    let script_lines: Vec<&str> = script.lines().map(str::trim).collect();
+    let mut excerpt_lines = 0;
+    for block in section.split("```sh\n").skip(1) {
+        let block = &block[..block.find("```").expect("a closed code block")];
+        let lines: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        if lines == ["sh examples/walkthrough.sh"] {
+            continue;
+        }
+        let mut rest = script_lines.as_slice();
+        for line in lines {
+            let at = rest.iter().position(|l| *l == line).unwrap_or_else(|| {
+                panic!("README line {line:?} is not in examples/walkthrough.sh (after the lines before it)")
+            });
+            rest = &rest[at + 1..];
+            excerpt_lines += 1;
+        }
+    }
+    assert!(excerpt_lines > 10, "the Try it section shows the script's key requests");
+}
