@@ -244,7 +244,10 @@ call 202 POST /v1/PushNotifications '{
 operation=$(json_string operationId)
 wait_for_operation "$operation" COMPLETED
 expect_stat failed 1
-call 200 GET "/v1/PushNotifications/Operations/$operation/Errors"
+# The Operation links to the list of its failures (links.errors, an absolute URL):
+errors_url=$(json_string errors)
+[ -n "$errors_url" ] || die "expected links.errors in the Operation: $answer"
+call 200 GET "/v1/${errors_url#*/v1/}"
 [ "$(json_string providerReason)" = BadDeviceToken ] || die "expected the error BadDeviceToken: $answer"
 
 printf '\nwalkthrough: OK — %s notifications SENT, 1 scheduled and canceled, 1 FAILED as expected\n' "$sent"
