@@ -406,7 +406,7 @@ async fn log_request(
         let response = next.run(request).await;
         let status = response.status().as_u16();
         let took = started.elapsed();
-        let millis = took.as_secs_f64() * 1000.0;
+        let millis = log_millis(took);
         let route = response.extensions().get::<RouteName>().map_or("unmatched", |r| &r.0);
         pushgate_core::app::metrics::request(route, method.as_str(), status, took);
         if status >= 500 {
@@ -422,4 +422,23 @@ async fn log_request(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// A duration as the request log shows it: milliseconds with two decimals (`5.36`, never the
+/// float noise `5.355020000000001`).
+fn log_millis(took: std::time::Duration) -> f64 {
+    (took.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::log_millis;
+    use std::time::Duration;
+
+    #[test]
+    fn the_request_log_shows_milliseconds_with_at_most_two_decimals() {
+        assert_eq!(log_millis(Duration::from_nanos(5_355_020)).to_string(), "5.36");
+        assert_eq!(log_millis(Duration::from_nanos(69_889_333)).to_string(), "69.89");
+        assert_eq!(log_millis(Duration::from_secs(2)).to_string(), "2000");
+    }
 }
