@@ -257,10 +257,30 @@ impl CloudConfig {
     /// ([`ports::PROVIDERS`]). A function without those ports never calls Secrets Manager (nor
     /// links its client). A secret that cannot be read, or is too short, stops the function
     /// from starting, naming the variable.
-    pub async fn resolved<const PORTS: u8>(mut self, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+    pub async fn resolved<const PORTS: u8>(self, sdk: &SdkConfig) -> Result<Self, ConfigError> {
+        // Chosen at compile time rather than by an `if` on PORTS in this future: the states of an
+        // awaited call stay in a future's code even when a constant condition skips them, so
+        // every binary would link the Secrets Manager client. A function without these ports
+        // has no reference to the reader.
+        let reader: Option<SecretsReader> =
+            const { if PORTS & (ports::PAGES | ports::PROVIDERS) != 0 { Some(read_secrets::<PORTS>) } else { None } };
+        match reader {
+            Some(read) => read(self, sdk).await,
+            None => Ok(self),
+        }
+    }
+}
+
+/// Reads the secrets of a function's ports ([`CloudConfig::resolved`]).
+type SecretsReader = for<'a> fn(CloudConfig, &'a SdkConfig) -> SecretsRead<'a>;
+type SecretsRead<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<CloudConfig, ConfigError>> + Send + 'a>>;
+
+fn read_secrets<const PORTS: u8>(mut config: CloudConfig, sdk: &SdkConfig) -> SecretsRead<'_> {
+    Box::pin(async move {
         if PORTS & ports::PAGES != 0
-            && self.page_token_key.is_none()
-            && let Some(arn) = &self.page_token_secret_arn
+            && config.page_token_key.is_none()
+            && let Some(arn) = &config.page_token_secret_arn
         {
             let key = read_secret(sdk, "PUSHGATE_PAGE_TOKEN_SECRET_ARN", arn).await?;
             if key.len() < PAGE_TOKEN_KEY_MIN {
@@ -269,10 +289,10 @@ impl CloudConfig {
                     "names a secret of fewer than 32 characters",
                 ));
             }
-            self.page_token_key = Some(key);
+            config.page_token_key = Some(key);
         }
         if PORTS & ports::PROVIDERS != 0
-            && let Some(webhook) = &mut self.webhook
+            && let Some(webhook) = &mut config.webhook
             && webhook.secret.is_none()
             && let Some(arn) = &webhook.secret_arn
         {
@@ -285,8 +305,8 @@ impl CloudConfig {
             }
             webhook.secret = Some(key);
         }
-        Ok(self)
-    }
+        Ok(config)
+    })
 }
 
 /// The secret `arn` names, read for `var` (which the error names).
