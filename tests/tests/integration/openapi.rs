@@ -727,3 +727,64 @@ async fn the_one_process_server_serves_the_document_at_get_openapi_json_without_
     let response = app.client.post(format!("{}/openapi.json", app.base)).send().await.expect("sent");
     assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// Twilio publishes PushNotification, Operation and User ids as up to 35 characters after the
+/// prefix; pushgate issues and parses exactly the 26 of a ULID. The document once gave Twilio's
+/// pattern, so a longer id was valid by the contract yet 404 in a path and 400 as a filter or in
+/// a body. The document's pattern now matches exactly what the server parses, length by length.
+#[test]
+fn the_ulid_id_patterns_of_the_document_match_exactly_the_ids_the_server_parses() {
+    use pushgate_core::domain::{NotificationId, OperationId, UserId};
+
+    let doc = document();
+    type Parses = fn(&str) -> bool;
+    let parsers: [(&str, &str, Parses); 3] = [
+        ("PushNotificationId", NotificationId::PREFIX, |s| NotificationId::parse(s).is_ok()),
+        ("OperationId", OperationId::PREFIX, |s| OperationId::parse(s).is_ok()),
+        ("UserId", UserId::PREFIX, |s| UserId::parse(s).is_ok()),
+    ];
+    let mut problems = Vec::new();
+    for (schema, prefix, parses) in parsers {
+        let pattern = doc
+            .pointer(&format!("/components/schemas/{schema}/pattern"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("#/components/schemas/{schema} has no pattern"));
+        let pattern = regex::Regex::new(pattern).expect("a valid pattern");
+        for length in 20..=40 {
+            // Crockford base32, first character 0-7: the body of a ULID when 26 long.
+            let body: String = "01h9krwprkeee8fzqspvwy6nq8abcdefghjkmnpqrst".chars().cycle().take(length).collect();
+            let id = format!("{prefix}{body}");
+            if pattern.is_match(&id) != parses(&id) {
+                problems.push(format!(
+                    "{schema}: {length} characters after the prefix: the document {}, the server {}",
+                    if pattern.is_match(&id) { "matches" } else { "refuses" },
+                    if parses(&id) { "parses it" } else { "refuses it" },
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "id patterns and parsers disagree:\n  {}", problems.join("\n  "));
+}
+
+/// An id one character longer than a ULID is refused like any id that does not match its
+/// pattern — a 400 naming the parameter — in a path as in a filter (it was a 404 in a path).
+#[tokio::test]
+async fn an_id_longer_than_a_ulid_is_a_400_naming_the_parameter_in_a_path_as_in_a_filter() {
+    let app = pushgate_tests::TestApp::spawn().await;
+    let body = "01h9krwprkeee8fzqspvwy6nq8z";
+    let cases = [
+        (format!("/v1/PushNotifications/comms_pushnotification_{body}"), "pushNotificationId"),
+        (format!("/v1/PushNotifications/Operations/comms_operation_{body}"), "operationId"),
+        (format!("/v1/PushNotifications/Operations/comms_operation_{body}/Errors"), "operationId"),
+        (format!("/v1/PushNotifications/Users/comms_pushnotificationuser_{body}"), "userId"),
+        (format!("/v1/PushNotifications?operationId=comms_operation_{body}"), "operationId"),
+        (format!("/v1/PushNotifications?user=comms_pushnotificationuser_{body}"), "user"),
+        (format!("/v1/PushNotifications/DeviceRegistrations?userId=comms_pushnotificationuser_{body}"), "userId"),
+    ];
+    for (path, field) in cases {
+        let (status, answer) = app.get(&path).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(answer["code"], 20001, "{path}: {answer}");
+        assert_eq!(answer["errors"][0]["field"], field, "{path}: {answer}");
+    }
+}
