@@ -788,3 +788,70 @@ async fn an_id_longer_than_a_ulid_is_a_400_naming_the_parameter_in_a_path_as_in_
         assert_eq!(answer["errors"][0]["field"], field, "{path}: {answer}");
     }
 }
+
+/// The document states each provider's device-token format as a pattern, applied to a
+/// recipient's and a registration's `token` by their `provider`: a token the server refuses is
+/// invalid by the document (and the conformance run never counts its refusal as a failure),
+/// and every token the server accepts is valid by it.
+#[test]
+fn the_documents_device_token_patterns_accept_exactly_the_tokens_the_server_accepts_per_provider() {
+    use pushgate_core::domain::device_token::{is_apn_token, is_fcm_token};
+
+    let doc = document();
+    let schema = |name: &str| -> (regex::Regex, Option<u64>) {
+        let pointer = format!("/components/schemas/{name}");
+        let pattern = doc.pointer(&format!("{pointer}/pattern")).and_then(Value::as_str);
+        let pattern = regex::Regex::new(pattern.unwrap_or_else(|| panic!("{pointer} has no pattern"))).expect("valid");
+        (pattern, doc.pointer(&format!("{pointer}/maxLength")).and_then(Value::as_u64))
+    };
+    let valid = |(pattern, max): &(regex::Regex, Option<u64>), token: &str| {
+        pattern.is_match(token) && max.is_none_or(|max| token.chars().count() as u64 <= max)
+    };
+    let (apn, fcm) = (schema("ApnDeviceToken"), schema("FcmDeviceToken"));
+
+    let hex = |n: usize| "0123456789abcdefABCDEF".chars().cycle().take(n).collect::<String>();
+    let mut tokens: Vec<String> = [30, 31, 32, 33, 63, 64, 65, 199, 200, 201, 202].iter().map(|n| hex(*n)).collect();
+    tokens.extend(
+        ["", "g".repeat(64).as_str(), "fcm-token:APA91b_x.y", "a b", "a/b", "é", "a\n", "a%2F"].map(str::to_owned),
+    );
+    tokens.extend(["a".repeat(4096), "a".repeat(4097), format!("{}\u{e9}", hex(62))]);
+    let mut problems = Vec::new();
+    for token in &tokens {
+        for (provider, documented, served) in
+            [("APN", valid(&apn, token), is_apn_token(token)), ("FCM", valid(&fcm, token), is_fcm_token(token))]
+        {
+            if documented != served {
+                let shown: String = token.chars().take(40).collect();
+                problems.push(format!(
+                    "{provider} token {shown:?} ({} chars): the document says {documented}, the server {served}",
+                    token.chars().count()
+                ));
+            }
+        }
+    }
+
+    // The rule applies the pattern by provider wherever a token is given with its provider.
+    let rule = doc.pointer("/components/schemas/TokenOfItsProvider/allOf").and_then(Value::as_array).cloned();
+    let applied: Vec<(String, String)> = rule
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|branch| {
+            let provider = branch.pointer("/if/properties/provider/const")?.as_str()?.to_owned();
+            let target = branch.pointer("/then/properties/token/$ref")?.as_str()?.to_owned();
+            Some((provider, target))
+        })
+        .collect();
+    let expected = [
+        ("APN".to_owned(), "#/components/schemas/ApnDeviceToken".to_owned()),
+        ("FCM".to_owned(), "#/components/schemas/FcmDeviceToken".to_owned()),
+    ];
+    assert_eq!(applied, expected, "TokenOfItsProvider does not give each provider its pattern");
+    for holder in ["DirectRecipient", "DeviceRegistrationRequest"] {
+        let all = doc.pointer(&format!("/components/schemas/{holder}/allOf")).and_then(Value::as_array);
+        let applies = all.into_iter().flatten().any(|s| s["$ref"] == "#/components/schemas/TokenOfItsProvider");
+        if !applies {
+            problems.push(format!("{holder} does not apply TokenOfItsProvider"));
+        }
+    }
+    assert!(problems.is_empty(), "device tokens:\n  {}", problems.join("\n  "));
+}
