@@ -855,3 +855,80 @@ fn the_documents_device_token_patterns_accept_exactly_the_tokens_the_server_acce
     }
     assert!(problems.is_empty(), "device tokens:\n  {}", problems.join("\n  "));
 }
+
+/// The document's links (which answer's field feeds which operation's parameter: a created
+/// credential's id to its fetch, a send's operationId to the Operation, …), which the
+/// conformance run's stateful phase follows. Each names an operation the document has, only
+/// parameters that operation takes, and a field of the answer it hangs on (a `$response.body`
+/// JSON pointer into that answer's schema).
+#[test]
+fn every_link_names_an_operation_its_parameters_and_a_field_of_the_answer_it_follows() {
+    let doc = document();
+    let all = operations(&doc);
+    let paths = doc.get("paths").cloned().unwrap_or(Value::Null);
+    let by_id: BTreeMap<String, (String, Value)> = all
+        .iter()
+        .filter_map(|((_, path), operation)| {
+            let id = operation.get("operationId")?.as_str()?.to_owned();
+            Some((id, (path.clone(), operation.clone())))
+        })
+        .collect();
+    let parameter_names = |path: &str, operation: &Value| -> BTreeSet<String> {
+        let own = operation.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+        let shared = paths.pointer(&format!("/{}/parameters", path.replace('~', "~0").replace('/', "~1")));
+        let shared = shared.and_then(Value::as_array).cloned().unwrap_or_default();
+        own.iter().chain(&shared).filter_map(|p| resolved(&doc, p).get("name")?.as_str().map(str::to_owned)).collect()
+    };
+    // The schema at `pointer` inside `schema`, through $refs and allOf.
+    fn field<'a>(doc: &'a Value, schema: &'a Value, pointer: &[&str]) -> Option<&'a Value> {
+        let schema = resolved(doc, schema);
+        let Some((first, rest)) = pointer.split_first() else { return Some(schema) };
+        if let Ok(_index) = first.parse::<usize>() {
+            return field(doc, schema.get("items")?, rest);
+        }
+        if let Some(property) = schema.pointer(&format!("/properties/{first}")) {
+            return field(doc, property, rest);
+        }
+        schema.get("allOf")?.as_array()?.iter().find_map(|part| field(doc, part, pointer))
+    }
+
+    let mut problems = Vec::new();
+    let mut links = 0;
+    for ((method, path), operation) in &all {
+        let responses = operation.get("responses").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (status, response) in responses {
+            let response = resolved(&doc, &response);
+            let Some(found) = response.get("links").and_then(Value::as_object) else { continue };
+            for (name, link) in found {
+                links += 1;
+                let at = format!("{method} {path} {status} link {name}");
+                let target = link.get("operationId").and_then(Value::as_str).unwrap_or_default();
+                let Some((target_path, target_operation)) = by_id.get(target) else {
+                    problems.push(format!("{at}: no operation {target:?}"));
+                    continue;
+                };
+                let takes = parameter_names(target_path, target_operation);
+                let parameters = link.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+                if parameters.is_empty() {
+                    problems.push(format!("{at}: no parameters"));
+                }
+                for (parameter, expression) in parameters {
+                    if !takes.contains(&parameter) {
+                        problems.push(format!("{at}: {target} takes no parameter {parameter}"));
+                    }
+                    let expression = expression.as_str().unwrap_or_default();
+                    let Some(pointer) = expression.strip_prefix("$response.body#/") else {
+                        problems.push(format!("{at}: {parameter} = {expression:?} is not a $response.body pointer"));
+                        continue;
+                    };
+                    let schema = response.pointer("/content/application~1json/schema").unwrap_or(&Value::Null);
+                    if field(&doc, schema, &pointer.split('/').collect::<Vec<_>>()).is_none() {
+                        problems.push(format!("{at}: the answer's schema has no field {pointer}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(links >= 10, "only {links} links in the document");
+    assert!(problems.is_empty(), "links:\n  {}", problems.join("\n  "));
+}
