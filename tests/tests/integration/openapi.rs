@@ -932,3 +932,62 @@ fn every_link_names_an_operation_its_parameters_and_a_field_of_the_answer_it_fol
     assert!(links >= 10, "only {links} links in the document");
     assert!(problems.is_empty(), "links:\n  {}", problems.join("\n  "));
 }
+
+/// Every object an answer holds lists its fields and admits no other (`additionalProperties:
+/// false`, or `unevaluatedProperties: false` where the object is composed with `allOf` or a
+/// `$ref`): a field the server sends that the document does not describe fails the conformance
+/// run's schema check instead of passing unseen. Only the free-form maps (tags, data, apn, fcm)
+/// admit any key. Request bodies stay open (unknown request fields are ignored).
+#[test]
+fn every_object_an_answer_holds_admits_only_the_fields_the_document_describes() {
+    /// What is open in `schema` (reached at `at`); `closed` when an enclosing schema has
+    /// `unevaluatedProperties: false` over this one.
+    fn open_objects(doc: &Value, schema: &Value, at: &str, closed: bool, seen: &mut BTreeSet<String>) -> Vec<String> {
+        let closes = closed || schema.get("unevaluatedProperties") == Some(&Value::Bool(false));
+        let mut found = Vec::new();
+        if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+            // A schema is checked once per way of reaching it (closed or not).
+            if seen.insert(format!("{target} {closes}")) {
+                found.extend(open_objects(doc, resolved(doc, schema), target, closes, seen));
+            }
+        }
+        if schema.get("properties").is_some()
+            && !closes
+            && schema.get("additionalProperties") != Some(&Value::Bool(false))
+        {
+            found.push(at.to_owned());
+        }
+        for (name, property) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            found.extend(open_objects(doc, property, &format!("{at}.{name}"), false, seen));
+        }
+        if let Some(items) = schema.get("items") {
+            found.extend(open_objects(doc, items, &format!("{at}[]"), false, seen));
+        }
+        for (key, passes) in [("allOf", closes), ("oneOf", false), ("anyOf", false)] {
+            for (i, part) in schema.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                found.extend(open_objects(doc, part, &format!("{at}/{key}/{i}"), passes, seen));
+            }
+        }
+        found
+    }
+
+    let doc = document();
+    let mut open = BTreeSet::new();
+    let mut answers = 0;
+    for ((method, path), operation) in operations(&doc) {
+        for (status, response) in operation.get("responses").and_then(Value::as_object).into_iter().flatten() {
+            let Some(schema) = resolved(&doc, response).pointer("/content/application~1json/schema") else { continue };
+            answers += 1;
+            let at = format!("{method} {path} {status}");
+            open.extend(open_objects(&doc, schema, &at, false, &mut BTreeSet::new()));
+        }
+    }
+    let event = doc.pointer("/components/schemas/OperationEvent").cloned().unwrap_or(Value::Null);
+    open.extend(open_objects(&doc, &event, "OperationEvent (webhook)", false, &mut BTreeSet::new()));
+    assert!(answers > 100, "only {answers} answers with a JSON body");
+    assert!(
+        open.is_empty(),
+        "objects of answers that admit undocumented fields:\n  {}",
+        open.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+}
