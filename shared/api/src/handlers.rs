@@ -144,9 +144,9 @@ pub(super) async fn read_body(
     Ok(bytes)
 }
 
-/// The id of the resource a route names (its one path parameter), parsed: malformed → 400
-/// naming the parameter; a time-ordered id that is well-formed but not one pushgate could have
-/// issued → 404, like any unknown id.
+/// The id of the resource a route names (its one path parameter), parsed: one that does not
+/// match its pattern → 400 naming the parameter, as the same id is as a filter or in a body; a
+/// well-formed id that does not exist → 404 (from the use case).
 pub(super) struct Id<T>(pub T);
 
 /// An id type a route takes from its path.
@@ -183,31 +183,13 @@ macro_rules! path_ids {
     )*};
 }
 
-macro_rules! time_ordered_path_ids {
-    ($($id:ty: $name:literal, $resource:literal;)*) => {$(
-        impl PathId for $id {
-            const NAME: &'static str = $name;
-            fn from_path(raw: &str) -> Result<Self, ApiError> {
-                match <$id>::parse(raw) {
-                    Ok(id) => Ok(id),
-                    Err(_) if <$id>::is_well_formed(raw) => Err(AppError::NotFound($resource).into()),
-                    Err(_) => Err(malformed(Self::NAME, <$id>::PATTERN)),
-                }
-            }
-        }
-    )*};
-}
-
 path_ids! {
     CredentialId: "credentialId",
     DeviceRegistrationId: "deviceRegistrationId",
     AppName: "appName",
-}
-
-time_ordered_path_ids! {
-    OperationId: "operationId", "Operation";
-    NotificationId: "pushNotificationId", "PushNotification";
-    UserId: "userId", "User";
+    OperationId: "operationId",
+    NotificationId: "pushNotificationId",
+    UserId: "userId",
 }
 
 /// The query string as name/value pairs, parsed leniently (bad percent-encoding cannot produce

@@ -227,13 +227,13 @@ async fn malformed_path_ids_get_400_and_unknown_ones_404() {
         "/v1/PushNotifications/Operations/op_123",
         "/v1/PushNotifications/Credentials/comms_credential_X",
         "/v1/PushNotifications/Apps/Bad-Name",
+        "/v1/PushNotifications/comms_pushnotification_01h9krwprkeee8fzqspvwy6nq8zzz",
     ] {
         let (status, body) = app.get(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
     }
     for path in [
         "/v1/PushNotifications/comms_pushnotification_01h9krwprkeee8fzqspvwy6nq8",
-        "/v1/PushNotifications/comms_pushnotification_01h9krwprkeee8fzqspvwy6nq8zzz",
         "/v1/PushNotifications/Operations/comms_operation_01h9krwprkeee8fzqspvwy6nq8",
         "/v1/PushNotifications/Operations/comms_operation_01h9krwprkeee8fzqspvwy6nq8/Errors",
         "/v1/PushNotifications/Credentials/comms_credential_01h9krwprkeee8fzqspvwy6nq8",

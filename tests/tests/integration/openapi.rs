@@ -727,3 +727,267 @@ async fn the_one_process_server_serves_the_document_at_get_openapi_json_without_
     let response = app.client.post(format!("{}/openapi.json", app.base)).send().await.expect("sent");
     assert_eq!(response.status(), reqwest::StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// Twilio publishes PushNotification, Operation and User ids as up to 35 characters after the
+/// prefix; pushgate issues and parses exactly the 26 of a ULID. The document once gave Twilio's
+/// pattern, so a longer id was valid by the contract yet 404 in a path and 400 as a filter or in
+/// a body. The document's pattern now matches exactly what the server parses, length by length.
+#[test]
+fn the_ulid_id_patterns_of_the_document_match_exactly_the_ids_the_server_parses() {
+    use pushgate_core::domain::{NotificationId, OperationId, UserId};
+
+    let doc = document();
+    type Parses = fn(&str) -> bool;
+    let parsers: [(&str, &str, Parses); 3] = [
+        ("PushNotificationId", NotificationId::PREFIX, |s| NotificationId::parse(s).is_ok()),
+        ("OperationId", OperationId::PREFIX, |s| OperationId::parse(s).is_ok()),
+        ("UserId", UserId::PREFIX, |s| UserId::parse(s).is_ok()),
+    ];
+    let mut problems = Vec::new();
+    for (schema, prefix, parses) in parsers {
+        let pattern = doc
+            .pointer(&format!("/components/schemas/{schema}/pattern"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("#/components/schemas/{schema} has no pattern"));
+        let pattern = regex::Regex::new(pattern).expect("a valid pattern");
+        for length in 20..=40 {
+            // Crockford base32, first character 0-7: the body of a ULID when 26 long.
+            let body: String = "01h9krwprkeee8fzqspvwy6nq8abcdefghjkmnpqrst".chars().cycle().take(length).collect();
+            let id = format!("{prefix}{body}");
+            if pattern.is_match(&id) != parses(&id) {
+                problems.push(format!(
+                    "{schema}: {length} characters after the prefix: the document {}, the server {}",
+                    if pattern.is_match(&id) { "matches" } else { "refuses" },
+                    if parses(&id) { "parses it" } else { "refuses it" },
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "id patterns and parsers disagree:\n  {}", problems.join("\n  "));
+}
+
+/// An id one character longer than a ULID is refused like any id that does not match its
+/// pattern — a 400 naming the parameter — in a path as in a filter (it was a 404 in a path).
+#[tokio::test]
+async fn an_id_longer_than_a_ulid_is_a_400_naming_the_parameter_in_a_path_as_in_a_filter() {
+    let app = pushgate_tests::TestApp::spawn().await;
+    let body = "01h9krwprkeee8fzqspvwy6nq8z";
+    let cases = [
+        (format!("/v1/PushNotifications/comms_pushnotification_{body}"), "pushNotificationId"),
+        (format!("/v1/PushNotifications/Operations/comms_operation_{body}"), "operationId"),
+        (format!("/v1/PushNotifications/Operations/comms_operation_{body}/Errors"), "operationId"),
+        (format!("/v1/PushNotifications/Users/comms_pushnotificationuser_{body}"), "userId"),
+        (format!("/v1/PushNotifications?operationId=comms_operation_{body}"), "operationId"),
+        (format!("/v1/PushNotifications?user=comms_pushnotificationuser_{body}"), "user"),
+        (format!("/v1/PushNotifications/DeviceRegistrations?userId=comms_pushnotificationuser_{body}"), "userId"),
+    ];
+    for (path, field) in cases {
+        let (status, answer) = app.get(&path).await;
+        assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{path}: {answer}");
+        assert_eq!(answer["code"], 20001, "{path}: {answer}");
+        assert_eq!(answer["errors"][0]["field"], field, "{path}: {answer}");
+    }
+}
+
+/// The document states each provider's device-token format as a pattern, applied to a
+/// recipient's and a registration's `token` by their `provider`: a token the server refuses is
+/// invalid by the document (and the conformance run never counts its refusal as a failure),
+/// and every token the server accepts is valid by it.
+#[test]
+fn the_documents_device_token_patterns_accept_exactly_the_tokens_the_server_accepts_per_provider() {
+    use pushgate_core::domain::device_token::{is_apn_token, is_fcm_token};
+
+    let doc = document();
+    let schema = |name: &str| -> (regex::Regex, Option<u64>) {
+        let pointer = format!("/components/schemas/{name}");
+        let pattern = doc.pointer(&format!("{pointer}/pattern")).and_then(Value::as_str);
+        let pattern = regex::Regex::new(pattern.unwrap_or_else(|| panic!("{pointer} has no pattern"))).expect("valid");
+        (pattern, doc.pointer(&format!("{pointer}/maxLength")).and_then(Value::as_u64))
+    };
+    let valid = |(pattern, max): &(regex::Regex, Option<u64>), token: &str| {
+        pattern.is_match(token) && max.is_none_or(|max| token.chars().count() as u64 <= max)
+    };
+    let (apn, fcm) = (schema("ApnDeviceToken"), schema("FcmDeviceToken"));
+
+    let hex = |n: usize| "0123456789abcdefABCDEF".chars().cycle().take(n).collect::<String>();
+    let mut tokens: Vec<String> = [30, 31, 32, 33, 63, 64, 65, 199, 200, 201, 202].iter().map(|n| hex(*n)).collect();
+    tokens.extend(
+        ["", "g".repeat(64).as_str(), "fcm-token:APA91b_x.y", "a b", "a/b", "é", "a\n", "a%2F"].map(str::to_owned),
+    );
+    tokens.extend(["a".repeat(4096), "a".repeat(4097), format!("{}\u{e9}", hex(62))]);
+    let mut problems = Vec::new();
+    for token in &tokens {
+        for (provider, documented, served) in
+            [("APN", valid(&apn, token), is_apn_token(token)), ("FCM", valid(&fcm, token), is_fcm_token(token))]
+        {
+            if documented != served {
+                let shown: String = token.chars().take(40).collect();
+                problems.push(format!(
+                    "{provider} token {shown:?} ({} chars): the document says {documented}, the server {served}",
+                    token.chars().count()
+                ));
+            }
+        }
+    }
+
+    // The rule applies the pattern by provider wherever a token is given with its provider.
+    let rule = doc.pointer("/components/schemas/TokenOfItsProvider/allOf").and_then(Value::as_array).cloned();
+    let applied: Vec<(String, String)> = rule
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|branch| {
+            let provider = branch.pointer("/if/properties/provider/const")?.as_str()?.to_owned();
+            let target = branch.pointer("/then/properties/token/$ref")?.as_str()?.to_owned();
+            Some((provider, target))
+        })
+        .collect();
+    let expected = [
+        ("APN".to_owned(), "#/components/schemas/ApnDeviceToken".to_owned()),
+        ("FCM".to_owned(), "#/components/schemas/FcmDeviceToken".to_owned()),
+    ];
+    assert_eq!(applied, expected, "TokenOfItsProvider does not give each provider its pattern");
+    for holder in ["DirectRecipient", "DeviceRegistrationRequest"] {
+        let all = doc.pointer(&format!("/components/schemas/{holder}/allOf")).and_then(Value::as_array);
+        let applies = all.into_iter().flatten().any(|s| s["$ref"] == "#/components/schemas/TokenOfItsProvider");
+        if !applies {
+            problems.push(format!("{holder} does not apply TokenOfItsProvider"));
+        }
+    }
+    assert!(problems.is_empty(), "device tokens:\n  {}", problems.join("\n  "));
+}
+
+/// The document's links (which answer's field feeds which operation's parameter: a created
+/// credential's id to its fetch, a send's operationId to the Operation, …), which the
+/// conformance run's stateful phase follows. Each names an operation the document has, only
+/// parameters that operation takes, and a field of the answer it hangs on (a `$response.body`
+/// JSON pointer into that answer's schema).
+#[test]
+fn every_link_names_an_operation_its_parameters_and_a_field_of_the_answer_it_follows() {
+    let doc = document();
+    let all = operations(&doc);
+    let paths = doc.get("paths").cloned().unwrap_or(Value::Null);
+    let by_id: BTreeMap<String, (String, Value)> = all
+        .iter()
+        .filter_map(|((_, path), operation)| {
+            let id = operation.get("operationId")?.as_str()?.to_owned();
+            Some((id, (path.clone(), operation.clone())))
+        })
+        .collect();
+    let parameter_names = |path: &str, operation: &Value| -> BTreeSet<String> {
+        let own = operation.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
+        let shared = paths.pointer(&format!("/{}/parameters", path.replace('~', "~0").replace('/', "~1")));
+        let shared = shared.and_then(Value::as_array).cloned().unwrap_or_default();
+        own.iter().chain(&shared).filter_map(|p| resolved(&doc, p).get("name")?.as_str().map(str::to_owned)).collect()
+    };
+    // The schema at `pointer` inside `schema`, through $refs and allOf.
+    fn field<'a>(doc: &'a Value, schema: &'a Value, pointer: &[&str]) -> Option<&'a Value> {
+        let schema = resolved(doc, schema);
+        let Some((first, rest)) = pointer.split_first() else { return Some(schema) };
+        if let Ok(_index) = first.parse::<usize>() {
+            return field(doc, schema.get("items")?, rest);
+        }
+        if let Some(property) = schema.pointer(&format!("/properties/{first}")) {
+            return field(doc, property, rest);
+        }
+        schema.get("allOf")?.as_array()?.iter().find_map(|part| field(doc, part, pointer))
+    }
+
+    let mut problems = Vec::new();
+    let mut links = 0;
+    for ((method, path), operation) in &all {
+        let responses = operation.get("responses").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (status, response) in responses {
+            let response = resolved(&doc, &response);
+            let Some(found) = response.get("links").and_then(Value::as_object) else { continue };
+            for (name, link) in found {
+                links += 1;
+                let at = format!("{method} {path} {status} link {name}");
+                let target = link.get("operationId").and_then(Value::as_str).unwrap_or_default();
+                let Some((target_path, target_operation)) = by_id.get(target) else {
+                    problems.push(format!("{at}: no operation {target:?}"));
+                    continue;
+                };
+                let takes = parameter_names(target_path, target_operation);
+                let parameters = link.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default();
+                if parameters.is_empty() {
+                    problems.push(format!("{at}: no parameters"));
+                }
+                for (parameter, expression) in parameters {
+                    if !takes.contains(&parameter) {
+                        problems.push(format!("{at}: {target} takes no parameter {parameter}"));
+                    }
+                    let expression = expression.as_str().unwrap_or_default();
+                    let Some(pointer) = expression.strip_prefix("$response.body#/") else {
+                        problems.push(format!("{at}: {parameter} = {expression:?} is not a $response.body pointer"));
+                        continue;
+                    };
+                    let schema = response.pointer("/content/application~1json/schema").unwrap_or(&Value::Null);
+                    if field(&doc, schema, &pointer.split('/').collect::<Vec<_>>()).is_none() {
+                        problems.push(format!("{at}: the answer's schema has no field {pointer}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(links >= 10, "only {links} links in the document");
+    assert!(problems.is_empty(), "links:\n  {}", problems.join("\n  "));
+}
+
+/// Every object an answer holds lists its fields and admits no other (`additionalProperties:
+/// false`, or `unevaluatedProperties: false` where the object is composed with `allOf` or a
+/// `$ref`): a field the server sends that the document does not describe fails the conformance
+/// run's schema check instead of passing unseen. Only the free-form maps (tags, data, apn, fcm)
+/// admit any key. Request bodies stay open (unknown request fields are ignored).
+#[test]
+fn every_object_an_answer_holds_admits_only_the_fields_the_document_describes() {
+    /// What is open in `schema` (reached at `at`); `closed` when an enclosing schema has
+    /// `unevaluatedProperties: false` over this one.
+    fn open_objects(doc: &Value, schema: &Value, at: &str, closed: bool, seen: &mut BTreeSet<String>) -> Vec<String> {
+        let closes = closed || schema.get("unevaluatedProperties") == Some(&Value::Bool(false));
+        let mut found = Vec::new();
+        if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
+            // A schema is checked once per way of reaching it (closed or not).
+            if seen.insert(format!("{target} {closes}")) {
+                found.extend(open_objects(doc, resolved(doc, schema), target, closes, seen));
+            }
+        }
+        if schema.get("properties").is_some()
+            && !closes
+            && schema.get("additionalProperties") != Some(&Value::Bool(false))
+        {
+            found.push(at.to_owned());
+        }
+        for (name, property) in schema.get("properties").and_then(Value::as_object).into_iter().flatten() {
+            found.extend(open_objects(doc, property, &format!("{at}.{name}"), false, seen));
+        }
+        if let Some(items) = schema.get("items") {
+            found.extend(open_objects(doc, items, &format!("{at}[]"), false, seen));
+        }
+        for (key, passes) in [("allOf", closes), ("oneOf", false), ("anyOf", false)] {
+            for (i, part) in schema.get(key).and_then(Value::as_array).into_iter().flatten().enumerate() {
+                found.extend(open_objects(doc, part, &format!("{at}/{key}/{i}"), passes, seen));
+            }
+        }
+        found
+    }
+
+    let doc = document();
+    let mut open = BTreeSet::new();
+    let mut answers = 0;
+    for ((method, path), operation) in operations(&doc) {
+        for (status, response) in operation.get("responses").and_then(Value::as_object).into_iter().flatten() {
+            let Some(schema) = resolved(&doc, response).pointer("/content/application~1json/schema") else { continue };
+            answers += 1;
+            let at = format!("{method} {path} {status}");
+            open.extend(open_objects(&doc, schema, &at, false, &mut BTreeSet::new()));
+        }
+    }
+    let event = doc.pointer("/components/schemas/OperationEvent").cloned().unwrap_or(Value::Null);
+    open.extend(open_objects(&doc, &event, "OperationEvent (webhook)", false, &mut BTreeSet::new()));
+    assert!(answers > 100, "only {answers} answers with a JSON body");
+    assert!(
+        open.is_empty(),
+        "objects of answers that admit undocumented fields:\n  {}",
+        open.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+}

@@ -104,23 +104,14 @@ macro_rules! ulid_id {
             /// The pattern from the API contract.
             pub const PATTERN: &'static str = $pattern;
 
-            /// Parses the wire form (`prefix` + 26-char lowercase ULID).
+            /// Parses the wire form (`prefix` + 26-char lowercase ULID): exactly the strings
+            /// [`Self::PATTERN`] matches.
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
                 let body = s.strip_prefix($prefix).ok_or(InvalidId { pattern: $pattern })?;
                 if !is_lower_ulid(body) {
                     return Err(InvalidId { pattern: $pattern });
                 }
                 Ulid::from_string(body).map(Self).map_err(|_| InvalidId { pattern: $pattern })
-            }
-
-            /// Does `s` match the published pattern? Such an id may still not be a ULID pushgate
-            /// issued (the pattern allows up to 35 chars): it is then simply not found.
-            pub fn is_well_formed(s: &str) -> bool {
-                s.strip_prefix($prefix).is_some_and(|body| {
-                    (26..=35).contains(&body.len())
-                        && body.starts_with(|c: char| ('0'..='7').contains(&c))
-                        && is_lower_base32_chars(body)
-                })
             }
 
             /// Wraps a ULID (from an `IdGenerator`).
@@ -174,13 +165,13 @@ ulid_id!(
     /// A PushNotification (`comms_pushnotification_…`).
     NotificationId,
     "comms_pushnotification_",
-    "^comms_pushnotification_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
+    "^comms_pushnotification_[0-7][a-hjkmnpqrstv-z0-9]{25}$"
 );
 ulid_id!(
     /// An Operation: everything one send request created (`comms_operation_…`).
     OperationId,
     "comms_operation_",
-    "^comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
+    "^comms_operation_[0-7][a-hjkmnpqrstv-z0-9]{25}$"
 );
 base32_id!(
     /// A provider Credential (`comms_credential_…`).
@@ -198,7 +189,7 @@ ulid_id!(
     /// A push User (`comms_pushnotificationuser_…`).
     UserId,
     "comms_pushnotificationuser_",
-    "^comms_pushnotificationuser_[0-7][a-hjkmnpqrstv-z0-9]{25,34}$"
+    "^comms_pushnotificationuser_[0-7][a-hjkmnpqrstv-z0-9]{25}$"
 );
 
 impl NotificationId {
@@ -344,14 +335,6 @@ mod tests {
         ] {
             assert!(NotificationId::parse(&bad).is_err(), "{bad} should be rejected");
         }
-    }
-
-    #[test]
-    fn a_well_formed_id_that_is_longer_than_a_ulid_is_recognised_but_not_parsed() {
-        let long = "comms_operation_01h9krwprkeee8fzqspvwy6nq8abc";
-        assert!(OperationId::parse(long).is_err());
-        assert!(OperationId::is_well_formed(long));
-        assert!(!OperationId::is_well_formed("comms_operation_91h9krwprkeee8fzqspvwy6nq8"));
     }
 
     #[test]
