@@ -282,40 +282,31 @@ fn read_secrets<const PORTS: u8>(mut config: CloudConfig, sdk: &SdkConfig) -> Se
             && config.page_token_key.is_none()
             && let Some(arn) = &config.page_token_secret_arn
         {
-            let key = read_secret(sdk, "PUSHGATE_PAGE_TOKEN_SECRET_ARN", arn).await?;
-            if key.len() < PAGE_TOKEN_KEY_MIN {
-                return Err(ConfigError::new(
-                    "PUSHGATE_PAGE_TOKEN_SECRET_ARN",
-                    "names a secret of fewer than 32 characters",
-                ));
-            }
-            config.page_token_key = Some(key);
+            config.page_token_key =
+                Some(read_secret(sdk, "PUSHGATE_PAGE_TOKEN_SECRET_ARN", arn, PAGE_TOKEN_KEY_MIN).await?);
         }
         if PORTS & ports::PROVIDERS != 0
             && let Some(webhook) = &mut config.webhook
             && webhook.secret.is_none()
             && let Some(arn) = &webhook.secret_arn
         {
-            let key = read_secret(sdk, "PUSHGATE_WEBHOOK_SECRET_ARN", arn).await?;
-            if key.len() < WEBHOOK_SECRET_MIN {
-                return Err(ConfigError::new(
-                    "PUSHGATE_WEBHOOK_SECRET_ARN",
-                    "names a secret of fewer than 16 characters",
-                ));
-            }
-            webhook.secret = Some(key);
+            webhook.secret = Some(read_secret(sdk, "PUSHGATE_WEBHOOK_SECRET_ARN", arn, WEBHOOK_SECRET_MIN).await?);
         }
         Ok(config)
     })
 }
 
-/// The secret `arn` names, read for `var` (which the error names).
-async fn read_secret(sdk: &SdkConfig, var: &'static str, arn: &str) -> Result<String, ConfigError> {
+/// The secret `arn` names, read for `var` (which the errors name); at least `min` characters.
+async fn read_secret(sdk: &SdkConfig, var: &'static str, arn: &str, min: usize) -> Result<String, ConfigError> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
-    pushgate_aws::secrets::read_secret_string(&client, arn)
+    let secret = pushgate_aws::secrets::read_secret_string(&client, arn)
         .await
         .map(|s| s.trim().to_owned())
-        .map_err(|e| ConfigError::new(var, format!("cannot be read: {e}")))
+        .map_err(|e| ConfigError::new(var, format!("cannot be read: {e}")))?;
+    if secret.len() < min {
+        return Err(ConfigError::new(var, format!("names a secret of fewer than {min} characters")));
+    }
+    Ok(secret)
 }
 
 fn parse_sha256(hex: &str) -> Option<[u8; 32]> {

@@ -63,3 +63,13 @@ async fn a_function_that_does_not_page_never_reads_the_page_token_secret() {
     let resolved = config.resolved::<{ ports::SEND }>(&rig.sdk).await.expect("nothing read");
     assert_eq!(resolved.page_token_key, None);
 }
+
+#[tokio::test]
+async fn a_page_token_secret_shorter_than_32_characters_stops_the_function_naming_the_variable() {
+    let Some(rig) = AwsRig::new("shortkey", |_| {}).await else { return };
+    let mut config = rig.config.clone();
+    config.page_token_key = None;
+    config.page_token_secret_arn = Some(create_secret(&rig.sdk, "shortkey", "too-short").await);
+    let error = config.resolved::<{ ports::LISTS }>(&rig.sdk).await.expect_err("a short key");
+    assert_eq!(error.var, "PUSHGATE_PAGE_TOKEN_SECRET_ARN");
+}
